@@ -1,0 +1,155 @@
+# vscreen workflow: split -> prepare receptor / ligands -> dock -> rank.
+# Each rule is a thin call of the `vscreen` CLI (see `vscreen --help`), so every stage
+# also runs by hand. Outputs go to results/<run>/; chunks make a killed run resumable.
+
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from pipeline.config import ConfigError, validate_config
+
+
+configfile: "config/config.yaml"
+
+
+try:
+    CFG = validate_config(config)
+except ConfigError as err:
+    raise WorkflowError(f"invalid config: {err}") from None
+
+RUN = f"results/{CFG['run']}"
+LIB, REC, BOX = CFG["library"], CFG["receptor"], CFG["box"]
+LIG, DOCK = CFG["ligands"], CFG["docking"]
+
+
+wildcard_constraints:
+    chunk=r"chunk_\d+",
+
+
+def q(value) -> str:
+    """Shell-quote a value for a command line."""
+    import shlex
+
+    return shlex.quote(str(value))
+
+
+def chunks(wildcards) -> list[str]:
+    """Chunk names, known once the split checkpoint has run."""
+    folder = checkpoints.split_library.get().output.chunks
+    return sorted(p.stem for p in Path(folder).glob("chunk_*.parquet"))
+
+
+def per_chunk(pattern: str):
+    return lambda wildcards: [pattern.format(run=RUN, chunk=c) for c in chunks(wildcards)]
+
+
+def receptor_inputs() -> list[str]:
+    files = [REC["path"], BOX["reference_ligand"], BOX["vina_config"]]
+    return [f for f in files if f]
+
+
+def receptor_args() -> str:
+    args = [f"--receptor {q(REC['path'])}" if REC["path"] else f"--dockstring {q(REC['dockstring'])}",
+            f"--ph {REC['ph']}"]
+    if REC["keep_waters"]:
+        args.append("--keep-waters")
+    if REC["keep_heterogens"]:
+        args.append("--keep-heterogens " + " ".join(map(q, REC["keep_heterogens"])))
+    if BOX["center"]:
+        args.append("--center {} {} {} --size {} {} {}".format(*BOX["center"], *BOX["size"]))
+    elif BOX["reference_ligand"]:
+        args.append(f"--reference-ligand {q(BOX['reference_ligand'])} --padding {BOX['padding']}")
+    elif BOX["vina_config"]:
+        args.append(f"--vina-config {q(BOX['vina_config'])}")
+    return " ".join(args)
+
+
+rule all:
+    input:
+        f"{RUN}/ranking.csv",
+        f"{RUN}/failures.csv",
+
+
+checkpoint split_library:
+    input:
+        LIB["path"],
+    output:
+        chunks=directory(f"{RUN}/chunks"),
+        failures=f"{RUN}/failures/input.csv",
+    params:
+        args=(f"--chunk-size {LIB['chunk_size']} --format {LIB['format']} --id-column {q(LIB['id_column'])} "
+              f"--smiles-column {q(LIB['smiles_column'])}"
+              + (f" --id-property {q(LIB['id_property'])}" if LIB["id_property"] else "")),
+    log:
+        f"{RUN}/logs/split.log",
+    shell:
+        "vscreen split {input:q} --out-dir {output.chunks} --failures {output.failures} {params.args} 2>&1 | tee {log}"
+
+
+rule prepare_receptor:
+    input:
+        receptor_inputs(),
+    output:
+        pdb=f"{RUN}/receptor/receptor.pdb",
+        pdbqt=f"{RUN}/receptor/receptor.pdbqt",
+        box=f"{RUN}/receptor/box.json",
+        report=f"{RUN}/receptor/receptor.json",
+    params:
+        args=receptor_args(),
+    log:
+        f"{RUN}/logs/prepare_receptor.log",
+    shell:
+        "vscreen prepare-receptor {params.args} --out-dir {RUN}/receptor 2>&1 | tee {log}"
+
+
+rule prepare_ligands:
+    input:
+        f"{RUN}/chunks/{{chunk}}.parquet",
+    output:
+        sdf=f"{RUN}/ligands/{{chunk}}.sdf",
+        table=f"{RUN}/ligands/{{chunk}}.parquet",
+        failures=f"{RUN}/ligands/{{chunk}}.failures.csv",
+    params:
+        args=(f"--ph {LIG['ph']} --seed {CFG['seed']} --max-heavy-atoms {LIG['max_heavy_atoms']} "
+              f"--min-heavy-atoms {LIG['min_heavy_atoms']} --embed-attempts {LIG['embed_attempts']}"),
+    log:
+        f"{RUN}/logs/prepare_ligands/{{chunk}}.log",
+    shell:
+        "vscreen prepare-ligands {input} --out-dir {RUN}/ligands {params.args} 2>&1 | tee {log}"
+
+
+rule dock:
+    input:
+        ligands=f"{RUN}/ligands/{{chunk}}.parquet",
+        pdbqt=rules.prepare_receptor.output.pdbqt,
+        box=rules.prepare_receptor.output.box,
+    output:
+        sdf=f"{RUN}/docked/{{chunk}}.sdf",
+        table=f"{RUN}/docked/{{chunk}}.parquet",
+        failures=f"{RUN}/docked/{{chunk}}.failures.csv",
+    threads: DOCK["threads"]
+    resources:
+        mem_mb=2000,
+    params:
+        args=(f"--exhaustiveness {DOCK['exhaustiveness']} --n-poses {DOCK['n_poses']} "
+              f"--energy-range {DOCK['energy_range']} --seed {CFG['seed']} --scoring {DOCK['scoring']}"),
+    log:
+        f"{RUN}/logs/dock/{{chunk}}.log",
+    shell:
+        "vscreen dock {input.ligands} --receptor-dir {RUN}/receptor --out-dir {RUN}/docked "
+        "{params.args} --threads {threads} 2>&1 | tee {log}"
+
+
+rule rank:
+    input:
+        inputs=f"{RUN}/failures/input.csv",
+        ligands=per_chunk("{run}/ligands/{chunk}.failures.csv"),
+        docked=per_chunk("{run}/docked/{chunk}.parquet"),
+        dock_failures=per_chunk("{run}/docked/{chunk}.failures.csv"),
+    output:
+        ranking=f"{RUN}/ranking.csv",
+        failures=f"{RUN}/failures.csv",
+    log:
+        f"{RUN}/logs/rank.log",
+    shell:
+        "vscreen rank --run-dir {RUN} 2>&1 | tee {log}"

@@ -1,0 +1,205 @@
+"""The ``vscreen`` command: one subcommand per pipeline stage.
+
+The Snakefile calls these subcommands; each also runs by hand, e.g.::
+
+    vscreen split library.smi --out-dir results/mine/chunks --failures results/mine/failures/input.csv
+    vscreen prepare-receptor --receptor protein.pdb --reference-ligand ligand.sdf --out-dir results/mine/receptor
+    vscreen prepare-ligands results/mine/chunks/chunk_00000.parquet --out-dir results/mine/ligands
+    vscreen dock results/mine/ligands/chunk_00000.parquet --receptor-dir results/mine/receptor --out-dir results/mine/docked
+    vscreen rank --run-dir results/mine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("vscreen")
+
+
+def _chunk_outputs(chunk: str, out_dir: str) -> tuple[Path, Path, Path, Path]:
+    stem = Path(chunk).name.split(".")[0]
+    out = Path(out_dir)
+    return out / f"{stem}.sdf", out / f"{stem}.parquet", out / f"{stem}.failures.csv", out
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    cfg = load_config(args.config)
+    print(json.dumps(cfg, indent=1) if args.show else f"{args.config}: valid (run '{cfg['run']}')")
+    return 0
+
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from .library import split_library
+
+    summary = split_library(args.library, args.out_dir, args.failures, args.chunk_size, args.format,
+                            args.id_column, args.smiles_column, args.id_property)
+    log.info("split %s: %d rows, %d accepted, %d rejected, %d chunks", args.library, summary.rows,
+             summary.accepted, summary.failed, summary.chunks)
+    return 0
+
+
+def cmd_prepare_receptor(args: argparse.Namespace) -> int:
+    from .box import box_from_config, check_box_on_receptor, read_pdb_coordinates
+    from .io import write_text_atomic
+    from .receptor import prepare_receptor, resolve_receptor_source
+
+    spec = args.receptor or args.dockstring
+    source = resolve_receptor_source(spec)
+    box = box_from_config(dict(center=args.center, size=args.size, reference_ligand=args.reference_ligand,
+                               padding=args.padding, vina_config=args.vina_config), args.dockstring)
+    out = Path(args.out_dir)
+    report = prepare_receptor(source, out / "receptor.pdb", out / "receptor.pdbqt", ph=args.ph,
+                              keep_waters=args.keep_waters, keep_heterogens=args.keep_heterogens)
+    inside = check_box_on_receptor(box, read_pdb_coordinates(out / "receptor.pdb"))
+    box.to_json(out / "box.json")
+    write_text_atomic(out / "receptor.json", json.dumps(dict(report.to_dict(), box_atoms=inside), indent=1))
+    log.info("receptor %s: %d residues, %d atoms; box %s holds %d atoms", spec, report.n_residues, report.n_atoms,
+             box, inside)
+    return 0
+
+
+def cmd_prepare_ligands(args: argparse.Namespace) -> int:
+    from .ligands import LigandSettings, prepare_chunk
+
+    sdf, table, failures, _ = _chunk_outputs(args.chunk, args.out_dir)
+    settings = LigandSettings(ph=args.ph, seed=args.seed, max_heavy_atoms=args.max_heavy_atoms,
+                              min_heavy_atoms=args.min_heavy_atoms, embed_attempts=args.embed_attempts)
+    done, failed = prepare_chunk(args.chunk, sdf, table, failures, settings)
+    log.info("prepared %s: %d ok, %d failed", args.chunk, done, failed)
+    return 0
+
+
+def cmd_dock(args: argparse.Namespace) -> int:
+    from .box import Box
+    from .docking import DockingSettings, dock_chunk
+
+    sdf, table, failures, _ = _chunk_outputs(args.ligands, args.out_dir)
+    rec = Path(args.receptor_dir)
+    settings = DockingSettings(exhaustiveness=args.exhaustiveness, n_poses=args.n_poses, energy_range=args.energy_range,
+                               seed=args.seed, threads=args.threads, scoring=args.scoring)
+    done, failed = dock_chunk(args.ligands, rec / "receptor.pdbqt", Box.from_json(rec / "box.json"), settings,
+                              sdf, table, failures)
+    log.info("docked %s: %d ok, %d failed", args.ligands, done, failed)
+    return 0
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    from .library import list_chunks
+    from .ranking import build_ranking, write_table_csv
+
+    run = Path(args.run_dir)
+    chunks = list_chunks(run / "chunks")
+    ranking, failures = build_ranking(
+        [run / "chunks" / f"{c}.parquet" for c in chunks],
+        [run / "ligands" / f"{c}.parquet" for c in chunks],
+        [run / "docked" / f"{c}.parquet" for c in chunks],
+        [run / "failures" / "input.csv"]
+        + [run / stage / f"{c}.failures.csv" for stage in ("ligands", "docked") for c in chunks])
+    write_table_csv(ranking, run / "ranking.csv")
+    write_table_csv(failures, run / "failures.csv")
+    log.info("ranked %d compounds, %d failures -> %s", len(ranking), len(failures), run / "ranking.csv")
+    return 0
+
+
+def _add_box_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("docking box (one of)")
+    g.add_argument("--center", type=float, nargs=3, metavar=("X", "Y", "Z"), help="box center, Å")
+    g.add_argument("--size", type=float, nargs=3, metavar=("SX", "SY", "SZ"), help="box edge lengths, Å")
+    g.add_argument("--reference-ligand", help="ligand file (.sdf/.mol2/.pdb); the box encloses it plus --padding")
+    g.add_argument("--padding", type=float, default=8.0, help="Å around the reference ligand (default 8)")
+    g.add_argument("--vina-config", help="file with center_x/size_x lines")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``vscreen`` with all subcommands."""
+    parser = argparse.ArgumentParser(prog="vscreen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func, help: str, example: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=f"{help}\n\nexample:\n  {example}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("check-config", cmd_check_config, "validate a run config and print it with defaults filled in",
+            "vscreen check-config config/config.yaml --show")
+    p.add_argument("config")
+    p.add_argument("--show", action="store_true", help="print the full config")
+
+    p = add("split", cmd_split, "read a library (.smi/.csv/.sdf[.gz]), sanitize ids, write Parquet chunks",
+            "vscreen split library.smi --out-dir results/mine/chunks --failures results/mine/failures/input.csv")
+    p.add_argument("library")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--failures", required=True, help="CSV for rejected rows")
+    p.add_argument("--chunk-size", type=int, default=25)
+    p.add_argument("--format", default="auto", choices=["auto", "smi", "csv", "sdf"])
+    p.add_argument("--id-column", default="id")
+    p.add_argument("--smiles-column", default="smiles")
+    p.add_argument("--id-property", default=None)
+
+    p = add("prepare-receptor", cmd_prepare_receptor,
+            "repair and protonate a receptor (PDBFixer), write receptor.pdb, receptor.pdbqt and box.json",
+            "vscreen prepare-receptor --receptor 1iep_receptorH.pdb --vina-config 1iep_box.txt --out-dir results/mine/receptor")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--receptor", help=".pdb or .pdbqt file")
+    src.add_argument("--dockstring", help="name of a dockstring target, e.g. ACHE")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--ph", type=float, default=7.4)
+    p.add_argument("--keep-waters", action="store_true")
+    p.add_argument("--keep-heterogens", nargs="*", default=[], metavar="RESNAME")
+    _add_box_args(p)
+
+    p = add("prepare-ligands", cmd_prepare_ligands,
+            "standardize, protonate, embed in 3D and type for Vina one chunk of compounds",
+            "vscreen prepare-ligands results/mine/chunks/chunk_00000.parquet --out-dir results/mine/ligands")
+    p.add_argument("chunk", help="chunk Parquet written by 'vscreen split'")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--ph", type=float, default=7.4)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--max-heavy-atoms", type=int, default=80)
+    p.add_argument("--min-heavy-atoms", type=int, default=4)
+    p.add_argument("--embed-attempts", type=int, default=3)
+
+    p = add("dock", cmd_dock, "dock one prepared chunk with AutoDock Vina (maps computed once per chunk)",
+            "vscreen dock results/mine/ligands/chunk_00000.parquet --receptor-dir results/mine/receptor --out-dir results/mine/docked")
+    p.add_argument("ligands", help="ligand table Parquet written by 'vscreen prepare-ligands'")
+    p.add_argument("--receptor-dir", required=True, help="folder with receptor.pdbqt and box.json")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--exhaustiveness", type=int, default=8)
+    p.add_argument("--n-poses", type=int, default=9)
+    p.add_argument("--energy-range", type=float, default=3.0)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--scoring", default="vina", choices=["vina", "vinardo"])
+
+    p = add("rank", cmd_rank, "collate a run into ranking.csv and failures.csv", "vscreen rank --run-dir results/mine")
+    p.add_argument("--run-dir", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``vscreen`` console script; returns the exit code.
+
+    Known user errors (bad config, missing file, bad box) print one line and exit 2.
+    """
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .errors import USER_ERRORS
+
+    try:
+        return args.func(args)
+    except USER_ERRORS as exc:
+        print(f"vscreen {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

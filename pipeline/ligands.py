@@ -1,0 +1,184 @@
+"""Ligand preparation: standardize, protonate at a pH, embed in 3D, write PDBQT.
+
+For each compound of a chunk: parse the SMILES, keep the largest organic fragment
+(salts and solvents dropped), neutralize, protonate at the configured pH
+(dimorphite-dl), add hydrogens, embed one conformer with ETKDGv3 seeded from the
+run seed and the compound id (so a compound gets the same start whatever chunk it
+lands in), relax it with MMFF94, and type it for Vina with meeko. Compounds that
+fail any step become failure rows (stage ``prepare``) with the reason.
+
+Outputs per chunk: an SDF of the prepared 3D molecules (hydrogens included) and a
+Parquet table with columns ``id, smiles, prepared_smiles, heavy_atoms,
+formal_charge, rotatable_bonds, pdbqt``.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from rdkit import Chem, RDLogger
+from rdkit.Chem import AllChem, Descriptors, rdMolDescriptors
+from rdkit.Chem.MolStandardize import rdMolStandardize
+
+from .io import atomic_path, write_failures, write_parquet_atomic
+from .progress import progress
+
+log = logging.getLogger(__name__)
+RDLogger.DisableLog("rdApp.*")
+
+#: Elements AutoDock Vina's scoring function can type in a ligand.
+VINA_ELEMENTS = frozenset({"H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I"})
+LIGAND_COLUMNS = ["id", "smiles", "prepared_smiles", "heavy_atoms", "formal_charge", "rotatable_bonds", "pdbqt"]
+
+
+class PreparationError(ValueError):
+    """One compound cannot be prepared; the message is the reason written to failures.csv."""
+
+
+@dataclass(frozen=True)
+class LigandSettings:
+    """Settings of ligand preparation (config section ``ligands`` plus the run seed)."""
+
+    ph: float = 7.4
+    seed: int = 42
+    max_heavy_atoms: int = 80
+    min_heavy_atoms: int = 4
+    embed_attempts: int = 3
+
+
+def parse_smiles(smiles: str) -> Chem.Mol:
+    """Parse a SMILES string; raise :class:`PreparationError` naming the problem."""
+    if not smiles or not smiles.strip():
+        raise PreparationError("empty SMILES")
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise PreparationError(f"invalid SMILES '{smiles}' (RDKit cannot parse it)")
+    return mol
+
+
+def standardize(mol: Chem.Mol) -> Chem.Mol:
+    """Largest organic fragment, normalized functional groups, neutralized charges."""
+    mol = rdMolStandardize.Cleanup(mol)
+    mol = rdMolStandardize.LargestFragmentChooser(preferOrganic=True).choose(mol)
+    mol = rdMolStandardize.Uncharger().uncharge(mol)
+    Chem.SanitizeMol(mol)
+    return mol
+
+
+def check_composition(mol: Chem.Mol, settings: LigandSettings) -> None:
+    """Reject elements Vina cannot score and molecules outside the heavy-atom range."""
+    elements = sorted({atom.GetSymbol() for atom in mol.GetAtoms()} - VINA_ELEMENTS)
+    if elements:
+        raise PreparationError(
+            f"contains {', '.join(elements)}: metal and other unusual elements are not supported by Vina's scoring function")
+    heavy = mol.GetNumHeavyAtoms()
+    if heavy > settings.max_heavy_atoms:
+        raise PreparationError(f"too large: {heavy} heavy atoms (limit ligands.max_heavy_atoms = {settings.max_heavy_atoms})")
+    if heavy < settings.min_heavy_atoms:
+        raise PreparationError(f"too small: {heavy} heavy atoms (limit ligands.min_heavy_atoms = {settings.min_heavy_atoms})")
+
+
+def protonate(mol: Chem.Mol, ph: float) -> Chem.Mol:
+    """Most likely protonation state at ``ph`` (dimorphite-dl, one variant)."""
+    from dimorphite_dl import protonate_smiles
+
+    smiles = Chem.MolToSmiles(mol)
+    variants = protonate_smiles(smiles, ph_min=ph, ph_max=ph, precision=0.0, max_variants=1)
+    if not variants:
+        return mol
+    protonated = Chem.MolFromSmiles(variants[0])
+    return protonated if protonated is not None else mol
+
+
+def compound_seed(compound_id: str, seed: int) -> int:
+    """A per-compound seed derived from the run seed and the id (stable across chunkings)."""
+    return (zlib.crc32(compound_id.encode()) ^ seed) & 0x7FFFFFFF
+
+
+def embed(mol: Chem.Mol, seed: int, attempts: int = 3) -> Chem.Mol:
+    """Add hydrogens and embed one 3D conformer (ETKDGv3), then relax it with MMFF94.
+
+    Retries with random starting coordinates; raises :class:`PreparationError` if all fail.
+    """
+    mol = Chem.AddHs(mol)
+    for attempt in range(attempts):
+        params = AllChem.ETKDGv3()
+        params.randomSeed = seed + attempt
+        params.useRandomCoords = attempt > 0
+        params.maxIterations = 200 if attempt == 0 else 1000
+        if AllChem.EmbedMolecule(mol, params) == 0:
+            break
+    else:
+        raise PreparationError(f"3D embedding failed after {attempts} attempts (strained or impossible geometry)")
+    if AllChem.MMFFHasAllMoleculeParams(mol):
+        AllChem.MMFFOptimizeMolecule(mol, maxIters=500)
+    else:
+        AllChem.UFFOptimizeMolecule(mol, maxIters=500)
+    return mol
+
+
+def to_pdbqt(mol: Chem.Mol) -> str:
+    """Vina PDBQT of a 3D molecule with hydrogens (meeko); raises :class:`PreparationError`."""
+    from meeko import MoleculePreparation, PDBQTWriterLegacy
+
+    try:
+        setups = MoleculePreparation().prepare(mol)
+        pdbqt, ok, error = PDBQTWriterLegacy.write_string(setups[0])
+    except Exception as exc:  # meeko raises plain exceptions for untypable atoms
+        raise PreparationError(f"meeko cannot type this molecule for Vina: {exc}") from exc
+    if not ok:
+        raise PreparationError(f"meeko cannot write PDBQT: {error.strip()}")
+    return pdbqt
+
+
+def prepare_ligand(compound_id: str, smiles: str, settings: LigandSettings) -> tuple[Chem.Mol, dict]:
+    """Prepare one compound; return its 3D molecule and its table row.
+
+    Raises :class:`PreparationError` with a readable reason when any step fails.
+    """
+    mol = standardize(parse_smiles(smiles))
+    check_composition(mol, settings)
+    mol = protonate(mol, settings.ph)
+    mol3d = embed(mol, compound_seed(compound_id, settings.seed), settings.embed_attempts)
+    pdbqt = to_pdbqt(mol3d)
+    mol3d.SetProp("_Name", compound_id)
+    row = dict(id=compound_id, smiles=smiles, prepared_smiles=Chem.MolToSmiles(mol),
+               heavy_atoms=mol.GetNumHeavyAtoms(), formal_charge=Chem.GetFormalCharge(mol),
+               rotatable_bonds=rdMolDescriptors.CalcNumRotatableBonds(mol), pdbqt=pdbqt)
+    return mol3d, row
+
+
+def prepare_chunk(chunk: str | Path, out_sdf: str | Path, out_table: str | Path, failures: str | Path,
+                  settings: LigandSettings) -> tuple[int, int]:
+    """Prepare every compound of one input chunk (Parquet with ``id, smiles``).
+
+    Writes the SDF, the ligand table and the failures CSV atomically; returns
+    ``(prepared, failed)`` counts. A compound that fails never stops the chunk.
+    """
+    compounds = pd.read_parquet(chunk)
+    rows, failed = [], []
+    with atomic_path(out_sdf) as tmp_sdf:
+        writer = Chem.SDWriter(str(tmp_sdf))
+        for cid, smiles in progress(zip(compounds["id"], compounds["smiles"]), total=len(compounds),
+                                    desc=f"prepare {Path(chunk).stem}", unit="cpd"):
+            try:
+                mol3d, row = prepare_ligand(cid, smiles, settings)
+            except PreparationError as exc:
+                failed.append(dict(id=cid, stage="prepare", reason=str(exc)))
+                continue
+            except Exception as exc:  # an RDKit/meeko bug on one molecule must not stop the run
+                log.exception("unexpected error preparing %s", cid)
+                failed.append(dict(id=cid, stage="prepare", reason=f"unexpected error: {type(exc).__name__}: {exc}"))
+                continue
+            for key in ("smiles", "prepared_smiles"):
+                mol3d.SetProp(key, row[key])
+            writer.write(mol3d)
+            rows.append(row)
+        writer.close()
+    write_parquet_atomic(pd.DataFrame(rows, columns=LIGAND_COLUMNS), out_table)
+    write_failures(failed, failures)
+    return len(rows), len(failed)

@@ -1,0 +1,61 @@
+"""Config validation: defaults, unknown keys and wrong types are named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from pipeline.config import ConfigError, load_config, validate_config
+
+MINIMAL = {"run": "t", "library": {"path": "x.smi"}, "receptor": {"dockstring": "ACHE"}, "box": {}}
+
+
+def test_shipped_config_is_valid(repo):
+    cfg = load_config(repo / "config" / "config.yaml")
+    assert cfg["run"] == "demo"
+    assert cfg["docking"]["exhaustiveness"] >= 1
+
+
+def test_defaults_are_filled():
+    cfg = validate_config(MINIMAL)
+    assert cfg["docking"]["n_poses"] == 9 and cfg["ligands"]["ph"] == 7.4 and cfg["seed"] == 42
+
+
+@pytest.mark.parametrize("patch, key", [
+    ({"docking": {"exhaustivness": 8}}, "docking.exhaustivness"),
+    ({"colour": "red"}, "colour"),
+    ({"docking": {"exhaustiveness": "lots"}}, "docking.exhaustiveness"),
+    ({"library": {"path": "x.smi", "chunk_size": 0}}, "library.chunk_size"),
+    ({"library": {"path": "x.smi", "format": "mol9"}}, "library.format"),
+    ({"run": "../escape"}, "run"),
+])
+def test_bad_config_names_the_key(patch, key):
+    with pytest.raises(ConfigError) as info:
+        validate_config({**MINIMAL, **patch})
+    assert f"'{key}'" in str(info.value)
+
+
+def test_receptor_and_box_choices():
+    with pytest.raises(ConfigError, match="receptor.path"):
+        validate_config({**MINIMAL, "receptor": {}})
+    with pytest.raises(ConfigError, match="box"):
+        validate_config({**MINIMAL, "receptor": {"path": "r.pdb"}})
+    with pytest.raises(ConfigError, match="box.size"):
+        validate_config({**MINIMAL, "box": {"center": [0, 0, 0]}})
+
+
+def test_snakemake_stops_before_any_work(repo, tmp_path):
+    """An unknown key stops `snakemake` at parse time, naming the key, with nothing written."""
+    bad = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    bad["run"] = "badcfg"
+    bad["docking"]["exhaustivness"] = 8
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(bad))
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", str(cfg),
+                             "--directory", str(repo), "-n"], capture_output=True, text=True, cwd=repo)
+    assert result.returncode != 0
+    assert "docking.exhaustivness" in result.stdout + result.stderr
+    assert not (repo / "results" / "badcfg").exists()
