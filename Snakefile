@@ -9,7 +9,11 @@ from snakemake.exceptions import WorkflowError
 from pipeline.config import ConfigError, validate_config
 
 
-configfile: "config/config.yaml"
+# The shipped demo config is the default; a --configfile replaces it (rather than being
+# merged into it, which would mix the demo's receptor and box into a user's screen).
+if not workflow.overwrite_configfiles:
+
+    configfile: Path(workflow.basedir) / "config" / "config.yaml"
 
 
 try:
@@ -143,6 +147,7 @@ rule dock:
 rule rank:
     input:
         inputs=f"{RUN}/failures/input.csv",
+        receptor=rules.prepare_receptor.output.report,
         ligands=per_chunk("{run}/ligands/{chunk}.failures.csv"),
         docked=per_chunk("{run}/docked/{chunk}.parquet"),
         dock_failures=per_chunk("{run}/docked/{chunk}.failures.csv"),

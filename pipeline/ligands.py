@@ -60,6 +60,19 @@ def parse_smiles(smiles: str) -> Chem.Mol:
     return mol
 
 
+def check_no_bonded_metals(mol: Chem.Mol) -> None:
+    """Reject metal complexes and organometallics before salts are stripped.
+
+    A free counter-ion (``[Na+]``) is a salt and is dropped by :func:`standardize`;
+    a metal bonded to the molecule is part of the chemistry, and docking what is left
+    after cutting it off would score a different compound.
+    """
+    bonded = sorted({a.GetSymbol() for a in mol.GetAtoms() if a.GetSymbol() not in VINA_ELEMENTS and a.GetDegree() > 0})
+    if bonded:
+        raise PreparationError(
+            f"contains {', '.join(bonded)} bonded to the molecule: metal complexes are not supported by Vina's scoring function")
+
+
 def standardize(mol: Chem.Mol) -> Chem.Mol:
     """Largest organic fragment, normalized functional groups, neutralized charges."""
     mol = rdMolStandardize.Cleanup(mol)
@@ -140,7 +153,9 @@ def prepare_ligand(compound_id: str, smiles: str, settings: LigandSettings) -> t
 
     Raises :class:`PreparationError` with a readable reason when any step fails.
     """
-    mol = standardize(parse_smiles(smiles))
+    mol = parse_smiles(smiles)
+    check_no_bonded_metals(mol)
+    mol = standardize(mol)
     check_composition(mol, settings)
     mol = protonate(mol, settings.ph)
     mol3d = embed(mol, compound_seed(compound_id, settings.seed), settings.embed_attempts)

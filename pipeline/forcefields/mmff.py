@@ -5,17 +5,15 @@ protein and MMFF94 for the ligand. This module writes the ligand's MMFF94
 energy -- exactly as RDKit computes it (``AllChem.MMFFGetMoleculeForceField``)
 -- as a handful of OpenMM forces, one per MMFF term:
 
-======================  ==============================  ==========================
-name (``Force.getName``)  OpenMM force                    MMFF term
-======================  ==============================  ==========================
-``MMFFBondStretch``     CustomBondForce                 quartic bond stretch
-``MMFFAngleBend``       CustomAngleForce                cubic angle bend (+ linear)
-``MMFFStretchBend``     CustomCompoundBondForce (3)     stretch-bend coupling
-``MMFFOutOfPlane``      CustomCompoundBondForce (4)     Wilson out-of-plane bend
-``MMFFTorsion``         PeriodicTorsionForce            3-term Fourier torsion
-``MMFFVdW``             CustomBondForce (pair list)     buffered 14-7 vdW
-``MMFFElectrostatics``  CustomBondForce (pair list)     buffered Coulomb
-======================  ==============================  ==========================
+- ``MMFFBondStretch`` (CustomBondForce): quartic bond stretch;
+- ``MMFFAngleBend`` (CustomAngleForce): cubic angle bend, linear form at sp centres;
+- ``MMFFStretchBend`` (CustomCompoundBondForce, 3 particles): stretch-bend coupling;
+- ``MMFFOutOfPlane`` (CustomCompoundBondForce, 4 particles): Wilson out-of-plane bend;
+- ``MMFFTorsion`` (PeriodicTorsionForce): three-term Fourier torsion;
+- ``MMFFVdW`` (CustomBondForce over a pair list): buffered 14-7 van der Waals;
+- ``MMFFElectrostatics`` (CustomBondForce over a pair list): buffered Coulomb.
+
+The names are ``Force.getName()`` values, listed in :data:`TERM_NAMES`.
 
 All parameters come from RDKit (``MMFFGetMoleculeProperties``); the terms are
 enumerated the way RDKit's ``Builder.cpp`` enumerates them, so energies and
@@ -28,6 +26,10 @@ the ligand atoms into its Amber ``NonbondedForce`` with :attr:`LigandForces.char
 and the Lennard-Jones parameters :attr:`LigandForces.lj_sigma_nm` /
 :attr:`LigandForces.lj_epsilon_kj`, and excludes every intra-ligand pair
 (:meth:`LigandForces.exclusion_pairs`) because those are handled here.
+
+None of the forces uses periodic boundary conditions: in a periodic complex
+the ligand's coordinates must stay whole (OpenMM never wraps positions during a
+simulation; only per-atom imaging done by the caller would break a ligand).
 
 Units: OpenMM works in nm and kJ/mol, MMFF in Angstrom, kcal/mol and degrees.
 Parameters are converted to OpenMM units once, when the forces are built
@@ -194,13 +196,10 @@ def _untypable_atoms(mol: Chem.Mol) -> list[str]:
     """Atoms whose element/charge has no MMFF94 atom type at all."""
     bad = []
     for atom in mol.GetAtoms():
-        z, q = atom.GetAtomicNum(), atom.GetFormalCharge()
-        if z in _MMFF_ELEMENTS and not (atom.GetDegree() == 0 and z in (9, 17, 35) and q != -1):
+        z, q, degree = atom.GetAtomicNum(), atom.GetFormalCharge(), atom.GetDegree()
+        if (degree == 0 and (z, q) in _MMFF_IONS) or (degree > 0 and z in _MMFF_ELEMENTS):
             continue
-        if atom.GetDegree() == 0 and (z, q) in _MMFF_IONS:
-            continue
-        bad.append(f"atom {atom.GetIdx()} ({atom.GetSymbol()}, formal charge {q:+d}, "
-                   f"degree {atom.GetDegree()})")
+        bad.append(f"atom {atom.GetIdx()} ({atom.GetSymbol()}, formal charge {q:+d}, degree {degree})")
     return bad
 
 
@@ -367,9 +366,6 @@ def stretch_bend(typed: _Typed) -> openmm.CustomCompoundBondForce:
     ``143.9325 * 4.184 * 10`` (dr in nm, dtheta in rad).
     """
     force = openmm.CustomCompoundBondForce(
-        3, "c*(kijk*(distance(p1,p2) - r1) + kkji*(distance(p2,p3) - r2))*(angle(p1,p2,p3) - theta0)")
-    force.addGlobalParameter("c", 0.0)  # placeholder, replaced below
-    force = openmm.CustomCompoundBondForce(
         3,
         "c*(kijk*(distance(p1,p2) - r1) + kkji*(distance(p2,p3) - r2))*(angle(p1,p2,p3) - theta0);"
         f" c = {MDYNE_A_TO_KCAL_MOL * KCAL_TO_KJ / ANGSTROM_TO_NM!r}")
@@ -443,7 +439,9 @@ def _torsion_quads(mol: Chem.Mol):
 
     Central bond j-k: neither atom terminal or in a triple bond (SMARTS
     ``[!$(*#*)&!D1]~[!$(*#*)&!D1]``), both sp2 or sp3 (RDKit hybridization);
-    i != l (no torsions across three-membered rings).
+    i != l (no torsions across three-membered rings). (RDKit finds the central
+    bonds with a substructure search capped at 1000 matches; ligands never
+    get near that, and no cap is applied here.)
     """
     for bond in mol.GetBonds():
         j_atom, k_atom = bond.GetBeginAtom(), bond.GetEndAtom()
