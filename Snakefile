@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-from pipeline.config import ConfigError, validate_config
+from pipeline.config import ConfigError, validate_config, write_resolved_config
 
 
 # The shipped demo config is the default; a --configfile replaces it (rather than being
@@ -22,12 +22,15 @@ except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
 RUN = f"results/{CFG['run']}"
+RESOLVED_CONFIG = f"{RUN}/config.yaml"
+write_resolved_config(CFG, RESOLVED_CONFIG)
 LIB, REC, BOX = CFG["library"], CFG["receptor"], CFG["box"]
 LIG, DOCK = CFG["ligands"], CFG["docking"]
 
 
 wildcard_constraints:
     chunk=r"chunk_\d+",
+    batch=r"batch_\d+",
 
 
 def q(value) -> str:
@@ -144,9 +147,100 @@ rule dock:
         "{params.args} --threads {threads} 2>&1 | tee {log}"
 
 
+rule featurize:
+    input:
+        docked=f"{RUN}/docked/{{chunk}}.sdf",
+        table=f"{RUN}/docked/{{chunk}}.parquet",
+        receptor=rules.prepare_receptor.output.pdb,
+    output:
+        table=f"{RUN}/features/{{chunk}}.parquet",
+        graphs=f"{RUN}/graphs/{{chunk}}.pt",
+        failures=f"{RUN}/features/{{chunk}}.failures.csv",
+    threads: CFG["dask"]["n_workers"] * CFG["dask"]["threads_per_worker"] if CFG["dask"]["scheduler"] == "local" else 1
+    params:
+        settings=str(sorted(CFG["featurize"].items())) + str(sorted(CFG["dask"].items())),
+    log:
+        f"{RUN}/logs/featurize/{{chunk}}.log",
+    shell:
+        "vscreen featurize {input.docked} --receptor {input.receptor} --out-dir {RUN} "
+        "--config {RESOLVED_CONFIG} 2>&1 | tee {log}"
+
+
+def docked_chunk_files(wildcards) -> list[str]:
+    return per_chunk("{run}/docked/{chunk}.parquet")(wildcards) + per_chunk("{run}/docked/{chunk}.sdf")(wildcards)
+
+
+checkpoint select_poses:
+    input:
+        docked_chunk_files,
+    output:
+        batches=directory(f"{RUN}/refine_batches"),
+    params:
+        settings=str([CFG["refine"][k] for k in ("enabled", "top_n", "top_fraction", "poses_per_compound", "batch_size")]),
+    log:
+        f"{RUN}/logs/select_poses.log",
+    shell:
+        "vscreen select --run-dir {RUN} --out-dir {output.batches} --config {RESOLVED_CONFIG} 2>&1 | tee {log}"
+
+
+def refine_batches(wildcards) -> list[str]:
+    folder = checkpoints.select_poses.get().output.batches
+    return sorted(p.stem for p in Path(folder).glob("batch_*.parquet"))
+
+
+def per_batch(pattern: str):
+    return lambda wildcards: [pattern.format(run=RUN, batch=b) for b in refine_batches(wildcards)]
+
+
+rule refine:
+    input:
+        batch=f"{RUN}/refine_batches/{{batch}}.parquet",
+        receptor=rules.prepare_receptor.output.pdb,
+        docked=docked_chunk_files,
+    output:
+        sdf=f"{RUN}/refined/{{batch}}.sdf",
+        table=f"{RUN}/refined/{{batch}}.parquet",
+        failures=f"{RUN}/refined/{{batch}}.failures.csv",
+    threads: CFG["refine"]["cpu_threads"] or 2
+    resources:
+        gpu=1,
+        mem_mb=4000,
+    params:
+        settings=str(sorted(CFG["refine"].items())) + str(CFG["seed"]),
+    log:
+        f"{RUN}/logs/refine/{{batch}}.log",
+    shell:
+        "vscreen refine {input.batch} --run-dir {RUN} --config {RESOLVED_CONFIG} 2>&1 | tee {log}"
+
+
+rule featurize_refined:
+    input:
+        sdf=f"{RUN}/refined/{{batch}}.sdf",
+        table=f"{RUN}/refined/{{batch}}.parquet",
+        receptor=rules.prepare_receptor.output.pdb,
+    output:
+        table=f"{RUN}/features/{{batch}}.parquet",
+        graphs=f"{RUN}/graphs/{{batch}}.pt",
+        failures=f"{RUN}/features/{{batch}}.failures.csv",
+    threads: CFG["dask"]["n_workers"] * CFG["dask"]["threads_per_worker"] if CFG["dask"]["scheduler"] == "local" else 1
+    params:
+        settings=str(sorted(CFG["featurize"].items())) + str(sorted(CFG["dask"].items())),
+    log:
+        f"{RUN}/logs/featurize/{{batch}}.log",
+    shell:
+        "vscreen featurize {input.sdf} --refined --receptor {input.receptor} --out-dir {RUN} "
+        "--config {RESOLVED_CONFIG} 2>&1 | tee {log}"
+
+
 rule rank:
     input:
         inputs=f"{RUN}/failures/input.csv",
+        refined=per_batch("{run}/refined/{batch}.parquet"),
+        refine_failures=per_batch("{run}/refined/{batch}.failures.csv"),
+        refined_features=per_batch("{run}/features/{batch}.parquet"),
+        refined_feature_failures=per_batch("{run}/features/{batch}.failures.csv"),
+        features=per_chunk("{run}/features/{chunk}.parquet"),
+        feature_failures=per_chunk("{run}/features/{chunk}.failures.csv"),
         receptor=rules.prepare_receptor.output.report,
         ligands=per_chunk("{run}/ligands/{chunk}.failures.csv"),
         docked=per_chunk("{run}/docked/{chunk}.parquet"),

@@ -89,20 +89,105 @@ def cmd_dock(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config_section(path: str | None, key: str) -> dict:
+    """One section of a run config (validated, defaults filled); defaults when no config is given."""
+    from .config import load_config, load_schema, fill_defaults
+
+    if path:
+        return load_config(path)[key]
+    return fill_defaults({}, load_schema())[key]
+
+
+def cmd_featurize(args: argparse.Namespace) -> int:
+    from .dask_cluster import DaskSettings, dask_client
+    from .featurize import FeaturizeSettings, featurize_docked_chunk, featurize_refined_batch
+
+    poses = Path(args.poses)
+    stem = poses.name.split(".")[0]
+    out = Path(args.out_dir)
+    settings = FeaturizeSettings.from_config(_config_section(args.config, "featurize"))
+    outputs = (out / "features" / f"{stem}.parquet", out / "graphs" / f"{stem}.pt", out / "features" / f"{stem}.failures.csv")
+    with dask_client(DaskSettings.from_config(_config_section(args.config, "dask"))) as client:
+        if args.refined:
+            summary = featurize_refined_batch(poses, poses.with_suffix(".parquet"), poses.parent / "frames",
+                                              args.receptor, *outputs, settings, client)
+        else:
+            summary = featurize_docked_chunk(poses, poses.with_suffix(".parquet"), args.receptor, *outputs, settings, client)
+    log.info("featurized %s: %s", args.poses, summary)
+    return 0
+
+
+SELECTION_KEYS = ("enabled", "top_n", "top_fraction", "poses_per_compound", "batch_size")
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .io import write_parquet_atomic
+    from .library import list_chunks
+    from .refine.selection import batch, select_poses
+
+    cfg = _config_section(args.config, "refine")
+    run = Path(args.run_dir)
+    tables = [run / "docked" / f"{c}.parquet" for c in list_chunks(run / "chunks")]
+    poses = pd.concat([pd.read_parquet(t) for t in tables], ignore_index=True)
+    selected = select_poses(poses, cfg["top_fraction"], cfg["top_n"], cfg["poses_per_compound"]) if cfg["enabled"] \
+        else poses.iloc[0:0][["id", "pose", "docking_score"]]
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for index, part in enumerate(batch(selected, cfg["batch_size"]) if len(selected) else []):
+        write_parquet_atomic(part, out / f"batch_{index:05d}.parquet")
+    log.info("selected %d poses of %d compounds for refinement", len(selected), selected["id"].nunique())
+    return 0
+
+
+def cmd_refine(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .library import list_chunks
+    from .refine.job import refine_batch
+    from .refine.protocol import RefineSettings
+    from .refine.selection import load_poses
+
+    cfg = _config_section(args.config, "refine")
+    seed = _config_section(args.config, "seed") if args.config else 42
+    settings = RefineSettings.from_dict({k: v for k, v in cfg.items() if k not in SELECTION_KEYS} | {"seed": seed})
+    run = Path(args.run_dir)
+    stem = Path(args.batch).name.split(".")[0]
+    poses, missing = load_poses([run / "docked" / f"{c}.sdf" for c in list_chunks(run / "chunks")],
+                                pd.read_parquet(args.batch))
+    out = run / "refined"
+    done, failed = refine_batch(run / "receptor" / "receptor.pdb", poses, settings, out / f"{stem}.sdf",
+                                out / f"{stem}.parquet", out / "frames", out / f"{stem}.failures.csv")
+    if missing:
+        from .io import read_failures, write_failures
+
+        rows = read_failures(out / f"{stem}.failures.csv").to_dict("records") + missing
+        write_failures(rows, out / f"{stem}.failures.csv")
+    log.info("refined %s: %d ok, %d failed", args.batch, done, failed + len(missing))
+    return 0
+
+
 def cmd_rank(args: argparse.Namespace) -> int:
     from .library import list_chunks
     from .ranking import build_ranking, write_table_csv
 
     run = Path(args.run_dir)
     chunks = list_chunks(run / "chunks")
+    batches = sorted(p.stem for p in (run / "refine_batches").glob("batch_*.parquet"))
     ranking, failures = build_ranking(
         [run / "chunks" / f"{c}.parquet" for c in chunks],
         [run / "ligands" / f"{c}.parquet" for c in chunks],
         [run / "docked" / f"{c}.parquet" for c in chunks],
         [run / "failures" / "input.csv"]
-        + [run / stage / f"{c}.failures.csv" for stage in ("ligands", "docked") for c in chunks])
+        + [run / stage / f"{c}.failures.csv" for stage in ("ligands", "docked", "features") for c in chunks]
+        + [run / stage / f"{b}.failures.csv" for stage in ("refined", "features") for b in batches],
+        feature_tables=[run / "features" / f"{c}.parquet" for c in chunks],
+        refined_tables=[run / "refined" / f"{b}.parquet" for b in batches],
+        refined_feature_tables=[run / "features" / f"{b}.parquet" for b in batches])
     write_table_csv(ranking, run / "ranking.csv")
     write_table_csv(failures, run / "failures.csv")
+    write_table_csv(failures.attrs.get("warnings", failures.iloc[0:0]), run / "pose_warnings.csv")
     log.info("ranked %d compounds, %d failures -> %s", len(ranking), len(failures), run / "ranking.csv")
     return 0
 
@@ -178,6 +263,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--scoring", default="vina", choices=["vina", "vinardo"])
+
+    p = add("featurize", cmd_featurize,
+            "interaction fingerprints (ProLIF) and complex graphs (PyG) of one docked chunk, as Dask tasks",
+            "vscreen featurize results/mine/docked/chunk_00000.sdf --receptor results/mine/receptor/receptor.pdb "
+            "--out-dir results/mine --config mine.yaml")
+    p.add_argument("poses", help="docked chunk SDF or refined batch SDF (its .parquet table beside it)")
+    p.add_argument("--refined", action="store_true",
+                   help="the SDF is a refined batch: read MD frames from frames/ beside it, report persistence")
+    p.add_argument("--receptor", required=True, help="MD-ready receptor PDB (with hydrogens)")
+    p.add_argument("--out-dir", required=True, help="run folder: writes features/<chunk>.parquet and graphs/<chunk>.pt")
+    p.add_argument("--config", help="run config for the featurize and dask sections (default: built-in defaults)")
+
+    p = add("select", cmd_select, "choose the docked poses to refine by MD and split them into batches",
+            "vscreen select --run-dir results/mine --out-dir results/mine/refine_batches --config mine.yaml")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--config", help="run config (refine section); default: built-in defaults")
+
+    p = add("refine", cmd_refine, "refine one batch of docked poses with OpenMM (minimize + Langevin MD)",
+            "vscreen refine results/mine/refine_batches/batch_00000.parquet --run-dir results/mine --config mine.yaml")
+    p.add_argument("batch", help="batch Parquet written by 'vscreen select'")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--config", help="run config (refine section, seed); default: built-in defaults")
 
     p = add("rank", cmd_rank, "collate a run into ranking.csv and failures.csv", "vscreen rank --run-dir results/mine")
     p.add_argument("--run-dir", required=True)

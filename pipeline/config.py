@@ -109,3 +109,17 @@ def merge(base: dict, update: dict) -> dict:
         else:
             out[key] = value
     return out
+
+
+def write_resolved_config(config: dict, path: str | Path) -> None:
+    """Write the validated config (defaults filled) as YAML, only if it changed.
+
+    Stages that read whole sections (featurize, dask) take this file; leaving it
+    untouched when nothing changed keeps a rerun from looking at a newer file.
+    """
+    from .io import write_text_atomic
+
+    text = yaml.safe_dump(config, sort_keys=True)
+    path = Path(path)
+    if not path.exists() or path.read_text() != text:
+        write_text_atomic(path, text)

@@ -305,11 +305,12 @@ def read_refined_poses(sdf: str | os.PathLike, table: str | os.PathLike | pd.Dat
 def read_frames(path: str | os.PathLike) -> list[tuple]:
     """Read saved MD frames of one pose as ``(protein, ligand)`` pairs.
 
-    The refinement stage's frame format is not fixed yet; this is the one place to
-    teach the stage to read it.
+    ``path`` is a frame stem of the refinement stage (``refined/frames/<id>_pose<k>``,
+    see :mod:`pipeline.refine.frames`: a multi-model pocket PDB and a ligand SDF).
     """
-    raise NotImplementedError(f"cannot read MD frames from '{path}': the refinement stage's frame format is not "
-                              "supported yet; pass frames as (protein, ligand) pairs")
+    from .refine.frames import read_frames as read_refine_frames
+
+    return read_refine_frames(path)
 
 
 # --------------------------------------------------------------------------- one pose
@@ -494,6 +495,19 @@ def _run_on_client(client, tasks: list[list[PoseInput]], receptor_pdb: str, sett
     finally:
         client.cancel(list(futures))
     return results
+
+
+def featurize_refined_batch(refined_sdf: str | os.PathLike, refined_table: str | os.PathLike,
+                            frames_dir: str | os.PathLike, receptor_pdb: str | os.PathLike,
+                            out_table: str | os.PathLike, out_graphs: str | os.PathLike,
+                            failures_csv: str | os.PathLike, settings: FeaturizeSettings = FeaturizeSettings(),
+                            client=None) -> FeaturizeSummary:
+    """Featurize the poses of one refinement batch, with interaction persistence over their MD frames."""
+    from .refine.frames import frame_stem
+
+    frames = lambda cid, pose: str(Path(frames_dir) / frame_stem(cid, pose))  # noqa: E731 - read on the worker
+    poses, failures = read_refined_poses(refined_sdf, refined_table, frames)
+    return featurize_batch(poses, receptor_pdb, out_table, out_graphs, failures_csv, settings, client, failures)
 
 
 def featurize_docked_chunk(docked_sdf: str | os.PathLike, docked_table: str | os.PathLike | None,
