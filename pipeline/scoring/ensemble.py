@@ -1,0 +1,421 @@
+"""Ensembles of complex scorers: predict with a mean and a spread, save and load ``models/<name>/``.
+
+A model folder holds
+
+* ``model_0.pt`` ... ``model_{K-1}.pt`` - state dicts of the K members (tensors only:
+  ``torch.load(path, weights_only=True)`` reads them);
+* ``card.json`` - everything needed to rebuild and judge the model: task, heads,
+  hyperparameters, the graph schema it was trained on (dict and version), a
+  fingerprint of the training data, the split, library versions, per-member
+  training records and held-out metrics of the model and its baselines (see
+  :mod:`pipeline.scoring.train`);
+* ``learning_curve.png`` - train and validation loss per epoch of every member.
+
+:func:`load_ensemble` refuses a model trained on another graph schema: its
+features would be read in the wrong order or size, and the scores would be silently wrong.
+
+The score of a complex is the ensemble mean of the head the model was trained for:
+the predicted affinity (regression) or the probability of being active
+(classification); its spread is the standard deviation over members (ddof 0), a
+rough confidence. Higher scores mean more likely active.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..graphs import DEFAULT_SCHEMA, GraphSchema
+from ..io import atomic_path, write_text_atomic
+from .model import ComplexScorer, ModelConfig
+
+#: Layout version of a model folder.
+MODEL_FORMAT = "vscreen-model/1"
+TASKS = ("regression", "classification")
+#: The head each task trains, and whose output is ``gnn_score``.
+HEAD_OF_TASK = {"regression": "affinity", "classification": "active"}
+SCORE_COLUMNS = ["id", "pose", "source", "gnn_score", "gnn_spread", "affinity", "affinity_spread",
+                 "p_active", "p_active_spread"]
+#: Where model names are looked up when no folder is given (relative to the working directory).
+DEFAULT_MODELS_DIR = Path("models")
+CARD = "card.json"
+CURVE = "learning_curve.png"
+
+
+class ModelError(ValueError):
+    """A model folder that is missing, unreadable or does not fit this pipeline; the message says which and why."""
+
+
+# --------------------------------------------------------------------------- the ensemble
+
+
+class Ensemble:
+    """K trained :class:`~pipeline.scoring.model.ComplexScorer` members and their card.
+
+    Parameters
+    ----------
+    members
+        The models (same schema and config).
+    schema
+        Graph schema they read.
+    config
+        Their hyperparameters.
+    task
+        ``regression`` or ``classification``: which head is trained and scored.
+    card
+        The model card (a dict; empty for an untrained ensemble).
+    path
+        Folder it was loaded from, if any.
+    """
+
+    def __init__(self, members: Sequence[ComplexScorer], schema: GraphSchema, config: ModelConfig, task: str,
+                 card: Mapping[str, Any] | None = None, path: str | os.PathLike | None = None) -> None:
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members, self.schema, self.config, self.task = list(members), schema, config, task
+        self.card = dict(card or {})
+        self.path = Path(path) if path is not None else None
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name") or (self.path.name if self.path else "unsaved"))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.members[0].parameters()).device
+
+    def to(self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> "Ensemble":
+        """Move (and optionally cast) every member; returns ``self``."""
+        for member in self.members:
+            member.to(device=device, dtype=dtype) if dtype is not None else member.to(device)
+        return self
+
+    @torch.inference_mode()
+    def predict(self, graphs: Sequence, batch_size: int = 256) -> dict[str, np.ndarray]:
+        """Raw head outputs of every member.
+
+        Parameters
+        ----------
+        graphs
+            ``torch_geometric.data.Data`` graphs (from :func:`pipeline.graphs.load_graphs`).
+        batch_size
+            Graphs per forward pass. Batches are consecutive slices of ``graphs``, so the
+            same list gives the same numbers wherever it is scored.
+
+        Returns
+        -------
+        dict
+            ``affinity`` and ``logit``: float64 arrays of shape (K, len(graphs)).
+        """
+        from torch_geometric.data import Batch
+
+        device = self.device
+        for member in self.members:
+            member.eval()
+        k, n = len(self.members), len(graphs)
+        out = {"affinity": np.zeros((k, n)), "logit": np.zeros((k, n))}
+        for start in range(0, n, max(1, batch_size)):
+            batch = Batch.from_data_list(list(graphs[start:start + batch_size])).to(device)
+            for m, member in enumerate(self.members):
+                result = member(batch)
+                stop = start + batch.num_graphs
+                out["affinity"][m, start:stop] = result["affinity"].double().cpu().numpy()
+                out["logit"][m, start:stop] = result["logit"].double().cpu().numpy()
+        return out
+
+    def summarize(self, predictions: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Ensemble mean and spread per head, and ``gnn_score`` / ``gnn_spread`` (trained head; others NaN)."""
+        prob = 1.0 / (1.0 + np.exp(-predictions["logit"]))
+        n = predictions["logit"].shape[1]
+        nan = np.full(n, np.nan)
+        trained = set(self.card.get("heads") or [HEAD_OF_TASK[self.task]])
+        out = dict(affinity=predictions["affinity"].mean(0), affinity_spread=predictions["affinity"].std(0),
+                   p_active=prob.mean(0), p_active_spread=prob.std(0))
+        if "affinity" not in trained:
+            out["affinity"], out["affinity_spread"] = nan, nan
+        if "active" not in trained:
+            out["p_active"], out["p_active_spread"] = nan, nan
+        primary = "affinity" if self.task == "regression" else "p_active"
+        out["gnn_score"], out["gnn_spread"] = out[primary], out[f"{primary}_spread"]
+        return out
+
+    def score(self, graphs: Sequence, batch_size: int = 256) -> pd.DataFrame:
+        """Scores of graphs as a table with :data:`SCORE_COLUMNS`, in the order of ``graphs``."""
+        summary = self.summarize(self.predict(graphs, batch_size))
+        df = pd.DataFrame({"id": [str(g.id) for g in graphs],
+                           "pose": np.array([int(getattr(g, "pose", 1)) for g in graphs], dtype=np.int64),
+                           "source": [str(getattr(g, "source", "")) for g in graphs]})
+        for column in SCORE_COLUMNS[3:]:
+            df[column] = summary[column]
+        return df
+
+
+def new_ensemble(schema: GraphSchema = DEFAULT_SCHEMA, config: ModelConfig = ModelConfig(), task: str = "regression",
+                 n_models: int = 5, seed: int = 0) -> Ensemble:
+    """An untrained ensemble (members initialized with seeds ``seed, seed+1, ...``); for tests and benchmarks."""
+    members = []
+    for k in range(n_models):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + k)
+            members.append(ComplexScorer(schema, config))
+    return Ensemble(members, schema, config, task, card=dict(heads=[HEAD_OF_TASK[task]]))
+
+
+# --------------------------------------------------------------------------- files
+
+
+def to_jsonable(value: Any) -> Any:
+    """Numbers, strings, lists and dicts only; NaN and infinities become ``None`` (strict JSON)."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def plot_learning_curves(histories: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str = "") -> None:
+    """Write a PNG of train (solid) and validation (dashed) loss per epoch for each member; best epoch dotted.
+
+    Each history is a dict with ``train_loss`` and ``val_loss`` lists and ``best_epoch`` (1-based).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    colors = [f"C{k % 10}" for k in range(len(histories))]
+    for k, (history, color) in enumerate(zip(histories, colors)):
+        epochs = np.arange(1, len(history["train_loss"]) + 1)
+        ax.plot(epochs, history["train_loss"], color=color, lw=1.2, label=f"member {k} train")
+        ax.plot(epochs, history["val_loss"], color=color, lw=1.2, ls="--", label=f"member {k} val")
+        best = history.get("best_epoch")
+        if best:
+            ax.plot([best], [history["val_loss"][best - 1]], "o", color=color, ms=4)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    if all(min(h["train_loss"] + h["val_loss"]) > 0 for h in histories if h["train_loss"]):
+        ax.set_yscale("log")
+    ax.set_title(title or "learning curves (dot: best validation epoch)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+
+
+def save_ensemble(ensemble: Ensemble, out_dir: str | os.PathLike,
+                  histories: Sequence[Mapping[str, Any]] | None = None) -> Path:
+    """Write ``model_k.pt``, ``card.json`` (and ``learning_curve.png`` when ``histories`` are given).
+
+    The folder is assembled next to ``out_dir`` and renamed into place, so a killed
+    job never leaves a half-written model; an existing folder is replaced. The
+    card's ``members`` entries get ``weights`` (file name) and ``sha256``.
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+    """
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        card = dict(ensemble.card)
+        card.setdefault("name", out.name)
+        card.setdefault("format", MODEL_FORMAT)
+        card.setdefault("task", ensemble.task)
+        card.setdefault("heads", [HEAD_OF_TASK[ensemble.task]])
+        card.setdefault("model", ensemble.config.to_dict())
+        card.setdefault("schema", ensemble.schema.to_dict())
+        card.setdefault("schema_version", ensemble.schema.version)
+        members = [dict(m) for m in card.get("members", [{} for _ in ensemble.members])]
+        if len(members) != len(ensemble.members):
+            raise ValueError(f"card lists {len(members)} members but the ensemble has {len(ensemble.members)}")
+        for k, member in enumerate(ensemble.members):
+            weights = tmp / f"model_{k}.pt"
+            state = {name: t.detach().to("cpu", torch.float32) if t.is_floating_point() else t.detach().cpu()
+                     for name, t in member.state_dict().items()}
+            torch.save(state, weights)
+            members[k].update(weights=weights.name, sha256=_sha256(weights))
+        card["members"] = members
+        card["n_models"] = len(members)
+        if histories:
+            plot_learning_curves(histories, tmp / CURVE, title=f"{card['name']}: loss per epoch (dot: best val)")
+            card["learning_curve"] = CURVE
+        write_text_atomic(tmp / CARD, json.dumps(to_jsonable(card), indent=1) + "\n")
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    ensemble.card, ensemble.path = card, out
+    return out
+
+
+def available_models(models_dir: str | os.PathLike = DEFAULT_MODELS_DIR) -> list[str]:
+    """Names of the folders under ``models_dir`` that hold a ``card.json``."""
+    root = Path(models_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / CARD).is_file() and not p.name.startswith("."))
+
+
+def _not_found(what: str, models_dir: Path) -> ModelError:
+    names = available_models(models_dir)
+    listing = ", ".join(names) if names else "none"
+    return ModelError(f"{what}; available models under '{models_dir}': {listing}")
+
+
+def resolve_model_dir(name_or_path: str | os.PathLike, models_dir: str | os.PathLike | None = None) -> Path:
+    """The folder of a model given by path or by name (a folder under ``models_dir``).
+
+    Raises
+    ------
+    ModelError
+        When neither exists, or the folder has no ``card.json``; the message names the
+        folder and lists the available models.
+    """
+    root = Path(models_dir) if models_dir is not None else DEFAULT_MODELS_DIR
+    given = Path(name_or_path)
+    candidates = [given] if given.is_absolute() else [given, root / given]
+    for folder in candidates:
+        if folder.is_dir():
+            if not (folder / CARD).is_file():
+                raise _not_found(f"model folder '{folder}' has no {CARD} (not a trained vscreen model?)", root)
+            return folder
+    raise _not_found(f"model '{name_or_path}' not found (no folder '{candidates[-1]}')", root)
+
+
+def read_card(folder: str | os.PathLike) -> dict[str, Any]:
+    """The parsed ``card.json`` of a model folder (:class:`ModelError` if unreadable)."""
+    path = Path(folder) / CARD
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"model card '{path}' cannot be read: {exc}") from exc
+    if not isinstance(card, dict) or "schema" not in card or "task" not in card:
+        raise ModelError(f"model card '{path}' is not a vscreen model card (no 'schema' or 'task')")
+    return card
+
+
+def schema_differences(trained: GraphSchema, current: GraphSchema) -> list[str]:
+    """Human-readable differences between two schemas (``rbf_size: 16 (model) vs 32 (pipeline)``)."""
+    out = []
+    for key, value in trained.to_dict().items():
+        other = current.to_dict().get(key)
+        if value != other and not key.endswith(("_names", "_dim")):
+            shown = (f"{value} (model) vs {other} (pipeline)" if not isinstance(value, list)
+                     else f"{len(value)} entries (model) vs {len(other or [])} (pipeline)" if len(value) != len(other or [])
+                     else "same size, different entries")
+            out.append(f"{key}: {shown}")
+    return out or ["derived feature names or sizes"]
+
+
+def check_schema(card: Mapping[str, Any], expect: GraphSchema, name: str = "model",
+                 folder: str | os.PathLike | None = None) -> GraphSchema:
+    """The schema a model was trained on; :class:`ModelError` unless it equals ``expect``."""
+    where = f" (model folder '{folder}')" if folder is not None else ""
+    trained_dict = dict(card["schema"])
+    version = trained_dict.get("version") or card.get("schema_version") or "unknown"
+    if version != expect.version:
+        raise ModelError(f"model '{name}' was trained on graph schema {version} but this pipeline produces "
+                         f"{expect.version}; retrain it on graphs from this pipeline (vscreen train), or use a model "
+                         f"trained on {expect.version}{where}")
+    trained = GraphSchema.from_dict(trained_dict)
+    if trained != expect:
+        raise ModelError(f"model '{name}' was trained on graph schema {version} with different features than this "
+                         f"pipeline produces ({'; '.join(schema_differences(trained, expect))}); retrain it, or "
+                         f"featurize with the settings the model was trained with{where}")
+    return trained
+
+
+def load_ensemble(path: str | os.PathLike, expect_schema: GraphSchema | None = DEFAULT_SCHEMA, device: str = "cpu",
+                  models_dir: str | os.PathLike | None = None) -> Ensemble:
+    """Load a model folder written by :func:`save_ensemble`.
+
+    Parameters
+    ----------
+    path
+        Model folder, or a model name looked up under ``models_dir``.
+    expect_schema
+        The graph schema this pipeline produces; a model trained on another one is
+        refused. ``None``: no check (the model's own schema is used).
+    device
+        Where the members go (``cpu``, ``cuda``, ...).
+    models_dir
+        Where names are looked up (default ``models/`` in the working directory).
+
+    Raises
+    ------
+    ModelError
+        Missing folder (the message lists the available models), unreadable card or
+        weights, weights that do not fit the card's architecture, or a schema mismatch.
+    """
+    folder = resolve_model_dir(path, models_dir)
+    card = read_card(folder)
+    name = card.get("name") or folder.name
+    if card.get("format", MODEL_FORMAT) != MODEL_FORMAT:
+        raise ModelError(f"model '{name}' has folder format {card.get('format')}, this pipeline reads {MODEL_FORMAT}; "
+                         "retrain it")
+    schema = (check_schema(card, expect_schema, name, folder) if expect_schema is not None
+              else GraphSchema.from_dict(card["schema"]))
+    try:
+        config = ModelConfig.from_dict(card.get("model", {}))
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"model '{name}' ({folder}): hyperparameters in {CARD} are invalid: {exc}") from exc
+    task = card["task"]
+    if task not in TASKS:
+        raise ModelError(f"model '{name}' ({folder}) has unknown task {task!r}; expected one of {list(TASKS)}")
+    files = [m.get("weights", f"model_{k}.pt") for k, m in enumerate(card.get("members", []))]
+    if not files:
+        files = sorted((p.name for p in folder.glob("model_*.pt")), key=lambda s: int(s[6:-3]))
+    if not files:
+        raise ModelError(f"model folder '{folder}' has no weights (model_0.pt, ...)")
+    members = []
+    for file in files:
+        weights = folder / file
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except FileNotFoundError as exc:
+            raise ModelError(f"model '{name}': weights file '{weights}' is missing") from exc
+        except Exception as exc:  # corrupt or not a state dict: the same advice either way
+            raise ModelError(f"model '{name}': weights file '{weights}' cannot be read: {exc}") from exc
+        member = ComplexScorer(schema, config)
+        try:
+            member.load_state_dict(state)
+        except (RuntimeError, KeyError, TypeError) as exc:
+            raise ModelError(f"model '{name}': '{weights}' does not fit the architecture in {CARD}: "
+                             f"{str(exc).splitlines()[0]}") from exc
+        members.append(member.eval())
+    return Ensemble(members, schema, config, task, card, folder).to(device)
