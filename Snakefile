@@ -201,7 +201,7 @@ rule refine:
         sdf=f"{RUN}/refined/{{batch}}.sdf",
         table=f"{RUN}/refined/{{batch}}.parquet",
         failures=f"{RUN}/refined/{{batch}}.failures.csv",
-    threads: CFG["refine"]["cpu_threads"] or 2
+    threads: CFG["refine"]["cpu_threads"] or 2 if CFG["refine"]["platform"] in ("auto", "CPU") else 1
     resources:
         gpu=1,
         mem_mb=4000,

@@ -158,12 +158,8 @@ def cmd_refine(args: argparse.Namespace) -> int:
                                 pd.read_parquet(args.batch))
     out = run / "refined"
     done, failed = refine_batch(run / "receptor" / "receptor.pdb", poses, settings, out / f"{stem}.sdf",
-                                out / f"{stem}.parquet", out / "frames", out / f"{stem}.failures.csv")
-    if missing:
-        from .io import read_failures, write_failures
-
-        rows = read_failures(out / f"{stem}.failures.csv").to_dict("records") + missing
-        write_failures(rows, out / f"{stem}.failures.csv")
+                                out / f"{stem}.parquet", out / "frames", out / f"{stem}.failures.csv",
+                                known_failures=missing)
     log.info("refined %s: %d ok, %d failed", args.batch, done, failed + len(missing))
     return 0
 
@@ -302,11 +298,13 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("distributed", "MDAnalysis"):  # cluster start/stop chatter drowns the stage's own lines
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-    from .errors import USER_ERRORS
+    from .errors import user_errors
 
     try:
         return args.func(args)
-    except USER_ERRORS as exc:
+    except Exception as exc:
+        if not isinstance(exc, user_errors()):
+            raise
         print(f"vscreen {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

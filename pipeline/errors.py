@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
+
 from .box import BoxError
 from .config import ConfigError
 from .library import LibraryError
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
+def user_errors() -> tuple[type[Exception], ...]:
+    """The exception classes whose message is meant for the user (imported only when needed)."""
     errors: list[type[Exception]] = [ConfigError, LibraryError, BoxError]
-    try:
-        from .receptor import ReceptorError
-
-        errors.append(ReceptorError)
-    except ImportError:  # receptor stage imports heavy engines; keep the CLI usable without them
-        pass
+    for module, name in ((".receptor", "ReceptorError"), (".refine.job", "RefineError"),
+                         (".scoring.ensemble", "ModelError"), (".scoring.assay", "AssayError")):
+        try:
+            errors.append(getattr(importlib.import_module(module, __package__), name))
+        except (ImportError, AttributeError):  # an optional engine missing must not break the CLI
+            pass
     return tuple(errors)
 
-
-USER_ERRORS = _user_errors()

@@ -214,20 +214,13 @@ def read_vina_box(path: str | Path) -> Box:
     ReceptorError
         The file is missing or lacks one of the six keys.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ReceptorError(f"Box file {path} does not exist; give a file with center_x/y/z and size_x/y/z lines.")
-    values = {}
-    for line in path.read_text().splitlines():
-        match = re.match(r"\s*(center_[xyz]|size_[xyz])\s*=\s*([-+0-9.eE]+)", line)
-        if match:
-            values[match.group(1)] = float(match.group(2))
-    missing = [f"{k}_{a}" for k in ("center", "size") for a in "xyz" if f"{k}_{a}" not in values]
-    if missing:
-        raise ReceptorError(f"Box file {path} lacks {', '.join(missing)}; add 'key = value' lines for them.")
-    center = tuple(values[f"center_{a}"] for a in "xyz")
-    size = tuple(values[f"size_{a}"] for a in "xyz")
-    return center, size
+    from .box import BoxError, read_vina_config
+
+    try:
+        box = read_vina_config(path)
+    except BoxError as exc:
+        raise ReceptorError(str(exc)) from None
+    return box.center, box.size
 
 
 def dockstring_box(name: str) -> Box:

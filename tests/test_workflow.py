@@ -28,7 +28,9 @@ def small_screen(repo: Path, library: Path, run: str) -> dict:
             "library": {"path": str(library), "chunk_size": 4},
             "receptor": {"path": str(fixture / "1iep_receptorH.pdb")},
             "box": {"center": [15.19, 53.9, 16.92], "size": [14, 14, 14]},
-            "docking": {"exhaustiveness": 1, "n_poses": 2}}
+            "docking": {"exhaustiveness": 1, "n_poses": 2},
+            "dask": {"n_workers": 1},
+            "refine": {"top_n": 1, "length_ps": 0.5, "frame_interval_ps": 0.25, "minimize_iterations": 50}}
 
 
 def test_nothing_is_lost_on_a_nasty_library(repo, tmp_path):
@@ -62,6 +64,13 @@ def test_nothing_is_lost_on_a_nasty_library(repo, tmp_path):
              for m in Chem.SDMolSupplier(str(p), removeHs=False)]
     assert set(names) == set(ranking["id"])
     assert ranking["n_poses"].sum() == len(names)
+
+    # the best compound was refined by MD and its interactions fingerprinted
+    best = ranking.iloc[0]
+    assert best["md_rmsd_final"] >= 0 and best["md_interaction_energy"] < 0
+    assert ranking["md_rmsd_final"].notna().sum() == 1
+    assert {"n_HBDonor", "n_Hydrophobic", "interactions"} <= set(ranking.columns)
+    assert (out / "graphs").glob("chunk_*.pt")
 
 
 def _ranking(workdir: Path, run: str) -> pd.DataFrame:

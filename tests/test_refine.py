@@ -1,0 +1,449 @@
+"""MD refinement (OpenMM, real CPU platform): selection, System assembly, protocol, job outputs.
+
+The acceptance tests refine the 1iep crystal complex (imatinib in Abl) with the
+default protocol, next to the same ligand displaced 5 A out of its site and
+rotated 180 degrees, and two poses that must fail (a ligand MMFF cannot type, a
+ligand atom placed on a protein atom) - all in one job, so the failures are also
+shown not to stop the batch.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import openmm
+import pandas as pd
+import pytest
+from openmm import app, unit
+from rdkit import Chem
+from rdkit.Chem import AllChem
+from rdkit.Geometry import Point3D
+from scipy.spatial import cKDTree
+
+from pipeline.io import read_failures
+from pipeline.receptor import prepare_receptor
+from pipeline.refine import (REFINE_COLUMNS, LigandParameterizationError, MMFFLigandForceField, RefineSettings,
+                             SimulationError, batch, build_complex, load_poses, load_receptor, read_frames,
+                             refine_batch, select_platform, select_poses)
+from pipeline.refine.analysis import InteractionEnergy, ligand_rmsd, symmetry_matches
+from pipeline.refine.ligand import obc2_parameters
+from pipeline.refine.protocol import _checked_state, pose_seed
+from pipeline.refine.system import RESTRAINT_GROUP, build_ligand_system, build_receptor_system
+
+CRYSTAL_MAX_RMSD = 2.0  # Angstrom, acceptance
+CLEARLY_WORSE = 5.0  # kcal/mol: a misplaced pose must bind at least this much more weakly
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def receptor_pdb(fixtures, tmp_path_factory):
+    out = tmp_path_factory.mktemp("refine_receptor")
+    prepare_receptor(fixtures / "1iep" / "1iep_receptorH.pdb", out / "receptor.pdb", out / "receptor.pdbqt")
+    return out / "receptor.pdb"
+
+
+@pytest.fixture(scope="module")
+def receptor(receptor_pdb):
+    return load_receptor(receptor_pdb)
+
+
+@pytest.fixture(scope="module")
+def crystal(fixtures):
+    mol = Chem.MolFromMolFile(str(fixtures / "1iep" / "1iep_ligand.sdf"), removeHs=False)
+    mol.SetProp("_Name", "imatinib")
+    mol.SetProp("pose", "1")
+    mol.SetProp("docking_score", "-12.5")
+    return mol
+
+
+def _with_xyz(mol: Chem.Mol, xyz: np.ndarray, name: str, pose: int) -> Chem.Mol:
+    out = Chem.Mol(mol)
+    conf = out.GetConformer()
+    for i, p in enumerate(xyz):
+        conf.SetAtomPosition(i, Point3D(*map(float, p)))
+    out.SetProp("_Name", name)
+    out.SetProp("pose", str(pose))
+    return out
+
+
+def _heavy_receptor_xyz(receptor_pdb) -> np.ndarray:
+    pdb = app.PDBFile(str(receptor_pdb))
+    xyz = pdb.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
+    heavy = [a.index for a in pdb.topology.atoms() if a.element.symbol != "H"]
+    return np.asarray(xyz)[heavy]
+
+
+def displaced_out_of_pocket(mol: Chem.Mol, receptor_pdb, distance: float = 5.0) -> Chem.Mol:
+    """The ligand translated ``distance`` A along the direction that buries it least.
+
+    Of 400 evenly spread directions, the one minimizing the number of receptor heavy
+    atoms within 8 A of the ligand's heavy atoms: "out of the pocket", towards solvent.
+    """
+    tree = cKDTree(_heavy_receptor_xyz(receptor_pdb))
+    xyz = mol.GetConformer().GetPositions()
+    heavy = xyz[[a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]]
+    k = np.arange(400) + 0.5
+    phi, theta = np.arccos(1 - 2 * k / 400), np.pi * (1 + 5 ** 0.5) * k
+    directions = np.c_[np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)]
+    burial = [sum(len(n) for n in tree.query_ball_point(heavy + distance * d, 8.0)) for d in directions]
+    return _with_xyz(mol, xyz + distance * directions[int(np.argmin(burial))], mol.GetProp("_Name"), 2)
+
+
+def rotated_180(mol: Chem.Mol) -> Chem.Mol:
+    """The ligand turned 180 degrees about its centroid, around an axis across its length (ends swapped)."""
+    xyz = mol.GetConformer().GetPositions()
+    heavy = xyz[[a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]]
+    center = heavy.mean(axis=0)
+    _, vectors = np.linalg.eigh(np.cov((heavy - center).T))
+    axis = vectors[:, 1]  # middle principal axis: perpendicular to the long one
+    rotation = 2 * np.outer(axis, axis) - np.eye(3)
+    return _with_xyz(mol, (xyz - center) @ rotation.T + center, mol.GetProp("_Name"), 3)
+
+
+def untypable_ligand(crystal: Chem.Mol) -> Chem.Mol:
+    """Phenylboronic acid placed at imatinib's centroid: MMFF94 has no boron type."""
+    mol = Chem.AddHs(Chem.MolFromSmiles("OB(O)c1ccccc1"))
+    AllChem.EmbedMolecule(mol, randomSeed=1)
+    shift = crystal.GetConformer().GetPositions().mean(axis=0) - mol.GetConformer().GetPositions().mean(axis=0)
+    mol = _with_xyz(mol, mol.GetConformer().GetPositions() + shift, "boronic", 1)
+    mol.SetProp("docking_score", "-6.0")
+    return mol
+
+
+def overlapping_ligand(crystal: Chem.Mol, receptor_pdb) -> Chem.Mol:
+    """Imatinib with one heavy atom put exactly on the nearest receptor heavy atom (infinite repulsion)."""
+    receptor_xyz = _heavy_receptor_xyz(receptor_pdb)
+    xyz = crystal.GetConformer().GetPositions()
+    distance, nearest = cKDTree(receptor_xyz).query(xyz[0])
+    xyz[0] = receptor_xyz[nearest]
+    return _with_xyz(crystal, xyz, "clash", 1)
+
+
+@pytest.fixture(scope="module")
+def job(crystal, receptor_pdb, tmp_path_factory):
+    """One job with the default protocol: 2 failing poses interleaved with 3 that must refine."""
+    out = tmp_path_factory.mktemp("refine_job")
+    poses = [untypable_ligand(crystal), crystal, overlapping_ligand(crystal, receptor_pdb),
+             displaced_out_of_pocket(crystal, receptor_pdb), rotated_180(crystal)]
+    paths = dict(out_sdf=out / "batch_0.sdf", out_table=out / "batch_0.parquet", out_frames_dir=out / "frames",
+                 failures_csv=out / "batch_0.failures.csv")
+    done, failed = refine_batch(receptor_pdb, poses, RefineSettings(), **paths)
+    table = pd.read_parquet(paths["out_table"])
+    print(table.drop(columns=["frames"]).to_string())
+    return dict(done=done, failed=failed, raw_table=table, table=table.set_index("pose"), poses=poses, **paths)
+
+
+# --------------------------------------------------------------------------- selection
+
+
+def _pose_table() -> pd.DataFrame:
+    rows = [("b", 1, -9.0), ("b", 2, -8.0), ("a", 1, -9.0), ("a", 2, -9.5), ("c", 1, -7.0), ("c", 2, -7.5),
+            ("d", 1, float("nan")), ("e", 3, -5.0), ("e", 1, -6.0), ("e", 2, -6.0)]
+    return pd.DataFrame(rows, columns=["id", "pose", "docking_score"])
+
+
+def test_select_poses_ranks_compounds_by_best_score_ties_by_id():
+    chosen = select_poses(_pose_table(), top_fraction=None, top_n=None, poses_per_compound=1)
+    assert list(zip(chosen["id"], chosen["pose"])) == [("a", 2), ("b", 1), ("c", 2), ("e", 1)]
+    assert list(chosen["compound_rank"]) == [1, 2, 3, 4]
+    shuffled = select_poses(_pose_table().sample(frac=1.0, random_state=3), None, None, 1)
+    pd.testing.assert_frame_equal(chosen, shuffled)
+
+
+def test_select_poses_limits_and_poses_per_compound():
+    table = _pose_table()
+    two = select_poses(table, top_fraction=None, top_n=2, poses_per_compound=2)
+    assert list(zip(two["id"], two["pose"])) == [("a", 2), ("a", 1), ("b", 1), ("b", 2)]
+    half = select_poses(table, top_fraction=0.5, top_n=None, poses_per_compound=1)
+    assert list(half["id"]) == ["a", "b"]  # ceil(0.5 * 4 scored compounds)
+    stricter = select_poses(table, top_fraction=1.0, top_n=1, poses_per_compound=9)
+    assert list(stricter["pose"]) == [2, 1]
+    ties = select_poses(table[table["id"] == "e"], None, None, 2)
+    assert list(ties["pose"]) == [1, 2]  # equal scores: lower pose number first
+    with pytest.raises(ValueError, match="top_fraction"):
+        select_poses(table, top_fraction=0.0, top_n=None, poses_per_compound=1)
+
+
+def test_batch_keeps_order_and_sizes():
+    chosen = select_poses(_pose_table(), None, None, 2)
+    parts = batch(chosen, 3)
+    assert [len(p) for p in parts] == [3, 3, 2]
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), chosen)
+    with pytest.raises(ValueError):
+        batch(chosen, 0)
+
+
+def test_load_poses_reads_selected_poses_and_reports_missing(tmp_path, crystal):
+    sdf = tmp_path / "chunk_00000.sdf"
+    writer = Chem.SDWriter(str(sdf))
+    for pose in (1, 2):
+        writer.write(_with_xyz(crystal, crystal.GetConformer().GetPositions(), "imatinib", pose))
+    writer.close()
+    selected = pd.DataFrame(dict(id=["imatinib", "imatinib", "ghost"], pose=[2, 1, 1]))
+    poses, failures = load_poses([sdf], selected)
+    assert [int(m.GetProp("pose")) for m in poses] == [2, 1]
+    assert poses[0].GetNumAtoms() == crystal.GetNumAtoms()  # hydrogens kept
+    assert failures == [dict(id="ghost", stage="refine", reason="pose 1: not found or unreadable in the docked SDFs")]
+
+
+# --------------------------------------------------------------------------- settings, platform
+
+
+def test_settings_defaults_and_validation():
+    s = RefineSettings()
+    assert (s.forcefield, s.solvent, s.pocket_cutoff, s.hmr, s.step_fs) == ("mmff", "implicit", 10.0, True, 4.0)
+    assert RefineSettings(hmr=False).step_fs == 2.0
+    assert s.n_frames == round(s.length_ps / s.frame_interval_ps)
+    with pytest.raises(ValueError, match="refine.platform"):
+        RefineSettings(platform="Metal")
+    with pytest.raises(ValueError, match="unknown refine settings"):
+        RefineSettings.from_dict(dict(lenght_ps=3))
+    assert pose_seed(42, "a", 1) == pose_seed(42, "a", 1) != pose_seed(42, "a", 2)
+    assert pose_seed(42, "a", 1) > 0
+
+
+def test_platform_auto_falls_back_to_an_usable_platform():
+    choice = select_platform("auto")
+    assert choice.name in ("CUDA", "OpenCL", "CPU", "Reference")
+    assert select_platform("Reference").name == "Reference"
+
+
+def test_blown_up_state_raises_simulation_error():
+    system = openmm.System()
+    for _ in range(2):
+        system.addParticle(1.0)
+    bond = openmm.HarmonicBondForce()
+    bond.addBond(0, 1, 0.1, 1e12)
+    system.addForce(bond)
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]))
+    with pytest.raises(SimulationError, match="exceeds"):
+        _checked_state(context, 1e6, "at frame 3")
+    context.setPositions(np.array([[0.0, 0.0, 0.0], [np.nan, 0.0, 0.0]]))
+    with pytest.raises(SimulationError, match="NaN"):
+        _checked_state(context, 1e6, "at frame 3")
+
+
+# --------------------------------------------------------------------------- System assembly
+
+
+def test_receptor_gb_parameters_are_those_of_obc2_xml(receptor):
+    from openmm.app.internal.customgbforces import GBSAOBC2Force
+
+    expected = np.asarray(GBSAOBC2Force.getStandardParameters(receptor.topology))
+    np.testing.assert_allclose(receptor.table.gb, expected, rtol=1e-6)
+
+
+def test_ligand_gb_parameters_follow_openmm_rules(crystal):
+    radius, scale = obc2_parameters(crystal)
+    for atom in crystal.GetAtoms():
+        i, symbol = atom.GetIdx(), atom.GetSymbol()
+        if symbol == "H":
+            on_n = atom.GetNeighbors()[0].GetSymbol() == "N"
+            assert radius[i] == pytest.approx(0.13 if on_n else 0.12) and scale[i] == pytest.approx(0.85)
+        else:
+            assert (radius[i], scale[i]) == pytest.approx({"C": (0.17, 0.72), "N": (0.155, 0.79),
+                                                           "O": (0.15, 0.85)}[symbol])
+
+
+def test_native_obc2_force_matches_openmm_custom_gb(receptor, crystal):
+    """The native GBSAOBCForce used for speed gives implicit/obc2.xml's CustomGBForce energy."""
+    from openmm.app.internal.customgbforces import GBSAOBC2Force
+
+    lig = MMFFLigandForceField().parameterize(crystal)
+    cx = build_complex(receptor, lig, crystal, pocket_cutoff=6.0, nonbonded_cutoff=None)
+    native = [f for f in cx.minimization_system.getForces() if isinstance(f, openmm.GBSAOBCForce)][0]
+    custom = GBSAOBC2Force(solventDielectric=78.5, soluteDielectric=1, SA="ACE")
+    for i in range(native.getNumParticles()):
+        charge, radius, scale = native.getParticleParameters(i)
+        custom.addParticle([charge.value_in_unit(unit.elementary_charge), radius.value_in_unit(unit.nanometer), scale])
+    custom.finalize()
+    energies = []
+    for force in (openmm.XmlSerializer.clone(native), custom):
+        system = openmm.System()
+        for _ in range(cx.n_atoms):
+            system.addParticle(1.0)
+        system.addForce(force)
+        context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+        context.setPositions(cx.positions_nm)
+        energies.append(context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+    assert energies[0] == pytest.approx(energies[1], rel=1e-6)
+
+
+def test_complex_system_is_consistent_and_trimmed(receptor, crystal):
+    lig = MMFFLigandForceField().parameterize(crystal)
+    cx = build_complex(receptor, lig, crystal, hydrogen_mass=3.0, nonbonded_cutoff=10.0)
+    n = cx.n_atoms
+    assert n == len(cx.receptor_atoms) + crystal.GetNumAtoms() < receptor.n_atoms + crystal.GetNumAtoms()
+    for force in cx.system.getForces():
+        if hasattr(force, "getNumParticles") and not isinstance(force, openmm.CustomExternalForce):
+            assert force.getNumParticles() == n, type(force).__name__
+    nonbonded = [f for f in cx.system.getForces() if isinstance(f, openmm.NonbondedForce)][0]
+    ligand_pairs = set()
+    for k in range(nonbonded.getNumExceptions()):
+        i, j, qq, _, eps = nonbonded.getExceptionParameters(k)
+        if i >= cx.ligand.start and j >= cx.ligand.start:
+            assert qq.value_in_unit(unit.elementary_charge**2) == 0 and eps.value_in_unit(unit.kilojoule_per_mole) == 0
+            ligand_pairs.add((i, j))
+    n_lig = crystal.GetNumAtoms()
+    assert len(ligand_pairs) == n_lig * (n_lig - 1) // 2  # every intra-ligand pair left to MMFF
+    restraint = [f for f in cx.system.getForces() if f.getForceGroup() == RESTRAINT_GROUP]
+    assert len(restraint) == 1 and restraint[0].getNumParticles() == len(cx.restrained) > 0
+    masses = [cx.system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(n)]
+    natural = [cx.minimization_system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(n)]
+    assert sum(masses) == pytest.approx(sum(natural)) and min(masses) > 0.9 and max(
+        m for m, m0 in zip(masses, natural) if m0 < 1.5) == pytest.approx(3.0)
+    assert cx.system.getNumConstraints() > cx.minimization_system.getNumConstraints() == 0
+
+
+def test_interaction_energy_vanishes_far_apart(receptor, crystal):
+    lig = MMFFLigandForceField().parameterize(crystal)
+    cx = build_complex(receptor, lig, crystal, nonbonded_cutoff=10.0)
+    evaluate = InteractionEnergy(receptor, lig, cx.receptor_atoms, 1.0, select_platform("CPU"))
+    rec_xyz, lig_xyz = cx.positions_nm[: cx.ligand.start], cx.positions_nm[cx.ligand]
+    far = evaluate(rec_xyz, lig_xyz + np.array([10.0, 0.0, 0.0]))
+    assert abs(far["interaction"]) < 1e-2
+    near = evaluate(rec_xyz, lig_xyz)  # unminimized crystal: hydrogens clash a little, so only "finite"
+    assert math.isfinite(near["interaction"]) and abs(near["interaction"] - far["interaction"]) > 1.0
+    for system in (build_receptor_system(receptor, cx.receptor_atoms), build_ligand_system(lig)):
+        assert system.getNumConstraints() == 0
+
+
+def test_ligand_rmsd_is_symmetry_aware(crystal):
+    heavy, matches = symmetry_matches(crystal)
+    assert len(matches) > 1  # phenyl and pyridine flips
+    xyz = crystal.GetConformer().GetPositions()
+    permuted = xyz.copy()
+    permuted[heavy] = xyz[heavy][matches[-1]]
+    assert ligand_rmsd(permuted[None], xyz, heavy, matches)[0] == pytest.approx(0.0, abs=1e-9)
+    shifted = xyz + np.array([1.0, 0.0, 0.0])
+    assert ligand_rmsd(shifted[None], xyz, heavy, matches)[0] == pytest.approx(1.0)
+
+
+def test_unparameterizable_ligand_raises_clear_error(crystal):
+    with pytest.raises(LigandParameterizationError, match="MMFF"):
+        MMFFLigandForceField().parameterize(untypable_ligand(crystal))
+
+
+def test_job_level_errors_and_empty_batch(tmp_path, receptor_pdb):
+    from pipeline.refine import RefineError
+
+    outputs = [tmp_path / "r.sdf", tmp_path / "r.parquet", tmp_path / "frames", tmp_path / "f.csv"]
+    with pytest.raises(RefineError, match="does not exist"):
+        refine_batch(tmp_path / "missing.pdb", [Chem.MolFromSmiles("C")], RefineSettings(), *outputs)
+    assert refine_batch(receptor_pdb, [], RefineSettings(), *outputs) == (0, 0)
+    assert list(pd.read_parquet(outputs[1]).columns) == REFINE_COLUMNS and read_failures(outputs[3]).empty
+    missing = [dict(id="ghost", stage="refine", reason="pose 1: not found or unreadable in the docked SDFs")]
+    assert refine_batch(receptor_pdb, [], RefineSettings(), *outputs, known_failures=missing) == (0, 1)
+    assert read_failures(outputs[3]).to_dict("records") == missing
+
+
+def test_refinement_is_reproducible_for_a_seed(receptor_pdb, crystal):
+    from pipeline.refine.job import RefineContext, refine_pose
+
+    settings = RefineSettings(length_ps=0.25, pocket_cutoff=6.0, free_shell=4.0, minimize_iterations=20)
+    ctx = RefineContext.create(receptor_pdb, settings)
+    first, second = refine_pose(crystal, ctx)[1], refine_pose(crystal, ctx)[1]
+    for key in ("rmsd_final", "interaction_energy", "potential_energy_final"):
+        assert first[key] == second[key], key
+
+
+# --------------------------------------------------------------------------- the job (acceptance)
+
+
+def test_job_counts_and_failure_rows(job):
+    assert (job["done"], job["failed"]) == (3, 2)
+    failures = read_failures(job["failures_csv"]).set_index("id")
+    assert set(failures["stage"]) == {"refine"}
+    assert "MMFF" in failures.loc["boronic", "reason"] and "B" in failures.loc["boronic", "reason"]
+    assert "blew up" in failures.loc["clash", "reason"] or "NaN" in failures.loc["clash", "reason"]
+
+
+def test_crystal_pose_stays_in_place(job):
+    row = job["table"].loc[1]
+    assert row["rmsd_final"] < CRYSTAL_MAX_RMSD and row["rmsd_max"] < CRYSTAL_MAX_RMSD + 0.5
+    assert row["pocket_backbone_rmsd"] < 1.5
+    assert row["interaction_energy"] < -30.0  # kcal/mol
+
+
+def test_misplaced_poses_bind_clearly_worse(job):
+    table = job["table"]
+    crystal_energy = table.loc[1, "interaction_energy"]
+    for pose in (2, 3):  # displaced 5 A, rotated 180 degrees
+        assert table.loc[pose, "interaction_energy"] > crystal_energy + CLEARLY_WORSE, pose
+        assert table.loc[pose, "rmsd_mean"] > table.loc[1, "rmsd_mean"] + 1.0, pose  # they stay misplaced
+
+
+def test_job_outputs_are_complete(job):
+    table = job["raw_table"]
+    assert list(table.columns) == REFINE_COLUMNS
+    settings = RefineSettings()
+    assert (table["n_frames"] == settings.n_frames).all()
+    assert table[["rmsd_mean", "interaction_energy", "interaction_energy_std", "potential_energy_final"]].notna().all().all()
+    assert (table["platform"] == "CPU").all() and (table["solvent"] == "implicit").all()
+    refined = list(Chem.SDMolSupplier(str(job["out_sdf"]), removeHs=False))
+    assert [(m.GetProp("_Name"), int(m.GetProp("pose"))) for m in refined] == [("imatinib", 1), ("imatinib", 2),
+                                                                                ("imatinib", 3)]
+    assert all(m.GetNumAtoms() == job["poses"][1].GetNumAtoms() for m in refined)
+    assert float(refined[0].GetProp("rmsd_final")) == pytest.approx(table.loc[0, "rmsd_final"], abs=1e-3)
+
+
+def test_frames_read_back_for_fingerprints(job):
+    frames = read_frames(job["out_frames_dir"] / job["table"].loc[1, "frames"])
+    assert len(frames) == RefineSettings().n_frames
+    protein, ligand = frames[-1]
+    assert ligand.GetNumAtoms() == job["poses"][1].GetNumAtoms()
+    names = {a.GetPDBResidueInfo().GetResidueName() + str(a.GetPDBResidueInfo().GetResidueNumber())
+             for a in protein.GetAtoms()}
+    assert {"MET318", "THR315", "GLU286", "ASP381"} <= names
+    final = Chem.SDMolSupplier(str(job["out_sdf"]), removeHs=False)[0]
+    np.testing.assert_allclose(ligand.GetConformer().GetPositions(), final.GetConformer().GetPositions(), atol=1e-3)
+
+
+def test_frames_give_persistent_hinge_hbond(job):
+    """The refined crystal pose keeps imatinib's H-bond to the hinge (Met318) in most frames."""
+    interactions = pytest.importorskip("pipeline.interactions")
+    frames = read_frames(job["out_frames_dir"] / job["table"].loc[1, "frames"])
+    persistence = interactions.trajectory_persistence(frames)
+    hinge = max((value for key, value in persistence.items() if key.startswith("MET318")), default=0.0)
+    assert hinge >= 0.5, persistence
+
+
+# --------------------------------------------------------------------------- optional paths
+
+
+def test_openff_ligand_force_field(crystal):
+    pytest.importorskip("openff.toolkit", reason="openff-toolkit is conda-only; the OpenFF path needs it")
+    from pipeline.refine import OpenFFLigandForceField
+
+    params = OpenFFLigandForceField(charge_method="gasteiger").parameterize(crystal)
+    assert params.n_atoms == crystal.GetNumAtoms()
+    assert math.isclose(params.net_charge, 1.0, abs_tol=1e-3)
+    forces = params.make_forces(100)
+    assert forces and all(f.getNumBonds() if isinstance(f, openmm.HarmonicBondForce) else True for f in forces)
+
+
+@pytest.mark.slow
+def test_explicit_solvent_tiny_case(receptor_pdb, tmp_path):
+    """Explicit TIP3P/PME on a six-residue fragment of the Abl hinge with a phenol next to it."""
+    fragment = [line for line in receptor_pdb.read_text().splitlines()
+                if line.startswith("ATOM") and 315 <= int(line[22:26]) <= 320 and line[76:78].strip() != "H"]
+    (tmp_path / "fragment.pdb").write_text("\n".join(fragment + ["END", ""]))
+    prepare_receptor(tmp_path / "fragment.pdb", tmp_path / "tiny.pdb", tmp_path / "tiny.pdbqt")
+    tiny = app.PDBFile(str(tmp_path / "tiny.pdb"))
+    center = np.asarray(tiny.getPositions(asNumpy=True).value_in_unit(unit.angstrom)).mean(axis=0)
+    phenol = Chem.AddHs(Chem.MolFromSmiles("Oc1ccccc1"))
+    AllChem.EmbedMolecule(phenol, randomSeed=7)
+    xyz = phenol.GetConformer().GetPositions()
+    phenol = _with_xyz(phenol, xyz - xyz.mean(axis=0) + center + np.array([0.0, 0.0, 6.0]), "phenol", 1)
+    settings = RefineSettings(solvent="explicit", length_ps=0.2, frame_interval_ps=0.1, water_padding=8.0,
+                              minimize_iterations=50)
+    done, failed = refine_batch(tmp_path / "tiny.pdb", [phenol], settings, tmp_path / "e.sdf", tmp_path / "e.parquet",
+                                tmp_path / "frames", tmp_path / "e.csv")
+    assert (done, failed) == (1, 0), read_failures(tmp_path / "e.csv").to_string()
+    row = pd.read_parquet(tmp_path / "e.parquet").iloc[0]
+    assert row["solvent"] == "explicit" and row["n_atoms_simulated"] > tiny.topology.getNumAtoms() + 500
+    assert np.isfinite(row["interaction_energy"]) and row["potential_energy_final"] < 0
