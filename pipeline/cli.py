@@ -89,13 +89,11 @@ def cmd_dock(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config_section(path: str | None, key: str) -> dict:
-    """One section of a run config (validated, defaults filled); defaults when no config is given."""
-    from .config import load_config, load_schema, fill_defaults
+def _run_config(path: str | None) -> dict:
+    """The run config (validated, defaults filled); the built-in defaults when no file is given."""
+    from .config import fill_defaults, load_config, load_schema
 
-    if path:
-        return load_config(path)[key]
-    return fill_defaults({}, load_schema())[key]
+    return load_config(path) if path else fill_defaults({}, load_schema())
 
 
 def cmd_featurize(args: argparse.Namespace) -> int:
@@ -105,9 +103,10 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     poses = Path(args.poses)
     stem = poses.name.split(".")[0]
     out = Path(args.out_dir)
-    settings = FeaturizeSettings.from_config(_config_section(args.config, "featurize"))
+    cfg = _run_config(args.config)
+    settings = FeaturizeSettings.from_config(cfg["featurize"])
     outputs = (out / "features" / f"{stem}.parquet", out / "graphs" / f"{stem}.pt", out / "features" / f"{stem}.failures.csv")
-    with dask_client(DaskSettings.from_config(_config_section(args.config, "dask"))) as client:
+    with dask_client(DaskSettings.from_config(cfg["dask"])) as client:
         if args.refined:
             summary = featurize_refined_batch(poses, poses.with_suffix(".parquet"), poses.parent / "frames",
                                               args.receptor, *outputs, settings, client)
@@ -127,7 +126,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     from .library import list_chunks
     from .refine.selection import batch, select_poses
 
-    cfg = _config_section(args.config, "refine")
+    cfg = _run_config(args.config)["refine"]
     run = Path(args.run_dir)
     tables = [run / "docked" / f"{c}.parquet" for c in list_chunks(run / "chunks")]
     poses = pd.concat([pd.read_parquet(t) for t in tables], ignore_index=True)
@@ -149,9 +148,9 @@ def cmd_refine(args: argparse.Namespace) -> int:
     from .refine.protocol import RefineSettings
     from .refine.selection import load_poses
 
-    cfg = _config_section(args.config, "refine")
-    seed = _config_section(args.config, "seed") if args.config else 42
-    settings = RefineSettings.from_dict({k: v for k, v in cfg.items() if k not in SELECTION_KEYS} | {"seed": seed})
+    run_cfg = _run_config(args.config)
+    settings = RefineSettings.from_dict({k: v for k, v in run_cfg["refine"].items() if k not in SELECTION_KEYS}
+                                        | {"seed": run_cfg["seed"]})
     run = Path(args.run_dir)
     stem = Path(args.batch).name.split(".")[0]
     poses, missing = load_poses([run / "docked" / f"{c}.sdf" for c in list_chunks(run / "chunks")],
