@@ -1,4 +1,5 @@
-# vscreen workflow: split -> prepare receptor / ligands -> dock -> rank.
+# vscreen workflow: split -> prepare receptor / ligands -> dock -> featurize -> refine -> score -> rank;
+# 'snakemake train' ends in a new model instead (the library is the assay table).
 # Each rule is a thin call of the `vscreen` CLI (see `vscreen --help`), so every stage
 # also runs by hand. Outputs go to results/<run>/; chunks make a killed run resumable.
 
@@ -26,6 +27,15 @@ RESOLVED_CONFIG = f"{RUN}/config.yaml"
 write_resolved_config(CFG, RESOLVED_CONFIG)
 LIB, REC, BOX = CFG["library"], CFG["receptor"], CFG["box"]
 LIG, DOCK = CFG["ligands"], CFG["docking"]
+SCORE, TRAIN = CFG["score"], CFG["train"]
+
+
+def model_folder(name: str, models_dir: str) -> str:
+    """A model name under models_dir, or a folder given directly."""
+    return name if Path(name, "card.json").is_file() else str(Path(models_dir) / name)
+
+
+MODEL = model_folder(SCORE["model"], SCORE["models_dir"])
 
 
 wildcard_constraints:
@@ -232,8 +242,55 @@ rule featurize_refined:
         "--config {RESOLVED_CONFIG} 2>&1 | tee {log}"
 
 
+def graph_files(wildcards) -> list[str]:
+    return per_chunk("{run}/graphs/{chunk}.pt")(wildcards) + per_batch("{run}/graphs/{batch}.pt")(wildcards)
+
+
+rule score:
+    input:
+        graphs=graph_files,
+        model=f"{MODEL}/card.json",
+    output:
+        f"{RUN}/scores.parquet",
+    threads: CFG["dask"]["n_workers"] * CFG["dask"]["threads_per_worker"] if CFG["dask"]["scheduler"] == "local" else 1
+    resources:
+        gpu=1 if SCORE["device"] == "cuda" else 0,
+    params:
+        settings=str(sorted(SCORE.items())),
+    log:
+        f"{RUN}/logs/score.log",
+    shell:
+        "vscreen score --run-dir {RUN} --config {RESOLVED_CONFIG} 2>&1 | tee {log}"
+
+
+if TRAIN["name"]:
+
+    rule train:
+        input:
+            graphs=graph_files,
+            assay=LIB["path"],
+        output:
+            card=f"{TRAIN['models_dir']}/{TRAIN['name']}/card.json",
+            failures=f"{RUN}/train_failures.csv",
+        threads: workflow.cores
+        params:
+            settings=str(sorted(TRAIN.items())),
+        log:
+            f"{RUN}/logs/train.log",
+        shell:
+            "vscreen train --run-dir {RUN} --config {RESOLVED_CONFIG} 2>&1 | tee {log}"
+
+else:
+
+    rule train:
+        run:
+            raise WorkflowError("'snakemake train' needs a model name: set train.name in the config "
+                                "(e.g. --config train='{name: mymodel}'); the library must be the assay table")
+
+
 rule rank:
     input:
+        scores=[f"{RUN}/scores.parquet"] if SCORE["enabled"] else [],
         inputs=f"{RUN}/failures/input.csv",
         refined=per_batch("{run}/refined/{batch}.parquet"),
         refine_failures=per_batch("{run}/refined/{batch}.failures.csv"),
@@ -251,4 +308,4 @@ rule rank:
     log:
         f"{RUN}/logs/rank.log",
     shell:
-        "vscreen rank --run-dir {RUN} 2>&1 | tee {log}"
+        "vscreen rank --run-dir {RUN} --config {RESOLVED_CONFIG} 2>&1 | tee {log}"

@@ -163,11 +163,68 @@ def cmd_refine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graph_files(run: Path) -> list[Path]:
+    """The run's graph files: docked chunks first, then refined batches."""
+    return sorted((run / "graphs").glob("chunk_*.pt")) + sorted((run / "graphs").glob("batch_*.pt"))
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .dask_cluster import DaskSettings, dask_client
+    from .graphs import DEFAULT_SCHEMA
+    from .scoring.score import score_graph_files, write_scores
+
+    cfg = _run_config(args.config)
+    score = cfg["score"]
+    model = args.model or score["model"]
+    run = Path(args.run_dir)
+    files = _graph_files(run)
+    with dask_client(DaskSettings.from_config(cfg["dask"])) as client:
+        table = score_graph_files(files, model, client, batch_size=score["batch_size"], device=score["device"],
+                                  precision=score["precision"], expect_schema=DEFAULT_SCHEMA,
+                                  models_dir=score["models_dir"])
+    out = Path(args.out) if args.out else run / "scores.parquet"
+    write_scores(table, out)
+    log.info("scored %d complexes of %d compounds with model %s -> %s", len(table), table["id"].nunique(), model, out)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .scoring.train import TrainSettings, train_from_files
+
+    cfg = _run_config(args.config)
+    section = dict(cfg["train"])
+    name = args.name or section.pop("name")
+    section.pop("name", None)
+    models_dir = Path(section.pop("models_dir"))
+    section["model"] = section.pop("architecture")
+    if not name:
+        from .config import ConfigError
+
+        raise ConfigError("training needs a model name: set 'train.name' (e.g. --config train='{name: mymodel}')")
+    run = Path(args.run_dir)
+    assay = args.assay or cfg["library"]["path"]
+    summary = train_from_files(_graph_files(run), assay, models_dir / name, TrainSettings.from_config(section),
+                               failures_csv=run / "train_failures.csv")
+    log.info("trained %s: %d compounds (%d graphs), %d assay rows left out (see %s), %.0f s; held-out metrics: %s",
+             summary.model_dir, summary.compounds, summary.graphs, summary.failed, run / "train_failures.csv",
+             summary.seconds, json.dumps(summary.metrics, default=str)[:400])
+    return 0
+
+
 def cmd_rank(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from .library import list_chunks
     from .ranking import build_ranking, write_table_csv
 
     run = Path(args.run_dir)
+    score = _run_config(args.config)["score"]
+    scores = None
+    if score["enabled"] and (run / "scores.parquet").exists():
+        scores = pd.read_parquet(run / "scores.parquet")
+    elif score["enabled"]:
+        log.warning("no %s: ranking by docking score (run 'vscreen score' first for GNN scores)", run / "scores.parquet")
+        score = dict(score, enabled=False)
     chunks = list_chunks(run / "chunks")
     batches = sorted(p.stem for p in (run / "refine_batches").glob("batch_*.parquet"))
     ranking, failures = build_ranking(
@@ -179,7 +236,9 @@ def cmd_rank(args: argparse.Namespace) -> int:
         + [run / stage / f"{b}.failures.csv" for stage in ("refined", "features") for b in batches],
         feature_tables=[run / "features" / f"{c}.parquet" for c in chunks],
         refined_tables=[run / "refined" / f"{b}.parquet" for b in batches],
-        refined_feature_tables=[run / "features" / f"{b}.parquet" for b in batches])
+        refined_feature_tables=[run / "features" / f"{b}.parquet" for b in batches],
+        scores=scores, rank_by=score["rank_by"] if score["enabled"] else "docking",
+        consensus_weight=score["consensus_weight"])
     write_table_csv(ranking, run / "ranking.csv")
     write_table_csv(failures, run / "failures.csv")
     write_table_csv(failures.attrs.get("warnings", failures.iloc[0:0]), run / "pose_warnings.csv")
@@ -282,8 +341,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", required=True)
     p.add_argument("--config", help="run config (refine section, seed); default: built-in defaults")
 
-    p = add("rank", cmd_rank, "collate a run into ranking.csv and failures.csv", "vscreen rank --run-dir results/mine")
+    p = add("score", cmd_score,
+            "score every complex graph of a run with a GNN ensemble, as Dask tasks (model loaded once per worker)",
+            "vscreen score --run-dir results/mine --config results/mine/config.yaml")
+    p.add_argument("--run-dir", required=True, help="run folder with graphs/*.pt; writes scores.parquet")
+    p.add_argument("--config", help="run config (score and dask sections); default: built-in defaults")
+    p.add_argument("--model", help="model name or folder (default: score.model from the config)")
+    p.add_argument("--out", help="output Parquet (default: <run-dir>/scores.parquet)")
+
+    p = add("train", cmd_train,
+            "train a GNN ensemble on a run's complexes and an assay table; writes models/<name>/",
+            "vscreen train --run-dir results/myassay --config results/myassay/config.yaml --name myassay")
+    p.add_argument("--run-dir", required=True, help="run folder whose graphs/*.pt are the assay compounds' complexes")
+    p.add_argument("--config", help="run config (train section; library.path is the assay by default)")
+    p.add_argument("--name", help="model name (default: train.name from the config)")
+    p.add_argument("--assay", help="assay table: id, smiles and value or active (default: the run's library)")
+
+    p = add("rank", cmd_rank, "collate a run into ranking.csv and failures.csv",
+            "vscreen rank --run-dir results/mine --config results/mine/config.yaml")
     p.add_argument("--run-dir", required=True)
+    p.add_argument("--config", help="run config (score section: GNN scores and rank_by); default: built-in defaults")
     return parser
 
 

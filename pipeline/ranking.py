@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 RANKING_COLUMNS = ["rank", "id", "input_id", "smiles", "prepared_smiles", "docking_score", "n_poses",
                    "heavy_atoms", "formal_charge", "rotatable_bonds"]
+# with GNN scoring, these follow the docking score (in this order, where present)
+SCORE_COLUMNS = ["gnn_score", "gnn_spread", "consensus_score", "gnn_score_refined", "gnn_spread_refined"]
 
 
 def best_poses(pose_tables: Iterable[str | Path]) -> pd.DataFrame:
@@ -111,11 +113,63 @@ def split_late_failures(failures: pd.DataFrame, ranked_ids: set[str], succeeded:
     return pd.concat([early, fatal], ignore_index=True)[FAILURE_COLUMNS], warnings, set(fatal["id"])
 
 
+def gnn_summary(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per compound, the GNN ensemble's score of its best-scored docked pose and of its refined complex.
+
+    ``scores`` has one row per scored graph (``id, pose, source, gnn_score, gnn_spread``,
+    from :func:`pipeline.scoring.score.score_graph_files`). Returns ``id, gnn_score,
+    gnn_spread`` (docked poses: every ranked compound has one, so the whole library is
+    ranked on the same footing) and ``gnn_score_refined, gnn_spread_refined`` (compounds
+    that were refined; NaN for the others).
+    """
+    columns = ["id", "gnn_score", "gnn_spread", "gnn_score_refined", "gnn_spread_refined"]
+    if scores is None or not len(scores):
+        return pd.DataFrame(columns=columns)
+    ordered = scores.sort_values(["id", "gnn_score", "pose"], ascending=[True, False, True], kind="mergesort")
+    best = ordered.drop_duplicates(["id", "source"])
+    docked = best[best["source"] == "docked"][["id", "gnn_score", "gnn_spread"]]
+    refined = best[best["source"] == "refined"][["id", "gnn_score", "gnn_spread"]].rename(
+        columns={"gnn_score": "gnn_score_refined", "gnn_spread": "gnn_spread_refined"})
+    return docked.merge(refined, on="id", how="outer")[columns]
+
+
+def _zscore(values: pd.Series) -> pd.Series:
+    std = values.std(ddof=0)
+    return (values - values.mean()) / std if std and std > 0 else values * 0.0
+
+
+def order_ranking(ranking: pd.DataFrame, rank_by: str = "docking", consensus_weight: float = 0.5) -> pd.DataFrame:
+    """Sort the ranking and number it (``rank`` column first).
+
+    ``rank_by``: ``docking`` (most negative docking score first), ``gnn`` (highest
+    ``gnn_score`` first, docking score breaks ties) or ``consensus``
+    (``consensus_score`` = ``w * z(gnn_score) + (1 - w) * z(-docking_score)``, z-scores
+    over the ranked library, highest first). Compounds without the score sort last.
+    """
+    ranking = ranking.drop(columns=["rank"], errors="ignore").copy()
+    if rank_by == "consensus":
+        ranking["consensus_score"] = (consensus_weight * _zscore(ranking["gnn_score"])
+                                      + (1 - consensus_weight) * _zscore(-ranking["docking_score"]))
+    if rank_by == "docking":
+        ranking = ranking.sort_values(["docking_score", "id"], kind="mergesort")
+    else:
+        key = "gnn_score" if rank_by == "gnn" else "consensus_score"
+        ranking = ranking.sort_values([key, "docking_score", "id"], ascending=[False, True, True],
+                                      na_position="last", kind="mergesort")
+    ranking = ranking.reset_index(drop=True)
+    ranking.insert(0, "rank", range(1, len(ranking) + 1))
+    return ranking
+
+
 def build_ranking(chunk_tables: Iterable[str | Path], ligand_tables: Iterable[str | Path],
                   pose_tables: Iterable[str | Path], failure_files: Iterable[str | Path],
                   feature_tables: Iterable[str | Path] = (), refined_tables: Iterable[str | Path] = (),
-                  refined_feature_tables: Iterable[str | Path] = ()) -> tuple[pd.DataFrame, pd.DataFrame]:
+                  refined_feature_tables: Iterable[str | Path] = (), scores: pd.DataFrame | None = None,
+                  rank_by: str = "docking", consensus_weight: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return ``(ranking, failures)`` from the per-chunk outputs of split, prepare, dock, refine and featurize.
+
+    ``scores`` (GNN scores per graph) adds the ``gnn_*`` columns (:func:`gnn_summary`);
+    ``rank_by`` and ``consensus_weight`` choose the order (:func:`order_ranking`).
 
     ``failures`` has a ``warnings`` attribute (``failures.attrs["warnings"]``): pose-level
     problems of compounds that are still ranked through another pose.
@@ -123,10 +177,10 @@ def build_ranking(chunk_tables: Iterable[str | Path], ligand_tables: Iterable[st
     inputs = pd.concat([pd.read_parquet(p) for p in chunk_tables], ignore_index=True)
     ligands = pd.concat([pd.read_parquet(p, columns=["id", "prepared_smiles", "heavy_atoms", "formal_charge", "rotatable_bonds"])
                          for p in ligand_tables], ignore_index=True)
-    scores = best_poses(pose_tables)
+    docking = best_poses(pose_tables)
     failures = collect_failures(failure_files)
 
-    ranking = inputs[["id", "input_id", "smiles"]].merge(ligands, on="id").merge(scores, on="id")
+    ranking = inputs[["id", "input_id", "smiles"]].merge(ligands, on="id").merge(docking, on="id")
     feature_tables, refined_tables, refined_feature_tables = map(list, (feature_tables, refined_tables, refined_feature_tables))
     features = interaction_summary(feature_tables)
     md = md_summary(refined_tables)
@@ -137,17 +191,22 @@ def build_ranking(chunk_tables: Iterable[str | Path], ligand_tables: Iterable[st
     ranking = ranking[~ranking["id"].isin(dropped)]
     ranking = ranking.merge(features, on="id", how="left").merge(md, on="id", how="left")
     ranking = ranking.merge(persistent_interactions(refined_feature_tables), on="id", how="left")
-    ranking = ranking.sort_values(["docking_score", "id"], kind="mergesort").reset_index(drop=True)
-    ranking.insert(0, "rank", range(1, len(ranking) + 1))
+    if scores is not None:
+        ranking = ranking.merge(gnn_summary(scores), on="id", how="left")
+    elif rank_by != "docking":
+        raise ValueError(f"ranking by {rank_by} needs GNN scores")
+    ranking = order_ranking(ranking, rank_by, consensus_weight)
 
     lost = set(inputs["id"]) - set(ranking["id"]) - set(failures["id"])
     if lost:
         log.error("%d compounds produced no result and no failure record: %s", len(lost), sorted(lost)[:10])
         extra = pd.DataFrame({"id": sorted(lost), "stage": "unknown", "reason": "no result and no recorded failure (please report this)"})
         failures = pd.concat([failures, extra], ignore_index=True)
-    extra = [c for c in ranking.columns if c not in RANKING_COLUMNS]
+    scored = [c for c in SCORE_COLUMNS if c in ranking.columns]
+    front = RANKING_COLUMNS[:6] + scored + RANKING_COLUMNS[6:]
+    extra = [c for c in ranking.columns if c not in front]
     failures.attrs["warnings"] = warnings
-    return ranking[RANKING_COLUMNS + extra], failures
+    return ranking[front + extra], failures
 
 
 def write_table_csv(df: pd.DataFrame, path: str | Path) -> None:

@@ -28,7 +28,8 @@ from pipeline.scoring.metrics import (auroc, average_ranks, bedroc, classificati
 from pipeline.scoring.model import ComplexScorer, ModelConfig, count_parameters
 from pipeline.scoring.score import cache_info, score_graph_files
 from pipeline.scoring.splits import murcko_scaffold, random_split, scaffold_split
-from pipeline.scoring.train import TrainSettings, leave_one_target_out, train_ensemble, train_from_files
+from pipeline.scoring.train import (TrainSettings, leave_one_target_out, train_ensemble, train_from_files,
+                                    train_multi_target)
 
 SMALL = [("indole", "c1ccc2[nH]ccc2c1"), ("benzoic", "OC(=O)c1ccccc1"), ("paracetamol", "CC(=O)Nc1ccc(O)cc1"),
          ("phenylpyridine", "c1ccc(-c2ccncc2)cc1"), ("tosylamide", "Cc1ccc(cc1)S(N)(=O)=O"),
@@ -387,3 +388,23 @@ def test_leave_one_target_out(complexes):
     assert len(table) == 6 and set(table["method"]) == {"gnn", "docking", "ligand_only"}
     assert (table.groupby("target")["n_test"].first() == [len(halves["A"]), len(halves["B"])]).all()
     assert table["auroc"].between(0, 1).all()
+
+
+def test_multi_target_training_reports_each_target(complexes):
+    schema, graphs = load_graphs(complexes["files"][0])
+    for f in complexes["files"][1:]:
+        graphs += load_graphs(f)[1]
+    assay = pd.read_csv(complexes["dir"] / "assay_cls.csv")
+    halves = {"A": assay.iloc[::2], "B": assay.iloc[1::2]}
+    by_target = {t: [g for g in graphs if g.id in set(a["id"])] for t, a in halves.items()}
+    settings = TrainSettings(**dict(TINY, max_epochs=2, n_models=1), split="random", fractions=(0.6, 0.2, 0.2))
+    result = train_multi_target(by_target, halves, settings, schema, name="multi")
+    card = result.card
+    assert card["data"]["targets"] == ["A", "B"]
+    assert card["data"]["n_compounds_by_target"] == {"A": len(halves["A"]), "B": len(halves["B"])}
+    held_out = card["split"]["ids"]["test"]
+    for target in ("A", "B"):  # every target is split on its own, so each has held-out compounds
+        mine = [k for k in held_out if k.startswith(f"{target}/")]
+        assert mine and card["metrics_by_target"][target]["test"]["gnn"]["n"] == len(mine)
+        assert set(card["metrics_by_target"][target]["test"]) == {"gnn", "docking", "ligand_only"}
+    assert card["metrics"]["test"]["gnn"]["n"] == len(held_out)

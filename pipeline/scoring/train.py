@@ -584,6 +584,19 @@ def train_ensemble(graphs: Sequence, assay: Assay | str | os.PathLike | pd.DataF
         raise ValueError(f"only {n} compounds have both an assay label and a complex graph; at least 3 are needed")
     split = split_compounds(list(data.compounds.index), data.compounds["smiles"].tolist(), settings.split,
                             settings.fractions, settings.seed)
+    data_info = dict(n_assay_rows_rejected=len(assay.failures), n_assay_compounds_without_graph=len(missing))
+    return _train_on_split(data, split, settings, schema, name, dict(data_info, **dict(sources or {})), failures, start)
+
+
+def _train_on_split(data: LabelledGraphs, split: Mapping[str, list[str]], settings: TrainSettings,
+                    schema: GraphSchema, name: str, data_info: Mapping[str, Any], failures: list[dict],
+                    start: float, groups: Mapping[str, Sequence[str]] | None = None) -> TrainResult:
+    """Fit the ensemble (and baselines) on ``split``, evaluate, and write the card.
+
+    ``groups`` (e.g. target -> compound keys) adds ``metrics_by_group``: the metrics of
+    every method on each group's validation and test compounds.
+    """
+    n = len(data.compounds)
     if not split["val"] or not split["train"]:
         raise ValueError(f"the {settings.split} split of {n} compounds left no training or validation compound; "
                          "use more compounds, other fractions, or split: random")
@@ -591,6 +604,11 @@ def train_ensemble(graphs: Sequence, assay: Assay | str | os.PathLike | pd.DataF
         fitted = _fit_models(data, split["train"], split["val"], settings, schema)
         metrics = {part: _evaluate(fitted, data, split[part], split["train"], settings, schema)
                    for part in ("val", "test")}
+        by_group = {}
+        for group, members in (groups or {}).items():
+            members = set(members)
+            by_group[group] = {part: _evaluate(fitted, data, [k for k in split[part] if k in members], split["train"],
+                                               settings, schema) for part in ("val", "test")}
     labels = data.compounds["label"].to_numpy(dtype=np.float64)
     card = dict(
         name=name, format=MODEL_FORMAT, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -599,12 +617,11 @@ def train_ensemble(graphs: Sequence, assay: Assay | str | os.PathLike | pd.DataF
                                                 else "ensemble mean probability of being active")
                    + "; higher = more likely active; gnn_spread = std over members"),
         data=dict(fingerprint=data_fingerprint(data.compounds), n_compounds=n, n_graphs=len(data.graphs),
-                  n_assay_rows_rejected=len(assay.failures), n_assay_compounds_without_graph=len(missing),
                   labels=(dict(n_active=int((labels > 0.5).sum()), n_inactive=int((labels <= 0.5).sum()))
                           if data.task == "classification" else
                           dict(mean=float(labels.mean()), std=float(labels.std()), min=float(labels.min()),
                                max=float(labels.max()))),
-                  **dict(sources or {})),
+                  **dict(data_info)),
         split=dict(method=settings.split, seed=settings.seed, fractions=list(settings.fractions),
                    **_split_sizes(data, split), ids={p: list(v) for p, v in split.items() if p != "train"}),
         training=settings.to_dict(), model=settings.model.to_dict(),
@@ -619,8 +636,64 @@ def train_ensemble(graphs: Sequence, assay: Assay | str | os.PathLike | pd.DataF
                                     f"{settings.fingerprint_bits} bits) -> MLP({settings.ligand_hidden}), same split, "
                                     "seeds and resamples" if settings.ligand_baseline else "not trained")),
         training_seconds=round(time.perf_counter() - start, 1))
+    if groups:
+        card["metrics_by_target"] = by_group
     fitted.ensemble.card = card
     return TrainResult(fitted.ensemble, card, fitted.histories, failures)
+
+
+def _labelled_targets(graphs_by_target: Mapping[str, Sequence], assays_by_target: Mapping[str, Any],
+                      settings: TrainSettings) -> tuple[LabelledGraphs, list[dict], dict[str, int]]:
+    """All targets' labelled graphs in one set, compound keys ``<target>/<id>``; also failures and rejects."""
+    parts, tasks, failures, rejected = [], set(), [], {}
+    for target in sorted(graphs_by_target):
+        assay = assays_by_target[target]
+        assay = assay if isinstance(assay, Assay) else read_assay(assay, settings.task)
+        tasks.add(assay.task)
+        labelled, missing = attach_labels(graphs_by_target[target], assay, settings.active_threshold,
+                                          key_prefix=f"{target}/")
+        parts.append(labelled)
+        failures += [dict(f, id=f"{target}/{f['id']}") for f in list(assay.failures) + missing]
+        rejected[target] = len(assay.failures)
+    if len(tasks) != 1:
+        raise ValueError(f"all targets' assays must have one task, got {sorted(tasks)}")
+    data = LabelledGraphs(graphs=[g for p in parts for g in p.graphs], keys=[k for p in parts for k in p.keys],
+                          compounds=pd.concat([p.compounds for p in parts]), task=tasks.pop())
+    return data, failures, rejected
+
+
+def train_multi_target(graphs_by_target: Mapping[str, Sequence], assays_by_target: Mapping[str, Any],
+                       settings: TrainSettings = TrainSettings(), schema: GraphSchema = DEFAULT_SCHEMA,
+                       name: str = "model", sources: Mapping[str, Any] | None = None) -> TrainResult:
+    """Train one ensemble on the complexes of several targets; report metrics per target.
+
+    Every target's compounds are split on their own (by scaffold unless told otherwise,
+    ``settings.fractions``), and the parts are pooled: so each target has held-out
+    compounds, and the card's ``metrics_by_target`` gives every method's metrics on
+    each target's held-out compounds. Compound keys are ``<target>/<id>`` (the same id
+    may be screened against several targets).
+
+    Parameters
+    ----------
+    graphs_by_target, assays_by_target
+        Target name -> complex graphs, and -> assay (all of one task).
+    settings, schema, name, sources
+        As for :func:`train_ensemble`.
+    """
+    start = time.perf_counter()
+    data, failures, rejected = _labelled_targets(graphs_by_target, assays_by_target, settings)
+    split: dict[str, list[str]] = {"train": [], "val": [], "test": []}
+    groups = {}
+    for target in sorted(graphs_by_target):
+        pool = data.compounds[[k.startswith(f"{target}/") for k in data.compounds.index]]
+        groups[target] = list(pool.index)
+        part = split_compounds(list(pool.index), pool["smiles"].tolist(), settings.split, settings.fractions,
+                               settings.seed)
+        for name_ in split:
+            split[name_] += part[name_]
+    info = dict(targets=sorted(graphs_by_target), n_compounds_by_target={t: len(v) for t, v in groups.items()},
+                n_assay_rows_rejected=rejected, **dict(sources or {}))
+    return _train_on_split(data, split, settings, schema, name, info, failures, start, groups)
 
 
 def load_training_graphs(graph_files: Sequence[str | os.PathLike],
@@ -711,17 +784,7 @@ def leave_one_target_out(graphs_by_target: Mapping[str, Sequence], assays_by_tar
     targets = sorted(graphs_by_target)
     if len(targets) < 2:
         raise ValueError("leave-one-target-out needs at least two targets")
-    parts, tasks = [], set()
-    for target in targets:
-        assay = assays_by_target[target]
-        assay = assay if isinstance(assay, Assay) else read_assay(assay, settings.task)
-        tasks.add(assay.task)
-        labelled, _ = attach_labels(graphs_by_target[target], assay, settings.active_threshold, key_prefix=f"{target}/")
-        parts.append(labelled)
-    if len(tasks) != 1:
-        raise ValueError(f"all targets' assays must have one task, got {sorted(tasks)}")
-    data = LabelledGraphs(graphs=[g for p in parts for g in p.graphs], keys=[k for p in parts for k in p.keys],
-                          compounds=pd.concat([p.compounds for p in parts]), task=tasks.pop())
+    data, _, _ = _labelled_targets(graphs_by_target, assays_by_target, settings)
     f_train, f_val, _ = settings.fractions
     inner = replace(settings, fractions=(f_train / (f_train + f_val), f_val / (f_train + f_val), 0.0))
     rows = []
