@@ -105,11 +105,12 @@ def box_from_config(box_cfg: dict, dockstring_target: str | None = None) -> Box:
     raise BoxError("no docking box given: set box.center + box.size, box.reference_ligand or box.vina_config")
 
 
-def check_box_on_receptor(box: Box, receptor_xyz: np.ndarray, min_atoms: int = 20) -> int:
+def check_box_on_receptor(box: Box, receptor_xyz: np.ndarray, min_atoms: int = 20, fix: str = "box.center") -> int:
     """Count receptor atoms inside the box; raise :class:`BoxError` if there are too few.
 
     A box with (almost) no protein atoms is nearly always a wrong center (another
     frame of reference, or swapped coordinates); docking there would rank noise.
+    ``fix`` names what the user should correct (the config key the box came from).
     """
     inside = int(box.contains(receptor_xyz).sum())
     if inside < min_atoms:
@@ -117,7 +118,7 @@ def check_box_on_receptor(box: Box, receptor_xyz: np.ndarray, min_atoms: int = 2
         raise BoxError(
             f"the docking box centred at {tuple(round(c, 2) for c in box.center)} holds {inside} receptor atoms: "
             f"it lies outside the protein (which spans {np.round(lo, 1).tolist()} to {np.round(hi, 1).tolist()} Å); "
-            "fix box.center")
+            f"fix {fix}")
     return inside
 
 

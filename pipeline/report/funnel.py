@@ -1,0 +1,76 @@
+"""Where the compounds of a screen went: counts per stage and failures by reason."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+
+from .rundata import RunData
+
+#: Stages in pipeline order, as ``failures.csv`` names them.
+FAILURE_STAGES = ["input", "prepare", "dock", "featurize", "refine", "unknown"]
+
+
+def funnel(run: RunData) -> pd.DataFrame:
+    """Compounds per stage, from the library's rows to the ranking.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``stage`` (``input rows``, ``valid and unique``, ``prepared``, ``docked``,
+        ``featurized``, ``selected for MD``, ``refined by MD``, ``scored by GNN``, ``ranked``,
+        ``failed``) and ``compounds``. Stages a run did not have (no MD, no GNN) are left out.
+    """
+    ranking, ids = run.ranking, run.stage_ids
+    rows = [("input rows", run.manifest.get("rows", len(ranking) + len(run.failures))),
+            ("valid and unique", run.manifest.get("accepted", len(ranking) + int((run.failures["stage"] != "input").sum()))),
+            ("prepared", len(ids.get("prepared", ()))),
+            ("docked", len(ids.get("docked", ()))),
+            ("featurized", len(ids.get("featurized", ())))]
+    if ids.get("selected"):
+        rows += [("selected for MD", len(ids["selected"])), ("refined by MD", len(ids.get("refined", ())))]
+    if "scored" in ids:
+        rows.append(("scored by GNN", len(ids["scored"])))
+    rows += [("ranked", len(ranking)), ("failed", len(run.failures))]
+    return pd.DataFrame(rows, columns=["stage", "compounds"])
+
+
+def reason_kind(reason: str) -> str:
+    """A failure reason with its particulars removed, so that alike failures group together.
+
+    ``"line 7: duplicate id 'x' (id 'x' first used on line 3)"`` becomes
+    ``"duplicate id '…' (id '…' first used on line #)"``.
+    """
+    text = re.sub(r"^(line|pose)\s+\d+:\s*", "", str(reason).strip())
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", text)
+    text = re.sub(r"-?\d+(\.\d+)?", "#", text)
+    return text[:160] or "(no reason given)"
+
+
+def failure_reasons(failures: pd.DataFrame, examples: int = 3) -> pd.DataFrame:
+    """Failures grouped by stage and kind of reason, most frequent first within each stage.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``stage, reason, compounds, examples`` (a few of the compound ids, comma-separated).
+    """
+    columns = ["stage", "reason", "compounds", "examples"]
+    if not len(failures):
+        return pd.DataFrame(columns=columns)
+    table = failures.assign(kind=failures["reason"].map(reason_kind))
+    grouped = (table.groupby(["stage", "kind"], sort=False)["id"]
+               .agg(compounds="count", examples=lambda ids: ", ".join(list(ids)[:examples]))
+               .reset_index().rename(columns={"kind": "reason"}))
+    order = {stage: i for i, stage in enumerate(FAILURE_STAGES)}
+    grouped["_stage"] = grouped["stage"].map(lambda s: order.get(s, len(order)))
+    grouped = grouped.sort_values(["_stage", "compounds", "reason"], ascending=[True, False, True], kind="mergesort")
+    return grouped[columns].reset_index(drop=True)
+
+
+def failures_by_stage(failures: pd.DataFrame) -> pd.Series:
+    """Failure counts per stage in pipeline order (stages without failures left out)."""
+    counts = failures["stage"].value_counts() if len(failures) else pd.Series(dtype=int)
+    ordered = [s for s in FAILURE_STAGES if s in counts.index] + sorted(set(counts.index) - set(FAILURE_STAGES))
+    return counts.reindex(ordered).astype(int)
