@@ -1,4 +1,4 @@
-# vscreen workflow: split -> prepare receptor / ligands -> dock -> featurize -> refine -> score -> rank;
+# vscreen workflow: split -> prepare receptor / ligands -> dock -> featurize -> refine -> score -> rank -> report;
 # 'snakemake train' ends in a new model instead (the library is the assay table).
 # Each rule is a thin call of the `vscreen` CLI (see `vscreen --help`), so every stage
 # also runs by hand. Outputs go to results/<run>/; chunks make a killed run resumable.
@@ -6,8 +6,11 @@
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from pipeline.config import ConfigError, validate_config, write_resolved_config
+from pipeline.errors import user_errors
+from pipeline.preflight import check_inputs, check_model
 
 
 # The shipped demo config is the default; a --configfile replaces it (rather than being
@@ -21,6 +24,22 @@ try:
     CFG = validate_config(config)
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
+
+# A missing receptor or library file, an empty library or a box off the protein stops the
+# run here, before any job, with one sentence saying what to fix (jobs that a cluster
+# executor starts on other nodes parse this file again and skip the check).
+if workflow.is_main_process:
+    try:
+        check_inputs(CFG)
+    except user_errors() as err:
+        raise WorkflowError(str(err)) from None
+
+# A relative score.models_dir is looked up in the working directory, then next to this
+# Snakefile (where the shipped models/default lives), so the default model is found from any
+# --directory; the resolved, absolute folder goes into the run config the jobs read.
+_models = Path(CFG["score"]["models_dir"])
+if not _models.is_absolute() and not _models.is_dir() and (Path(workflow.basedir) / _models).is_dir():
+    CFG["score"]["models_dir"] = str(Path(workflow.basedir) / _models)
 
 RUN = f"results/{CFG['run']}"
 RESOLVED_CONFIG = f"{RUN}/config.yaml"
@@ -48,6 +67,14 @@ def q(value) -> str:
     import shlex
 
     return shlex.quote(str(value))
+
+
+# Per-rule conda environments (envs/*.yaml, the rules' `conda:` directives) are used with
+# --software-deployment-method conda; the pip install stays the default. A conda environment
+# does not hold this package, so there `vscreen` runs from this checkout.
+if DeploymentMethod.CONDA in getattr(workflow.deployment_settings, "deployment_method", ()):
+    shell.prefix(f"set -euo pipefail; export PYTHONPATH={q(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+                 'vscreen() {{ python -m pipeline.cli "$@"; }}; ')
 
 
 def chunks(wildcards) -> list[str]:
@@ -81,10 +108,15 @@ def receptor_args() -> str:
     return " ".join(args)
 
 
+report: "report/workflow.rst"
+
+
 rule all:
     input:
         f"{RUN}/ranking.csv",
         f"{RUN}/failures.csv",
+        f"{RUN}/report.html",
+        f"{RUN}/top_hits.sdf",
 
 
 checkpoint split_library:
@@ -99,6 +131,8 @@ checkpoint split_library:
               + (f" --id-property {q(LIB['id_property'])}" if LIB["id_property"] else "")),
     log:
         f"{RUN}/logs/split.log",
+    conda:
+        "envs/docking.yaml"
     shell:
         "vscreen split {input:q} --out-dir {output.chunks} --failures {output.failures} {params.args} 2>&1 | tee {log}"
 
@@ -115,6 +149,8 @@ rule prepare_receptor:
         args=receptor_args(),
     log:
         f"{RUN}/logs/prepare_receptor.log",
+    conda:
+        "envs/docking.yaml"
     shell:
         "vscreen prepare-receptor {params.args} --out-dir {RUN}/receptor 2>&1 | tee {log}"
 
@@ -131,6 +167,8 @@ rule prepare_ligands:
               f"--min-heavy-atoms {LIG['min_heavy_atoms']} --embed-attempts {LIG['embed_attempts']}"),
     log:
         f"{RUN}/logs/prepare_ligands/{{chunk}}.log",
+    conda:
+        "envs/docking.yaml"
     shell:
         "vscreen prepare-ligands {input} --out-dir {RUN}/ligands {params.args} 2>&1 | tee {log}"
 
@@ -152,6 +190,8 @@ rule dock:
               f"--energy-range {DOCK['energy_range']} --seed {CFG['seed']} --scoring {DOCK['scoring']}"),
     log:
         f"{RUN}/logs/dock/{{chunk}}.log",
+    conda:
+        "envs/docking.yaml"
     shell:
         "vscreen dock {input.ligands} --receptor-dir {RUN}/receptor --out-dir {RUN}/docked "
         "{params.args} --threads {threads} 2>&1 | tee {log}"
@@ -171,6 +211,8 @@ rule featurize:
         settings=str(sorted(CFG["featurize"].items())) + str(sorted(CFG["dask"].items())),
     log:
         f"{RUN}/logs/featurize/{{chunk}}.log",
+    conda:
+        "envs/ml.yaml"
     shell:
         "vscreen featurize {input.docked} --receptor {input.receptor} --out-dir {RUN} "
         "--config {RESOLVED_CONFIG} 2>&1 | tee {log}"
@@ -189,6 +231,8 @@ checkpoint select_poses:
         settings=str([CFG["refine"][k] for k in ("enabled", "top_n", "top_fraction", "poses_per_compound", "batch_size")]),
     log:
         f"{RUN}/logs/select_poses.log",
+    conda:
+        "envs/md.yaml"
     shell:
         "vscreen select --run-dir {RUN} --out-dir {output.batches} --config {RESOLVED_CONFIG} 2>&1 | tee {log}"
 
@@ -219,6 +263,8 @@ rule refine:
         settings=str(sorted(CFG["refine"].items())) + str(CFG["seed"]),
     log:
         f"{RUN}/logs/refine/{{batch}}.log",
+    conda:
+        "envs/md.yaml"
     shell:
         "vscreen refine {input.batch} --run-dir {RUN} --config {RESOLVED_CONFIG} 2>&1 | tee {log}"
 
@@ -237,6 +283,8 @@ rule featurize_refined:
         settings=str(sorted(CFG["featurize"].items())) + str(sorted(CFG["dask"].items())),
     log:
         f"{RUN}/logs/featurize/{{batch}}.log",
+    conda:
+        "envs/ml.yaml"
     shell:
         "vscreen featurize {input.sdf} --refined --receptor {input.receptor} --out-dir {RUN} "
         "--config {RESOLVED_CONFIG} 2>&1 | tee {log}"
@@ -246,10 +294,18 @@ def graph_files(wildcards) -> list[str]:
     return per_chunk("{run}/graphs/{chunk}.pt")(wildcards) + per_batch("{run}/graphs/{batch}.pt")(wildcards)
 
 
+def model_card(wildcards) -> str:
+    """The scoring model's card; an unknown or unreadable model stops the DAG build, before any job runs."""
+    try:
+        return str(check_model(SCORE) / "card.json")
+    except user_errors() as err:
+        raise WorkflowError(str(err)) from None
+
+
 rule score:
     input:
+        model=model_card,
         graphs=graph_files,
-        model=f"{MODEL}/card.json",
     output:
         f"{RUN}/scores.parquet",
     threads: CFG["dask"]["n_workers"] * CFG["dask"]["threads_per_worker"] if CFG["dask"]["scheduler"] == "local" else 1
@@ -259,6 +315,8 @@ rule score:
         settings=str(sorted(SCORE.items())),
     log:
         f"{RUN}/logs/score.log",
+    conda:
+        "envs/ml.yaml"
     shell:
         "vscreen score --run-dir {RUN} --config {RESOLVED_CONFIG} 2>&1 | tee {log}"
 
@@ -277,6 +335,8 @@ if TRAIN["name"]:
             settings=str(sorted(TRAIN.items())),
         log:
             f"{RUN}/logs/train.log",
+        conda:
+            "envs/ml.yaml"
         shell:
             "vscreen train --run-dir {RUN} --config {RESOLVED_CONFIG} 2>&1 | tee {log}"
 
@@ -303,9 +363,35 @@ rule rank:
         docked=per_chunk("{run}/docked/{chunk}.parquet"),
         dock_failures=per_chunk("{run}/docked/{chunk}.failures.csv"),
     output:
-        ranking=f"{RUN}/ranking.csv",
+        ranking=report(f"{RUN}/ranking.csv", caption="report/ranking.rst", category="2. Ranking"),
         failures=f"{RUN}/failures.csv",
     log:
         f"{RUN}/logs/rank.log",
+    conda:
+        "envs/docking.yaml"
     shell:
         "vscreen rank --run-dir {RUN} --config {RESOLVED_CONFIG} 2>&1 | tee {log}"
+
+
+rule report:
+    input:
+        ranking=rules.rank.output.ranking,
+        failures=rules.rank.output.failures,
+        docked=docked_chunk_files,
+        features=per_chunk("{run}/features/{chunk}.parquet"),
+        refined=per_batch("{run}/refined/{batch}.sdf"),
+        refined_tables=per_batch("{run}/refined/{batch}.parquet"),
+        library=LIB["path"],
+    output:
+        html=report(f"{RUN}/report.html", caption="report/report.rst", category="1. Screening report"),
+        top_hits=report(f"{RUN}/top_hits.sdf", caption="report/top_hits.rst", category="2. Ranking"),
+        figures=report(directory(f"{RUN}/figures"), patterns=["{name}.png"], caption="report/figures.rst",
+                       category="3. Figures", labels={"figure": "{name}"}),
+    params:
+        settings=str(sorted(CFG["report"].items())),
+    log:
+        f"{RUN}/logs/report.log",
+    conda:
+        "envs/ml.yaml"
+    shell:
+        "vscreen report --run-dir {RUN} --config {RESOLVED_CONFIG} 2>&1 | tee {log}"

@@ -7,6 +7,10 @@ The Snakefile calls these subcommands; each also runs by hand, e.g.::
     vscreen prepare-ligands results/mine/chunks/chunk_00000.parquet --out-dir results/mine/ligands
     vscreen dock results/mine/ligands/chunk_00000.parquet --receptor-dir results/mine/receptor --out-dir results/mine/docked
     vscreen rank --run-dir results/mine
+    vscreen report --run-dir results/mine
+
+Check a config and its inputs without running anything: ``vscreen check-config mine.yaml``.
+``vscreen COMMAND --help`` explains each subcommand with an example.
 """
 
 from __future__ import annotations
@@ -28,8 +32,13 @@ def _chunk_outputs(chunk: str, out_dir: str) -> tuple[Path, Path, Path, Path]:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from .config import load_config
+    from .preflight import check_inputs, check_model
 
     cfg = load_config(args.config)
+    if not args.no_files:
+        check_inputs(cfg)
+        if cfg["score"]["enabled"]:
+            check_model(cfg["score"])
     print(json.dumps(cfg, indent=1) if args.show else f"{args.config}: valid (run '{cfg['run']}')")
     return 0
 
@@ -246,6 +255,18 @@ def cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    run = Path(args.run_dir)
+    config = args.config or (run / "config.yaml" if (run / "config.yaml").is_file() else None)
+    summary = build_report(run, _run_config(str(config) if config else None), args.out, args.top_hits,
+                           args.figures_dir, args.top_n)
+    log.info("wrote %s (%d top hits, %d figures) and %s (%d poses)", summary.html, summary.top_rows,
+             len(summary.figures), summary.top_hits, summary.top_hits_written)
+    return 0
+
+
 def _add_box_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("docking box (one of)")
     g.add_argument("--center", type=float, nargs=3, metavar=("X", "Y", "Z"), help="box center, Å")
@@ -267,10 +288,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = add("check-config", cmd_check_config, "validate a run config and print it with defaults filled in",
+    p = add("check-config", cmd_check_config,
+            "validate a run config and its inputs (library not empty, receptor file, box on the protein, model), "
+            "and print it with defaults filled in",
             "vscreen check-config config/config.yaml --show")
     p.add_argument("config")
     p.add_argument("--show", action="store_true", help="print the full config")
+    p.add_argument("--no-files", action="store_true",
+                   help="check the config only, not its files (library, receptor, box, model)")
 
     p = add("split", cmd_split, "read a library (.smi/.csv/.sdf[.gz]), sanitize ids, write Parquet chunks",
             "vscreen split library.smi --out-dir results/mine/chunks --failures results/mine/failures/input.csv")
@@ -361,6 +386,17 @@ def build_parser() -> argparse.ArgumentParser:
             "vscreen rank --run-dir results/mine --config results/mine/config.yaml")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--config", help="run config (score section: GNN scores and rank_by); default: built-in defaults")
+
+    p = add("report", cmd_report,
+            "write report.html (self-contained: settings, funnel, top hits, figures, enrichment), its figures "
+            "and top_hits.sdf for a ranked run",
+            "vscreen report --run-dir results/mine --config results/mine/config.yaml --top-n 50")
+    p.add_argument("--run-dir", required=True, help="run folder with ranking.csv (after 'vscreen rank')")
+    p.add_argument("--config", help="run config (default: <run-dir>/config.yaml)")
+    p.add_argument("--top-n", type=int, help="compounds in the top-hits table and SDF (default: report.top_n)")
+    p.add_argument("--out", help="report page (default: <run-dir>/report.html)")
+    p.add_argument("--top-hits", help="SD file of the top hits' poses (default: <run-dir>/top_hits.sdf)")
+    p.add_argument("--figures-dir", help="folder for the figures as PNG files (default: <run-dir>/figures)")
     return parser
 
 
