@@ -376,13 +376,19 @@ def test_one_and_two_dask_workers_agree(trained, complexes):
 # --------------------------------------------------------------------------- leave one target out
 
 
-def test_leave_one_target_out(complexes):
+def _two_targets(complexes):
+    """The fixture's graphs and classification labels split into two pretend targets A and B."""
     schema, graphs = load_graphs(complexes["files"][0])
     for f in complexes["files"][1:]:
         graphs += load_graphs(f)[1]
     assay = pd.read_csv(complexes["dir"] / "assay_cls.csv")
     halves = {"A": assay.iloc[::2], "B": assay.iloc[1::2]}
     by_target = {t: [g for g in graphs if g.id in set(a["id"])] for t, a in halves.items()}
+    return schema, by_target, halves
+
+
+def test_leave_one_target_out(complexes):
+    schema, by_target, halves = _two_targets(complexes)
     settings = TrainSettings(**dict(TINY, max_epochs=2, n_models=1), split="random")
     table = leave_one_target_out(by_target, halves, settings, schema)
     assert len(table) == 6 and set(table["method"]) == {"gnn", "docking", "ligand_only"}
@@ -391,12 +397,7 @@ def test_leave_one_target_out(complexes):
 
 
 def test_multi_target_training_reports_each_target(complexes):
-    schema, graphs = load_graphs(complexes["files"][0])
-    for f in complexes["files"][1:]:
-        graphs += load_graphs(f)[1]
-    assay = pd.read_csv(complexes["dir"] / "assay_cls.csv")
-    halves = {"A": assay.iloc[::2], "B": assay.iloc[1::2]}
-    by_target = {t: [g for g in graphs if g.id in set(a["id"])] for t, a in halves.items()}
+    schema, by_target, halves = _two_targets(complexes)
     settings = TrainSettings(**dict(TINY, max_epochs=2, n_models=1), split="random", fractions=(0.6, 0.2, 0.2))
     result = train_multi_target(by_target, halves, settings, schema, name="multi")
     card = result.card
