@@ -49,14 +49,6 @@ LIG, DOCK = CFG["ligands"], CFG["docking"]
 SCORE, TRAIN = CFG["score"], CFG["train"]
 
 
-def model_folder(name: str, models_dir: str) -> str:
-    """A model name under models_dir, or a folder given directly."""
-    return name if Path(name, "card.json").is_file() else str(Path(models_dir) / name)
-
-
-MODEL = model_folder(SCORE["model"], SCORE["models_dir"])
-
-
 wildcard_constraints:
     chunk=r"chunk_\d+",
     batch=r"batch_\d+",

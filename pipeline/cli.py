@@ -202,8 +202,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = _run_config(args.config)
     section = dict(cfg["train"])
-    name = args.name or section.pop("name")
-    section.pop("name", None)
+    configured = section.pop("name")
+    name = args.name or configured
     models_dir = Path(section.pop("models_dir"))
     section["model"] = section.pop("architecture")
     if not name:
