@@ -123,6 +123,8 @@ checkpoint split_library:
               + (f" --id-property {q(LIB['id_property'])}" if LIB["id_property"] else "")),
     log:
         f"{RUN}/logs/split.log",
+    benchmark:
+        f"{RUN}/benchmarks/split_library/job.tsv",
     conda:
         "envs/docking.yaml"
     shell:
@@ -141,6 +143,8 @@ rule prepare_receptor:
         args=receptor_args(),
     log:
         f"{RUN}/logs/prepare_receptor.log",
+    benchmark:
+        f"{RUN}/benchmarks/prepare_receptor/job.tsv",
     conda:
         "envs/docking.yaml"
     shell:
@@ -159,6 +163,8 @@ rule prepare_ligands:
               f"--min-heavy-atoms {LIG['min_heavy_atoms']} --embed-attempts {LIG['embed_attempts']}"),
     log:
         f"{RUN}/logs/prepare_ligands/{{chunk}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/prepare_ligands/{{chunk}}.tsv",
     conda:
         "envs/docking.yaml"
     shell:
@@ -182,6 +188,8 @@ rule dock:
               f"--energy-range {DOCK['energy_range']} --seed {CFG['seed']} --scoring {DOCK['scoring']}"),
     log:
         f"{RUN}/logs/dock/{{chunk}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/dock/{{chunk}}.tsv",
     conda:
         "envs/docking.yaml"
     shell:
@@ -203,6 +211,8 @@ rule featurize:
         settings=str(sorted(CFG["featurize"].items())) + str(sorted(CFG["dask"].items())),
     log:
         f"{RUN}/logs/featurize/{{chunk}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/featurize/{{chunk}}.tsv",
     conda:
         "envs/ml.yaml"
     shell:
@@ -223,6 +233,8 @@ checkpoint select_poses:
         settings=str([CFG["refine"][k] for k in ("enabled", "top_n", "top_fraction", "poses_per_compound", "batch_size")]),
     log:
         f"{RUN}/logs/select_poses.log",
+    benchmark:
+        f"{RUN}/benchmarks/select_poses/job.tsv",
     conda:
         "envs/md.yaml"
     shell:
@@ -255,6 +267,8 @@ rule refine:
         settings=str(sorted(CFG["refine"].items())) + str(CFG["seed"]),
     log:
         f"{RUN}/logs/refine/{{batch}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/refine/{{batch}}.tsv",
     conda:
         "envs/md.yaml"
     shell:
@@ -275,6 +289,8 @@ rule featurize_refined:
         settings=str(sorted(CFG["featurize"].items())) + str(sorted(CFG["dask"].items())),
     log:
         f"{RUN}/logs/featurize/{{batch}}.log",
+    benchmark:
+        f"{RUN}/benchmarks/featurize_refined/{{batch}}.tsv",
     conda:
         "envs/ml.yaml"
     shell:
@@ -307,6 +323,8 @@ rule score:
         settings=str(sorted(SCORE.items())),
     log:
         f"{RUN}/logs/score.log",
+    benchmark:
+        f"{RUN}/benchmarks/score/job.tsv",
     conda:
         "envs/ml.yaml"
     shell:
@@ -327,6 +345,8 @@ if TRAIN["name"]:
             settings=str(sorted(TRAIN.items())),
         log:
             f"{RUN}/logs/train.log",
+        benchmark:
+            f"{RUN}/benchmarks/train/job.tsv",
         conda:
             "envs/ml.yaml"
         shell:
@@ -359,6 +379,8 @@ rule rank:
         failures=f"{RUN}/failures.csv",
     log:
         f"{RUN}/logs/rank.log",
+    benchmark:
+        f"{RUN}/benchmarks/rank/job.tsv",
     conda:
         "envs/docking.yaml"
     shell:
@@ -383,6 +405,8 @@ rule report:
         settings=str(sorted(CFG["report"].items())),
     log:
         f"{RUN}/logs/report.log",
+    benchmark:
+        f"{RUN}/benchmarks/report/job.tsv",
     conda:
         "envs/ml.yaml"
     shell:

@@ -5,6 +5,7 @@ How ``models/default/`` was made, and how to make it again (or grow it):
     python models/default/build.py libraries        # data/<target>.csv + .yaml (committed)
     python models/default/build.py dock --hours 1   # dock + featurize, a round of chunks per target at a time
     python models/default/build.py train            # ensemble + baselines + leave-one-target-out -> card.json
+    python models/default/build.py training-set     # data/training_set.csv: the compounds behind card.json
 
 Each target is an ordinary screening run (``results/dude-<target>/``) of the Snakemake
 workflow with the config in ``data/<target>.yaml``: every active of the target and a
@@ -19,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.campaign import CampaignRun, dock_in_rounds  # noqa: E402
 from pipeline.dude import sample_library  # noqa: E402
 
 DATA = HERE / "data"
@@ -70,40 +70,22 @@ def cmd_libraries(args: argparse.Namespace) -> None:
         print(f"{target}: {int(table.active.sum())} actives, {int((table.active == 0).sum())} decoys")
 
 
+def campaign_run(target: str) -> CampaignRun:
+    """The target's training run (its config in data/<target>.yaml)."""
+    return CampaignRun(target, DATA / f"{target}.yaml", ROOT)
+
+
 def n_chunks(target: str) -> int:
-    rows = sum(1 for _ in open(DATA / f"{target}.csv")) - 1
-    return -(-rows // CHUNK_SIZE)
+    return campaign_run(target).n_chunks()
 
 
 def graph_file(target: str, index: int) -> Path:
-    return ROOT / "results" / f"dude-{target}" / "graphs" / f"chunk_{index:05d}.pt"
-
-
-def snakemake(target: str, files: list[str], cores: int) -> None:
-    """Make ``files`` with the target's training-run config (failures are logged, not raised)."""
-    cmd = ["snakemake", "--cores", str(cores), "--configfile", str(DATA / f"{target}.yaml"),
-           "--rerun-triggers", "mtime", "--keep-going", "--quiet", "rules", "--", *files]
-    subprocess.run(cmd, cwd=ROOT, check=False)
+    return campaign_run(target).graph_file(index)
 
 
 def cmd_dock(args: argparse.Namespace) -> None:
-    deadline = time.time() + args.hours * 3600
     targets = args.targets or list(TARGETS)
-    for target in targets:  # the split is a checkpoint: run it first so chunk files can be asked for
-        if not (ROOT / "results" / f"dude-{target}" / "chunks").is_dir():
-            snakemake(target, [f"results/dude-{target}/chunks"], args.cores)
-    todo = {t: [i for i in range(n_chunks(t)) if not graph_file(t, i).exists()] for t in targets}
-    while any(todo.values()) and time.time() < deadline:
-        for target in targets:
-            batch, todo[target] = todo[target][: args.chunks_per_round], todo[target][args.chunks_per_round:]
-            if not batch or time.time() >= deadline:
-                continue
-            files = [str(graph_file(target, i).relative_to(ROOT)) for i in batch]
-            print(f"[{time.strftime('%H:%M:%S')}] {target}: chunks {batch}", flush=True)
-            snakemake(target, files, args.cores)
-    for target in TARGETS:
-        done = sum(graph_file(target, i).exists() for i in range(n_chunks(target)))
-        print(f"{target}: {done}/{n_chunks(target)} chunks featurized")
+    dock_in_rounds([campaign_run(t) for t in targets], args.hours, args.cores, args.chunks_per_round)
 
 
 # Training settings of the default model. The held-out part is larger than the workflow's
@@ -188,6 +170,30 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(json.dumps(card["data"]["coverage"]))
 
 
+def cmd_training_set(args: argparse.Namespace) -> None:
+    """Write data/training_set.csv: every compound the default model was fitted, stopped or tested on.
+
+    ``split`` is train / val / test as in card.json. Benchmarks use it to leave the model's
+    training compounds out of their evaluation and to train the ligand-only baseline on
+    exactly the GNN's training data.
+    """
+    import json
+
+    card = json.loads((HERE / "card.json").read_text())
+    held_out = {key: part for part, keys in card["split"]["ids"].items() for key in keys}
+    parts = []
+    for target in card["data"]["targets"]:
+        _, assay, counts = finished_data(target)
+        if len(assay) != card["data"]["n_compounds_by_target"][target]:
+            raise SystemExit(f"{target}: {len(assay)} compounds in finished chunks, but the card was trained on "
+                             f"{card['data']['n_compounds_by_target'][target]}; this is not the data of card.json")
+        keys = target + "/" + assay["id"].astype(str)
+        parts.append(assay.assign(target=target, split=[held_out.get(k, "train") for k in keys]))
+    table = pd.concat(parts)[["target", "id", "smiles", "active", "split"]]
+    table.to_csv(DATA / "training_set.csv", index=False)
+    print(table.groupby(["split"]).active.agg(["size", "sum"]).to_string())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -202,6 +208,8 @@ def main(argv: list[str] | None = None) -> None:
     p.set_defaults(func=cmd_dock)
     p = sub.add_parser("train", help="train models/default on every finished chunk; write card.json and metrics.csv")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("training-set", help="write data/training_set.csv (the compounds behind card.json, by split)")
+    p.set_defaults(func=cmd_training_set)
     args = parser.parse_args(argv)
     args.func(args)
 

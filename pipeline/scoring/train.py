@@ -425,6 +425,46 @@ def _fit_ligand_models(data: LabelledGraphs, train_keys: Sequence[str], val_keys
     return models
 
 
+def fit_ligand_baseline(compounds: pd.DataFrame, train_keys: Sequence[str], val_keys: Sequence[str],
+                        settings: TrainSettings, task: str = "classification") -> list[FingerprintMLP]:
+    """Train the ligand-only baseline alone, as :func:`train_ensemble` trains it beside the GNN.
+
+    Parameters
+    ----------
+    compounds
+        One row per compound, indexed by key, with ``smiles`` and ``label`` (active 0/1, or value).
+    train_keys, val_keys
+        Keys of the training and the early-stopping compounds.
+    settings
+        Training settings (members, seeds, resamples, fingerprint, epochs): a model card's
+        ``training`` section gives the settings its baseline was trained with.
+
+    Returns
+    -------
+    list[FingerprintMLP]
+        ``settings.n_models`` members in eval mode; score SMILES with :func:`predict_ligand_baseline`.
+    """
+    device = _device(settings.device)
+    labels = compounds.loc[list(train_keys), "label"].to_numpy(dtype=np.float64)
+    t_mean = float(labels.mean()) if task == "regression" else 0.0
+    t_std = float(labels.std()) if task == "regression" and labels.std() > 1e-8 else 1.0
+    data = LabelledGraphs(graphs=[], keys=[], compounds=compounds, task=task)
+    with torch_threads(settings.threads):
+        return _fit_ligand_models(data, train_keys, val_keys, settings, t_mean, t_std,
+                                  _pos_weight(labels, settings, device), device)
+
+
+def predict_ligand_baseline(models: Sequence[FingerprintMLP], smiles: Sequence[str], settings: TrainSettings,
+                            task: str = "classification") -> np.ndarray:
+    """Mean ligand-only prediction per SMILES: probability of being active, or the value (assay units)."""
+    fps = torch.from_numpy(morgan_fingerprints(list(smiles), settings.fingerprint_radius, settings.fingerprint_bits))
+    with torch.inference_mode():
+        raw = np.stack([m(fps).double().numpy() for m in models]) if len(smiles) else np.zeros((len(models), 0))
+    if task == "regression":
+        return np.stack([r * float(m.target_std) + float(m.target_mean) for r, m in zip(raw, models)]).mean(0)
+    return (1.0 / (1.0 + np.exp(-raw))).mean(0)
+
+
 # --------------------------------------------------------------------------- evaluation
 
 
@@ -460,15 +500,8 @@ def _compound_scores(fitted: _Fitted, data: LabelledGraphs, keys: Sequence[str],
     else:
         out["gnn"] = out["docking"] = np.full(len(keys), np.nan)
     if fitted.ligand_models:
-        fps = torch.from_numpy(morgan_fingerprints(data.compounds.loc[list(keys), "smiles"].tolist(),
-                                                   settings.fingerprint_radius, settings.fingerprint_bits))
-        with torch.inference_mode():
-            raw = np.stack([m(fps).double().numpy() for m in fitted.ligand_models]) if len(keys) else np.zeros((1, 0))
-        if data.task == "regression":
-            out["ligand_only"] = np.stack([r * float(m.target_std) + float(m.target_mean)
-                                           for r, m in zip(raw, fitted.ligand_models)]).mean(0)
-        else:
-            out["ligand_only"] = (1.0 / (1.0 + np.exp(-raw))).mean(0)
+        out["ligand_only"] = predict_ligand_baseline(fitted.ligand_models,
+                                                     data.compounds.loc[list(keys), "smiles"].tolist(), settings, data.task)
     return out
 
 

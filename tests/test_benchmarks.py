@@ -1,0 +1,152 @@
+"""The benchmark machinery on real engines: the docking baselines, resumable campaigns,
+per-stage timings, the ligand-only baseline and the enrichment table."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from pipeline.box import Box, read_vina_config
+from pipeline.campaign import CampaignRun, dock_in_rounds
+from pipeline.ligands import LigandSettings, prepare_ligand
+from pipeline.receptor import prepare_receptor
+from pipeline.scoring.metrics import auroc
+from pipeline.scoring.train import TrainSettings, fit_ligand_baseline, predict_ligand_baseline
+
+from conftest import FIXTURES, REPO
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+import docking_speed  # noqa: E402
+import enrichment  # noqa: E402
+from run import stage_times  # noqa: E402
+
+IMATINIB = "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1"
+
+
+def _require_vina_cli() -> None:
+    if shutil.which("vina") is None:
+        message = "Debian's 'vina' program (package autodock-vina) is not installed"
+        pytest.fail(message) if os.environ.get("VSCREEN_REQUIRE_VINA_CLI") else pytest.skip(message)
+
+
+def test_pipeline_and_vina_programs_dock_the_same_work(tmp_path):
+    """The three engines of the docking benchmark read the same files and agree on imatinib's score."""
+    _require_vina_cli()
+    prepare_receptor(FIXTURES / "1iep" / "1iep_receptorH.pdb", tmp_path / "r.pdb", tmp_path / "r.pdbqt")
+    box = read_vina_config(FIXTURES / "1iep" / "1iep_box.txt")
+    box = Box(box.center, (16.0, 16.0, 16.0))
+    _, row = prepare_ligand("imatinib", IMATINIB, LigandSettings())
+    ligands = tmp_path / "ligands.parquet"
+    pd.DataFrame([row]).to_parquet(ligands)
+    files = docking_speed.write_ligand_files(ligands, tmp_path / "pdbqt")
+    assert [f.name for f in files] == ["imatinib.pdbqt"]
+    results = {}
+    for name, run in [("pipeline", lambda w: docking_speed.run_pipeline(tmp_path / "r.pdbqt", box, ligands, 2, 2, w)),
+                      ("cli", lambda w: docking_speed.run_cli_batch(docking_speed.vina_cli(), tmp_path / "r.pdbqt",
+                                                                    box, files, 2, 2, w)),
+                      ("1.1.2", lambda w: docking_speed.run_cli_per_ligand(docking_speed.vina_112(),
+                                                                           tmp_path / "r.pdbqt", box, files, 2, 2, w))]:
+        work = tmp_path / name
+        work.mkdir()
+        results[name] = run(work)
+    for name, (seconds, scores) in results.items():
+        assert seconds > 0
+        assert set(scores) == {"imatinib"}, name
+        # every engine found a pose in Abl's pocket (crystal-like poses score about -12; the searches are
+        # stochastic and the engine versions differ, so the scores themselves are not compared)
+        assert scores["imatinib"] < -8.0, (name, scores)
+    assert docking_speed.engine_version(docking_speed.vina_cli()).startswith("1.2.")
+    assert docking_speed.engine_version(docking_speed.vina_112()) == "1.1.2"
+
+
+def test_campaign_docks_in_rounds_and_resumes(tmp_path):
+    """No time: only the split; then every chunk; a third call finds nothing to do. Per-job timings are kept."""
+    library = pd.read_csv(REPO / "resources" / "demo" / "library.csv").head(2)
+    library.to_csv(tmp_path / "library.csv", index=False)
+    config = {"run": f"campaign-test-{os.getpid()}", "library": {"path": str(tmp_path / "library.csv"), "chunk_size": 1},
+              "receptor": {"path": "resources/demo/ACHE_target.pdbqt"},
+              "box": {"center": [4.521, 66.834, 65.770], "size": [16.0, 16.0, 16.0]},
+              "docking": {"exhaustiveness": 1, "n_poses": 2}, "dask": {"n_workers": 1},
+              "refine": {"enabled": False}, "score": {"enabled": False}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run = CampaignRun("test", tmp_path / "config.yaml", REPO)
+    try:
+        assert run.n_chunks() == 2
+        assert dock_in_rounds([run], hours=0) == {"test": (0, 2)}
+        assert (run.run_dir / "chunks" / "chunk_00001.parquet").exists()
+        assert dock_in_rounds([run], hours=1, chunks_per_round=1) == {"test": (2, 2)}
+        stamps = [run.graph_file(i).stat().st_mtime for i in range(2)]
+        assert dock_in_rounds([run], hours=1) == {"test": (2, 2)}
+        assert [run.graph_file(i).stat().st_mtime for i in range(2)] == stamps
+        stages = stage_times(run.run_dir)
+        assert stages.loc["dock", "jobs"] == 2 and stages.loc["featurize", "jobs"] == 2
+        assert (stages["seconds"] > 0).all()
+    finally:
+        shutil.rmtree(run.run_dir, ignore_errors=True)
+
+
+def _labelled_demo() -> pd.DataFrame:
+    table = pd.read_csv(REPO / "resources" / "demo" / "library.csv")
+    table.index = "demo/" + table["id"]
+    return table.assign(label=table["active"].astype(float))
+
+
+def test_ligand_baseline_learns_its_training_compounds_and_is_seeded():
+    table = _labelled_demo()
+    keys = list(table.index)
+    train, val = keys[::2] + keys[1::4], keys[3::4]
+    settings = TrainSettings(n_models=2, max_epochs=30, patience=30, seed=3)
+    first = predict_ligand_baseline(fit_ligand_baseline(table, train, val, settings), table["smiles"], settings)
+    again = predict_ligand_baseline(fit_ligand_baseline(table, train, val, settings), table["smiles"], settings)
+    assert first.shape == (len(table),) and ((first >= 0) & (first <= 1)).all()
+    np.testing.assert_array_equal(first, again)
+    on_train = table.index.isin(train)
+    assert auroc(table.loc[on_train, "label"], first[on_train]) > 0.9
+
+
+def test_enrichment_table_from_a_finished_run(tmp_path, monkeypatch):
+    """Metrics follow the run's scores; compounds the model trained on leave the 'unseen' rows."""
+    library = pd.read_csv(REPO / "resources" / "demo" / "library.csv")
+    name = "enrich-demo-d4-s1"
+    run_dir = tmp_path / "results" / name
+    (tmp_path / "samples" / name).mkdir(parents=True)
+    run_dir.mkdir(parents=True)
+    library.to_csv(tmp_path / "samples" / name / "library.csv", index=False)
+    # docking separates perfectly, GNN is reversed; one active failed docking (ranks last)
+    ranking = library.assign(docking_score=np.where(library.active == 1, -10.0, -6.0) - 0.01 * np.arange(len(library)),
+                             gnn_score=np.where(library.active == 1, 0.1, 0.9))
+    failed = library[library.active == 1].id.iloc[0]
+    ranking[ranking.id != failed].to_csv(run_dir / "ranking.csv", index=False)
+    pd.DataFrame([dict(id=failed, stage="dock", reason="Vina failed")]).to_csv(run_dir / "failures.csv", index=False)
+    seen = library.head(6).assign(target="demo", split=["train", "train", "val", "test", "train", "train"])
+    seen.to_csv(tmp_path / "training_set.csv", index=False)
+    model = tmp_path / "model"
+    model.mkdir()
+    card = dict(name="tiny", task="classification", data=dict(targets=["demo"]),
+                training=TrainSettings(n_models=1, max_epochs=5, patience=5).to_dict())
+    (model / "card.json").write_text(json.dumps(card))
+    monkeypatch.setattr(enrichment, "ROOT", tmp_path)
+    monkeypatch.setattr(enrichment, "SAMPLES", tmp_path / "samples")
+    args = enrichment.main.__globals__["argparse"].Namespace(
+        target="demo", receptor="ACHE", decoys_per_active=4, seed=1, model=str(model),
+        training_set=tmp_path / "training_set.csv")
+    result = enrichment.evaluate(args, name, tmp_path / "samples" / name / "config.yaml")
+    rows = {(r["subset"], r["method"]): r for r in result["metrics"]}
+    assert result["pipeline"]["ranked"] == len(library) - 1 and result["pipeline"]["failed"] == 1
+    assert result["pipeline"]["seen_by_model"] == 5  # train + val rows, not the test row
+    assert rows[("all", "docking")]["n"] == len(library)
+    assert rows[("unseen", "docking")]["n"] == len(library) - 5
+    n_act = int(library.active.sum())
+    expected = 1.0 - (len(library) - n_act) / (n_act * (len(library) - n_act))  # the failed active ranks last
+    assert rows[("all", "docking")]["auroc"] == pytest.approx(expected)
+    assert rows[("all", "gnn")]["auroc"] < 0.1
+    low, high = rows[("all", "docking")]["auroc_ci95"]
+    assert low <= rows[("all", "docking")]["auroc"] <= high
+    assert "| unseen | docking |" in enrichment.markdown(result)
