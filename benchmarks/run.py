@@ -68,8 +68,8 @@ class Plan:
 
 
 QUICK = Plan(dock_ligands=3, dock_exhaustiveness=2, dock_rounds=2, md_poses=2, md_baseline_poses=1,
-             md_baseline_length_ps=0.5, featurize_compounds=8, featurize_copies=2, score_complexes=256, repeats=2,
-             e2e_compounds=8, e2e_refine=2)
+             md_baseline_length_ps=0.25, featurize_compounds=8, featurize_copies=2, score_complexes=256, repeats=2,
+             e2e_compounds=6, e2e_refine=2)
 FULL = Plan(dock_ligands=8, dock_exhaustiveness=8, dock_rounds=3, md_poses=5, md_baseline_poses=2,
             md_baseline_length_ps=None, featurize_compounds=16, featurize_copies=3, score_complexes=512, repeats=3,
             e2e_compounds=50, e2e_refine=5)
@@ -87,6 +87,9 @@ def machine_name() -> str:
         pass
     model = re.sub(r"\(r\)|\(tm\)|cpu|processor|\d+-core|@.*", " ", model.lower())
     slug = re.sub(r"[^a-z0-9]+", "-", model).strip("-")
+    gpu = gpu_name()
+    if gpu:
+        slug += "-" + re.sub(r"[^a-z0-9]+", "-", gpu.lower()).strip("-")
     return f"{os.cpu_count()}cpu-{slug}"
 
 
@@ -296,11 +299,22 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
                          f"whole receptor, {m['baseline']['atoms_simulated']} atoms {m['baseline']['ns_per_day']:.2f}",
                          f"{m['ratio_ns_per_day_vs_whole_receptor']:.2f}"))
             rows.append((f"MD {m['platform']} (poses/h)", f"{m['poses_per_hour']:.1f}", "", ""))
+    if results.get("md") and results.get("md_gpu"):
+        cpu, gpu = results["md"], results["md_gpu"]
+        rows.append((f"MD {gpu['platform']} vs CPU, same machine (poses/h)", f"{gpu['poses_per_hour']:.1f}",
+                     f"CPU {cpu['poses_per_hour']:.1f}", f"{gpu['poses_per_hour'] / cpu['poses_per_hour']:.2f}"))
     for key, label in (("featurize", "featurize"), ("score", "GNN scoring")):
         f = results.get(key)
         if f:
             rows.append((f"{label}, 2 Dask workers (complexes/s)", f"{f['complexes_per_second_2_workers']:.1f}",
                          f"1 worker {f['complexes_per_second_1_worker']:.1f}", f"{f['ratio_2_vs_1_workers']:.2f}"))
+    if results.get("score") and results.get("score_gpu"):
+        cpu, gpu = ({r["workers"]: r for r in results[k]["runs"]} for k in ("score", "score_gpu"))
+        rows.append(("GNN scoring CUDA, in-process (complexes/s)", f"{gpu[0]['warm_rate']:.1f}",
+                     f"CPU in-process {cpu[0]['warm_rate']:.1f}", f"{gpu[0]['warm_rate'] / cpu[0]['warm_rate']:.2f}"))
+        g = results["score_gpu"]
+        rows.append(("GNN scoring CUDA, 2 Dask workers (complexes/s)", f"{g['complexes_per_second_2_workers']:.1f}",
+                     f"1 worker {g['complexes_per_second_1_worker']:.1f}", f"{g['ratio_2_vs_1_workers']:.2f}"))
     t = results.get("end_to_end")
     if t:
         rows.append(("end to end, demo config (compounds/h)", f"{t['compounds_per_hour']:.1f}",
@@ -326,6 +340,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", nargs="*", choices=["docking", "md", "featurize", "score", "end_to_end"],
                         help="run only these parts")
     parser.add_argument("--cores", type=int, default=os.cpu_count())
+    parser.add_argument("--score-complexes", type=int, default=None,
+                        help="complexes scored by the GNN benchmark (default: the plan's; more gives a GPU work)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default results/<machine>-<date>.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -334,6 +350,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")]:
         logging.getLogger(name).setLevel(logging.ERROR)
     plan = QUICK if args.quick else FULL
+    if args.score_complexes:
+        plan = replace(plan, score_complexes=args.score_complexes)
     parts = args.only or ["docking", "md", "featurize", "score", "end_to_end"]
     gpu = gpu_name()
     load_before, start = os.getloadavg(), time.perf_counter()

@@ -150,3 +150,19 @@ def test_enrichment_table_from_a_finished_run(tmp_path, monkeypatch):
     low, high = rows[("all", "docking")]["auroc_ci95"]
     assert low <= rows[("all", "docking")]["auroc"] <= high
     assert "| unseen | docking |" in enrichment.markdown(result)
+
+
+def test_speed_table_puts_each_figure_beside_its_same_run_baseline():
+    from run import summary_rows
+
+    md = dict(platform="CPU", atoms_simulated=1500, ns_per_day=10.0, poses_per_hour=200.0,
+              baseline=dict(atoms_simulated=6800, ns_per_day=1.0), ratio_ns_per_day_vs_whole_receptor=10.0)
+    score = dict(runs=[dict(workers=0, warm_rate=100.0)], complexes_per_second_1_worker=60.0,
+                 complexes_per_second_2_workers=90.0, ratio_2_vs_1_workers=1.5)
+    results = dict(md=md, md_gpu=dict(md, platform="CUDA", poses_per_hour=500.0), score=score,
+                   score_gpu=dict(score, runs=[dict(workers=0, warm_rate=1000.0)]))
+    rows = {r[0]: r[1:] for r in summary_rows(results)}
+    assert rows["MD CUDA vs CPU, same machine (poses/h)"] == ("500.0", "CPU 200.0", "2.50")
+    assert rows["GNN scoring CUDA, in-process (complexes/s)"] == ("1000.0", "CPU in-process 100.0", "10.00")
+    assert rows["MD CPU, 1500 atoms (ns/day)"][2] == "10.00"
+    assert all(len(r) == 3 for r in rows.values())
