@@ -310,6 +310,14 @@ def _fit(model: nn.Module, train_items: Sequence, val_batches: Sequence[tuple[An
     return history
 
 
+def _target_normalization(labels: np.ndarray, task: str) -> tuple[float, float]:
+    """(mean, std) that regression targets are standardised with; (0, 1) for classification."""
+    if task != "regression":
+        return 0.0, 1.0
+    std = float(labels.std())
+    return float(labels.mean()), std if std > 1e-8 else 1.0
+
+
 def _pos_weight(labels: np.ndarray, settings: TrainSettings, device: torch.device) -> torch.Tensor:
     n_pos = float((labels > 0.5).sum())
     n_neg = float(len(labels) - n_pos)
@@ -344,8 +352,7 @@ def _fit_models(data: LabelledGraphs, train_keys: Sequence[str], val_keys: Seque
     train_labels = data.compounds.loc[list(train_keys), "label"].to_numpy(dtype=np.float64)
     train_graphs = [data.graphs[i] for i in data.graph_indices(sorted(train_keys))]
     g_mean, g_std = global_statistics(train_graphs, schema)
-    t_mean = float(train_labels.mean()) if task == "regression" else 0.0
-    t_std = float(train_labels.std()) if task == "regression" and train_labels.std() > 1e-8 else 1.0
+    t_mean, t_std = _target_normalization(train_labels, task)
     pos_weight = _pos_weight(train_labels, settings, device)
 
     def gnn_loss(model: nn.Module, batch) -> torch.Tensor:
@@ -446,8 +453,7 @@ def fit_ligand_baseline(compounds: pd.DataFrame, train_keys: Sequence[str], val_
     """
     device = _device(settings.device)
     labels = compounds.loc[list(train_keys), "label"].to_numpy(dtype=np.float64)
-    t_mean = float(labels.mean()) if task == "regression" else 0.0
-    t_std = float(labels.std()) if task == "regression" and labels.std() > 1e-8 else 1.0
+    t_mean, t_std = _target_normalization(labels, task)
     data = LabelledGraphs(graphs=[], keys=[], compounds=compounds, task=task)
     with torch_threads(settings.threads):
         return _fit_ligand_models(data, train_keys, val_keys, settings, t_mean, t_std,
