@@ -13,6 +13,7 @@ from __future__ import annotations
 import subprocess
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import yaml
@@ -38,8 +39,9 @@ class CampaignRun:
     configfile: Path
     root: Path
 
-    @property
+    @cached_property
     def config(self) -> dict:
+        """The run's config, read once."""
         with open(self.configfile) as handle:
             return yaml.safe_load(handle)
 

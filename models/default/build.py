@@ -75,14 +75,6 @@ def campaign_run(target: str) -> CampaignRun:
     return CampaignRun(target, DATA / f"{target}.yaml", ROOT)
 
 
-def n_chunks(target: str) -> int:
-    return campaign_run(target).n_chunks()
-
-
-def graph_file(target: str, index: int) -> Path:
-    return campaign_run(target).graph_file(index)
-
-
 def cmd_dock(args: argparse.Namespace) -> None:
     targets = args.targets or list(TARGETS)
     dock_in_rounds([campaign_run(t) for t in targets], args.hours, args.cores, args.chunks_per_round)
@@ -103,18 +95,18 @@ def finished_data(target: str) -> tuple[list, pd.DataFrame, dict]:
     """Graphs of the finished chunks of a target, its labelled compounds in those chunks, and counts."""
     from pipeline.graphs import load_graphs
 
-    run = ROOT / "results" / f"dude-{target}"
-    done = [i for i in range(n_chunks(target)) if graph_file(target, i).exists()]
+    run = campaign_run(target)
+    done = run.chunks_done()
     graphs = []
     for i in done:
-        graphs += load_graphs(graph_file(target, i))[1]
+        graphs += load_graphs(run.graph_file(i))[1]
     ids = set()
     for i in done:
-        ids |= set(pd.read_parquet(run / "chunks" / f"chunk_{i:05d}.parquet", columns=["id"])["id"])
+        ids |= set(pd.read_parquet(run.run_dir / "chunks" / f"chunk_{i:05d}.parquet", columns=["id"])["id"])
     sample = pd.read_csv(DATA / f"{target}.csv")
     assay = sample[sample["id"].isin(ids)]
     counts = dict(sample_compounds=len(sample), sample_actives=int(sample.active.sum()), chunks_done=len(done),
-                  chunks_total=n_chunks(target), compounds_in_done_chunks=len(assay),
+                  chunks_total=run.n_chunks(), compounds_in_done_chunks=len(assay),
                   actives_in_done_chunks=int(assay.active.sum()))
     return graphs, assay, counts
 
