@@ -97,6 +97,14 @@ def _box_args(box) -> list[str]:
             "--size_x", str(sx), "--size_y", str(sy), "--size_z", str(sz)]
 
 
+def cli_batch_command(binary: Path, receptor: Path, box, ligand_files: list[Path], exhaustiveness: int, cpu: int,
+                      out: Path, seed: int = SEED) -> list[str]:
+    """``vina --batch`` over ``ligand_files``, writing ``<stem>_out.pdbqt`` files to ``out``."""
+    return [str(binary), "--receptor", str(receptor), *_box_args(box), "--exhaustiveness", str(exhaustiveness),
+            "--cpu", str(cpu), "--seed", str(seed), "--num_modes", str(N_POSES), "--verbosity", "0",
+            "--dir", str(out), "--batch", *map(str, ligand_files)]
+
+
 def _best_scores_pdbqt(files: list[Path]) -> dict[str, float]:
     """Best (first) ``REMARK VINA RESULT`` of each output PDBQT, by ligand file stem."""
     scores = {}
@@ -136,11 +144,9 @@ def run_cli_batch(binary: Path, receptor: Path, box, ligand_files: list[Path], e
     """Seconds for one ``vina --batch`` call over every ligand; best score per id."""
     out = work / "cli"
     out.mkdir(parents=True, exist_ok=True)
-    cmd = [str(binary), "--receptor", str(receptor), *_box_args(box), "--exhaustiveness", str(exhaustiveness),
-           "--cpu", str(cpu), "--seed", str(SEED), "--num_modes", str(N_POSES), "--verbosity", "0",
-           "--dir", str(out), "--batch", *map(str, ligand_files)]
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True)
+    subprocess.run(cli_batch_command(binary, receptor, box, ligand_files, exhaustiveness, cpu, out),
+                   check=True, capture_output=True)
     seconds = time.perf_counter() - start
     return seconds, _best_scores_pdbqt(sorted(out.glob("*_out.pdbqt")))
 

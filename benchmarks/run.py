@@ -198,23 +198,19 @@ def stage_times(run_dir: Path) -> pd.DataFrame:
 
 def _vina_alone(run_dir: Path, box, exhaustiveness: int, cores: int, seed: int) -> float:
     """Seconds for the ``vina`` CLI to dock the run's prepared ligands: ``cores`` batch processes, 1 CPU each."""
-    from docking_speed import vina_cli, write_ligand_files
+    from docking_speed import cli_batch_command, vina_cli, write_ligand_files
 
     receptor = next((run_dir / "receptor").glob("*.pdbqt"))
     with tempfile.TemporaryDirectory() as tmp:
         files = []
         for table in sorted((run_dir / "ligands").glob("chunk_*.parquet")):
             files += write_ligand_files(table, Path(tmp) / "ligands")
-        (cx, cy, cz), (sx, sy, sz) = box.center, box.size
         procs, start = [], time.perf_counter()
         for k in range(cores):
             out = Path(tmp) / f"out{k}"
             out.mkdir()
             procs.append(subprocess.Popen(
-                [str(vina_cli()), "--receptor", str(receptor), "--center_x", str(cx), "--center_y", str(cy),
-                 "--center_z", str(cz), "--size_x", str(sx), "--size_y", str(sy), "--size_z", str(sz),
-                 "--exhaustiveness", str(exhaustiveness), "--cpu", "1", "--seed", str(seed), "--num_modes", "9",
-                 "--verbosity", "0", "--dir", str(out), "--batch", *map(str, files[k::cores])],
+                cli_batch_command(vina_cli(), receptor, box, files[k::cores], exhaustiveness, 1, out, seed=seed),
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         for proc in procs:
             if proc.wait() != 0:
