@@ -14,9 +14,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from .errors import VscreenError
 
 
-class BoxError(ValueError):
+class BoxError(VscreenError, ValueError):
     """The box cannot be built or does not sit on the receptor."""
 
 

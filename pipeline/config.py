@@ -14,9 +14,10 @@ from typing import Any
 
 import jsonschema
 import yaml
+from .errors import VscreenError
 
 
-class ConfigError(ValueError):
+class ConfigError(VscreenError, ValueError):
     """The configuration is invalid; the message names the offending key."""
 
 

@@ -1,23 +1,22 @@
-"""Errors a user can act on: each stage raises one of these with a one-sentence message."""
+"""Errors a user can act on.
+
+Every stage raises a subclass of :class:`VscreenError` with a one-sentence message that
+names the file or config key to fix; the ``vscreen`` command prints it on one line and
+exits with status 2 (no traceback). Any other exception is a bug or an infrastructure
+fault and keeps its traceback.
+
+This module imports nothing from the package, so every module can import it.
+"""
 
 from __future__ import annotations
 
-import importlib
+__all__ = ["VscreenError", "user_errors"]
 
-from .box import BoxError
-from .config import ConfigError
-from .library import LibraryError
+
+class VscreenError(Exception):
+    """Base of the errors whose message is meant for the user."""
 
 
 def user_errors() -> tuple[type[Exception], ...]:
-    """The exception classes whose message is meant for the user (imported only when needed)."""
-    errors: list[type[Exception]] = [ConfigError, LibraryError, BoxError]
-    for module, name in ((".receptor", "ReceptorError"), (".refine.job", "RefineError"),
-                         (".scoring.ensemble", "ModelError"), (".scoring.assay", "AssayError"),
-                         (".report.rundata", "ReportError")):
-        try:
-            errors.append(getattr(importlib.import_module(module, __package__), name))
-        except (ImportError, AttributeError):  # an optional engine missing must not break the CLI
-            pass
-    return tuple(errors)
-
+    """The exception classes whose message is meant for the user."""
+    return (VscreenError,)

@@ -40,6 +40,7 @@ import numpy as np
 from rdkit import Chem
 
 from .interactions import INTERACTION_TYPES, Receptor, residue_flags
+from .errors import VscreenError
 
 #: Version of the graph layout; bump it whenever a feature is added, removed or reordered.
 SCHEMA_VERSION = "vscreen-graph/1"
@@ -60,7 +61,7 @@ GLOBAL_NAMES = ("docking_score", "rmsd_mean", "rmsd_max", "rmsd_final", "pocket_
                 "interaction_energy", "persistence_mean", "n_persistent")
 
 
-class GraphError(ValueError):
+class GraphError(VscreenError, ValueError):
     """A complex that cannot be turned into a graph; the message is a failure reason."""
 
 

@@ -77,6 +77,7 @@ from typing import Sequence
 import numpy as np
 
 from pipeline.io import write_text_atomic
+from .errors import VscreenError
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ _X_H_LENGTH = {"C": 1.09, "N": 1.01, "O": 0.96, "S": 1.34}  # ideal bond lengths
 _WATER_NAMES = frozenset({"HOH", "WAT", "H2O", "DOD", "TIP3", "SOL"})
 
 
-class ReceptorError(ValueError):
+class ReceptorError(VscreenError, ValueError):
     """A receptor input that cannot be prepared; the message says which file and what to fix."""
 
 

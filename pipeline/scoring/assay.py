@@ -24,6 +24,7 @@ import pandas as pd
 from rdkit import Chem, RDLogger
 
 from ..library import sanitize_id
+from ..errors import VscreenError
 
 RDLogger.DisableLog("rdApp.*")
 
@@ -33,7 +34,7 @@ _TRUE = {"1", "1.0", "true", "t", "yes", "y", "active"}
 _FALSE = {"0", "0.0", "false", "f", "no", "n", "inactive"}
 
 
-class AssayError(ValueError):
+class AssayError(VscreenError, ValueError):
     """The assay table as a whole cannot be used (missing file, missing columns, no usable row)."""
 
 
