@@ -10,7 +10,9 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
 from pipeline.config import ConfigError, validate_config, write_resolved_config
 from pipeline.errors import user_errors
+from pipeline.layout import RunLayout
 from pipeline.preflight import check_inputs, check_model
+from pipeline import runlock
 
 
 # The shipped demo config is the default; a --configfile replaces it (rather than being
@@ -42,7 +44,8 @@ if not _models.is_absolute() and not _models.is_dir() and (Path(workflow.basedir
     CFG["score"]["models_dir"] = str(Path(workflow.basedir) / _models)
 
 RUN = f"results/{CFG['run']}"
-RESOLVED_CONFIG = f"{RUN}/config.yaml"
+LAYOUT = RunLayout(RUN)  # every file of the run is named by it: rules, CLI and report agree
+RESOLVED_CONFIG = str(LAYOUT.config)
 write_resolved_config(CFG, RESOLVED_CONFIG)
 LIB, REC, BOX = CFG["library"], CFG["receptor"], CFG["box"]
 LIG, DOCK = CFG["ligands"], CFG["docking"]
@@ -52,6 +55,12 @@ SCORE, TRAIN = CFG["score"], CFG["train"]
 wildcard_constraints:
     chunk=r"chunk_\d+",
     batch=r"batch_\d+",
+
+
+def run_folder(wildcards) -> str:
+    """The run folder, for subcommands that find a rule's files in it through RunLayout (the same
+    object names the rule's input and output above, so both agree)."""
+    return str(LAYOUT.root)
 
 
 def q(value) -> str:
@@ -69,14 +78,32 @@ if DeploymentMethod.CONDA in getattr(workflow.deployment_settings, "deployment_m
                  'vscreen() {{ python -m pipeline.cli "$@"; }}; ')
 
 
+# One Snakemake process per run: the lock names its owner, and a lock left by a killed run
+# is taken over (profiles/default turns Snakemake's own lock off and reruns incomplete jobs).
+onstart:
+    try:
+        runlock.acquire(RUN)
+    except user_errors() as err:
+        raise WorkflowError(str(err)) from None
+
+
+onsuccess:
+    runlock.release(RUN)
+
+
+onerror:
+    runlock.release(RUN)
+
+
 def chunks(wildcards) -> list[str]:
-    """Chunk names, known once the split checkpoint has run."""
-    folder = checkpoints.split_library.get().output.chunks
-    return sorted(p.stem for p in Path(folder).glob("chunk_*.parquet"))
+    """Chunk names from the split's manifest, known once the split checkpoint has run."""
+    checkpoints.split_library.get()
+    return LAYOUT.chunks()
 
 
-def per_chunk(pattern: str):
-    return lambda wildcards: [pattern.format(run=RUN, chunk=c) for c in chunks(wildcards)]
+def per_chunk(path_of):
+    """Input function: ``path_of(chunk)`` (a RunLayout method) for every chunk of the run."""
+    return lambda wildcards: [str(path_of(c)) for c in chunks(wildcards)]
 
 
 def receptor_inputs() -> list[str]:
@@ -105,18 +132,18 @@ report: "report/workflow.rst"
 
 rule all:
     input:
-        f"{RUN}/ranking.csv",
-        f"{RUN}/failures.csv",
-        f"{RUN}/report.html",
-        f"{RUN}/top_hits.sdf",
+        str(LAYOUT.ranking),
+        str(LAYOUT.failures),
+        str(LAYOUT.report_html),
+        str(LAYOUT.top_hits),
 
 
 checkpoint split_library:
     input:
         LIB["path"],
     output:
-        chunks=directory(f"{RUN}/chunks"),
-        failures=f"{RUN}/failures/input.csv",
+        chunks=directory(str(LAYOUT.chunks_dir)),
+        failures=str(LAYOUT.input_failures),
     params:
         args=(f"--chunk-size {LIB['chunk_size']} --format {LIB['format']} --id-column {q(LIB['id_column'])} "
               f"--smiles-column {q(LIB['smiles_column'])}"
@@ -135,11 +162,12 @@ rule prepare_receptor:
     input:
         receptor_inputs(),
     output:
-        pdb=f"{RUN}/receptor/receptor.pdb",
-        pdbqt=f"{RUN}/receptor/receptor.pdbqt",
-        box=f"{RUN}/receptor/box.json",
-        report=f"{RUN}/receptor/receptor.json",
+        pdb=str(LAYOUT.receptor_pdb),
+        pdbqt=str(LAYOUT.receptor_pdbqt),
+        box=str(LAYOUT.box_json),
+        report=str(LAYOUT.receptor_report),
     params:
+        run=run_folder,
         args=receptor_args(),
     log:
         f"{RUN}/logs/prepare_receptor.log",
@@ -148,19 +176,21 @@ rule prepare_receptor:
     conda:
         "envs/docking.yaml"
     shell:
-        "vscreen prepare-receptor {params.args} --out-dir {RUN}/receptor 2>&1 | tee {log}"
+        "vscreen prepare-receptor {params.args} --out-dir {params.run}/receptor 2>&1 | tee {log}"
 
 
 rule prepare_ligands:
     input:
-        f"{RUN}/chunks/{{chunk}}.parquet",
+        str(LAYOUT.chunk_table("{chunk}")),
     output:
-        sdf=f"{RUN}/ligands/{{chunk}}.sdf",
-        table=f"{RUN}/ligands/{{chunk}}.parquet",
-        failures=f"{RUN}/ligands/{{chunk}}.failures.csv",
+        sdf=str(LAYOUT.ligand_sdf("{chunk}")),
+        table=str(LAYOUT.ligand_table("{chunk}")),
+        failures=str(LAYOUT.ligand_failures("{chunk}")),
     params:
+        run=run_folder,
         args=(f"--ph {LIG['ph']} --seed {CFG['seed']} --max-heavy-atoms {LIG['max_heavy_atoms']} "
-              f"--min-heavy-atoms {LIG['min_heavy_atoms']} --embed-attempts {LIG['embed_attempts']}"),
+              f"--min-heavy-atoms {LIG['min_heavy_atoms']} --embed-attempts {LIG['embed_attempts']} "
+              f"--time-limit {'none' if LIG['time_limit'] is None else LIG['time_limit']}"),
     log:
         f"{RUN}/logs/prepare_ligands/{{chunk}}.log",
     benchmark:
@@ -168,24 +198,26 @@ rule prepare_ligands:
     conda:
         "envs/docking.yaml"
     shell:
-        "vscreen prepare-ligands {input} --out-dir {RUN}/ligands {params.args} 2>&1 | tee {log}"
+        "vscreen prepare-ligands {input} --out-dir {params.run}/ligands {params.args} 2>&1 | tee {log}"
 
 
 rule dock:
     input:
-        ligands=f"{RUN}/ligands/{{chunk}}.parquet",
+        ligands=str(LAYOUT.ligand_table("{chunk}")),
         pdbqt=rules.prepare_receptor.output.pdbqt,
         box=rules.prepare_receptor.output.box,
     output:
-        sdf=f"{RUN}/docked/{{chunk}}.sdf",
-        table=f"{RUN}/docked/{{chunk}}.parquet",
-        failures=f"{RUN}/docked/{{chunk}}.failures.csv",
+        sdf=str(LAYOUT.docked_sdf("{chunk}")),
+        table=str(LAYOUT.docked_table("{chunk}")),
+        failures=str(LAYOUT.docked_failures("{chunk}")),
     threads: DOCK["threads"]
     resources:
         mem_mb=2000,
     params:
+        run=run_folder,
         args=(f"--exhaustiveness {DOCK['exhaustiveness']} --n-poses {DOCK['n_poses']} "
-              f"--energy-range {DOCK['energy_range']} --seed {CFG['seed']} --scoring {DOCK['scoring']}"),
+              f"--energy-range {DOCK['energy_range']} --seed {CFG['seed']} --scoring {DOCK['scoring']} "
+              f"--time-limit {'none' if DOCK['time_limit'] is None else DOCK['time_limit']}"),
     log:
         f"{RUN}/logs/dock/{{chunk}}.log",
     benchmark:
@@ -193,21 +225,23 @@ rule dock:
     conda:
         "envs/docking.yaml"
     shell:
-        "vscreen dock {input.ligands} --receptor-dir {RUN}/receptor --out-dir {RUN}/docked "
+        "vscreen dock {input.ligands} --receptor-dir {params.run}/receptor --out-dir {params.run}/docked "
         "{params.args} --threads {threads} 2>&1 | tee {log}"
 
 
 rule featurize:
     input:
-        docked=f"{RUN}/docked/{{chunk}}.sdf",
-        table=f"{RUN}/docked/{{chunk}}.parquet",
+        docked=str(LAYOUT.docked_sdf("{chunk}")),
+        table=str(LAYOUT.docked_table("{chunk}")),
         receptor=rules.prepare_receptor.output.pdb,
     output:
-        table=f"{RUN}/features/{{chunk}}.parquet",
-        graphs=f"{RUN}/graphs/{{chunk}}.pt",
-        failures=f"{RUN}/features/{{chunk}}.failures.csv",
+        table=str(LAYOUT.feature_table("{chunk}")),
+        graphs=str(LAYOUT.graph_file("{chunk}")),
+        failures=str(LAYOUT.feature_failures("{chunk}")),
     threads: CFG["dask"]["n_workers"] * CFG["dask"]["threads_per_worker"] if CFG["dask"]["scheduler"] == "local" else 1
     params:
+        run=run_folder,
+        config=RESOLVED_CONFIG,
         settings=str(sorted(CFG["featurize"].items())) + str(sorted(CFG["dask"].items())),
     log:
         f"{RUN}/logs/featurize/{{chunk}}.log",
@@ -216,20 +250,22 @@ rule featurize:
     conda:
         "envs/ml.yaml"
     shell:
-        "vscreen featurize {input.docked} --receptor {input.receptor} --out-dir {RUN} "
-        "--config {RESOLVED_CONFIG} 2>&1 | tee {log}"
+        "vscreen featurize {input.docked} --receptor {input.receptor} --out-dir {params.run} "
+        "--config {params.config} 2>&1 | tee {log}"
 
 
 def docked_chunk_files(wildcards) -> list[str]:
-    return per_chunk("{run}/docked/{chunk}.parquet")(wildcards) + per_chunk("{run}/docked/{chunk}.sdf")(wildcards)
+    return per_chunk(LAYOUT.docked_table)(wildcards) + per_chunk(LAYOUT.docked_sdf)(wildcards)
 
 
 checkpoint select_poses:
     input:
         docked_chunk_files,
     output:
-        batches=directory(f"{RUN}/refine_batches"),
+        batches=directory(str(LAYOUT.batches_dir)),
     params:
+        run=run_folder,
+        config=RESOLVED_CONFIG,
         settings=str([CFG["refine"][k] for k in ("enabled", "top_n", "top_fraction", "poses_per_compound", "batch_size")]),
     log:
         f"{RUN}/logs/select_poses.log",
@@ -238,32 +274,36 @@ checkpoint select_poses:
     conda:
         "envs/md.yaml"
     shell:
-        "vscreen select --run-dir {RUN} --out-dir {output.batches} --config {RESOLVED_CONFIG} 2>&1 | tee {log}"
+        "vscreen select --run-dir {params.run} --out-dir {output.batches} --config {params.config} 2>&1 | tee {log}"
 
 
 def refine_batches(wildcards) -> list[str]:
-    folder = checkpoints.select_poses.get().output.batches
-    return sorted(p.stem for p in Path(folder).glob("batch_*.parquet"))
+    """Batch names from the selection's manifest (never a glob: an earlier, larger selection leaves files)."""
+    checkpoints.select_poses.get()
+    return LAYOUT.batches()
 
 
-def per_batch(pattern: str):
-    return lambda wildcards: [pattern.format(run=RUN, batch=b) for b in refine_batches(wildcards)]
+def per_batch(path_of):
+    """Input function: ``path_of(batch)`` (a RunLayout method) for every refinement batch of the run."""
+    return lambda wildcards: [str(path_of(b)) for b in refine_batches(wildcards)]
 
 
 rule refine:
     input:
-        batch=f"{RUN}/refine_batches/{{batch}}.parquet",
+        batch=str(LAYOUT.batch_table("{batch}")),
         receptor=rules.prepare_receptor.output.pdb,
         docked=docked_chunk_files,
     output:
-        sdf=f"{RUN}/refined/{{batch}}.sdf",
-        table=f"{RUN}/refined/{{batch}}.parquet",
-        failures=f"{RUN}/refined/{{batch}}.failures.csv",
+        sdf=str(LAYOUT.refined_sdf("{batch}")),
+        table=str(LAYOUT.refined_table("{batch}")),
+        failures=str(LAYOUT.refined_failures("{batch}")),
     threads: CFG["refine"]["cpu_threads"] or 2 if CFG["refine"]["platform"] in ("auto", "CPU") else 1
     resources:
         gpu=1,
         mem_mb=4000,
     params:
+        run=run_folder,
+        config=RESOLVED_CONFIG,
         settings=str(sorted(CFG["refine"].items())) + str(CFG["seed"]),
     log:
         f"{RUN}/logs/refine/{{batch}}.log",
@@ -272,20 +312,22 @@ rule refine:
     conda:
         "envs/md.yaml"
     shell:
-        "vscreen refine {input.batch} --run-dir {RUN} --config {RESOLVED_CONFIG} 2>&1 | tee {log}"
+        "vscreen refine {input.batch} --run-dir {params.run} --config {params.config} 2>&1 | tee {log}"
 
 
 rule featurize_refined:
     input:
-        sdf=f"{RUN}/refined/{{batch}}.sdf",
-        table=f"{RUN}/refined/{{batch}}.parquet",
+        sdf=str(LAYOUT.refined_sdf("{batch}")),
+        table=str(LAYOUT.refined_table("{batch}")),
         receptor=rules.prepare_receptor.output.pdb,
     output:
-        table=f"{RUN}/features/{{batch}}.parquet",
-        graphs=f"{RUN}/graphs/{{batch}}.pt",
-        failures=f"{RUN}/features/{{batch}}.failures.csv",
+        table=str(LAYOUT.feature_table("{batch}")),
+        graphs=str(LAYOUT.graph_file("{batch}")),
+        failures=str(LAYOUT.feature_failures("{batch}")),
     threads: CFG["dask"]["n_workers"] * CFG["dask"]["threads_per_worker"] if CFG["dask"]["scheduler"] == "local" else 1
     params:
+        run=run_folder,
+        config=RESOLVED_CONFIG,
         settings=str(sorted(CFG["featurize"].items())) + str(sorted(CFG["dask"].items())),
     log:
         f"{RUN}/logs/featurize/{{batch}}.log",
@@ -294,12 +336,12 @@ rule featurize_refined:
     conda:
         "envs/ml.yaml"
     shell:
-        "vscreen featurize {input.sdf} --refined --receptor {input.receptor} --out-dir {RUN} "
-        "--config {RESOLVED_CONFIG} 2>&1 | tee {log}"
+        "vscreen featurize {input.sdf} --refined --receptor {input.receptor} --out-dir {params.run} "
+        "--config {params.config} 2>&1 | tee {log}"
 
 
 def graph_files(wildcards) -> list[str]:
-    return per_chunk("{run}/graphs/{chunk}.pt")(wildcards) + per_batch("{run}/graphs/{batch}.pt")(wildcards)
+    return per_chunk(LAYOUT.graph_file)(wildcards) + per_batch(LAYOUT.graph_file)(wildcards)
 
 
 def model_card(wildcards) -> str:
@@ -315,11 +357,14 @@ rule score:
         model=model_card,
         graphs=graph_files,
     output:
-        f"{RUN}/scores.parquet",
+        scores=str(LAYOUT.scores),
+        failures=str(LAYOUT.score_failures),
     threads: CFG["dask"]["n_workers"] * CFG["dask"]["threads_per_worker"] if CFG["dask"]["scheduler"] == "local" else 1
     resources:
         gpu=1 if SCORE["device"] == "cuda" else 0,
     params:
+        run=run_folder,
+        config=RESOLVED_CONFIG,
         settings=str(sorted(SCORE.items())),
     log:
         f"{RUN}/logs/score.log",
@@ -328,7 +373,7 @@ rule score:
     conda:
         "envs/ml.yaml"
     shell:
-        "vscreen score --run-dir {RUN} --config {RESOLVED_CONFIG} 2>&1 | tee {log}"
+        "vscreen score --run-dir {params.run} --config {params.config} 2>&1 | tee {log}"
 
 
 if TRAIN["name"]:
@@ -342,6 +387,8 @@ if TRAIN["name"]:
             failures=f"{RUN}/train_failures.csv",
         threads: workflow.cores
         params:
+            run=run_folder,
+            config=RESOLVED_CONFIG,
             settings=str(sorted(TRAIN.items())),
         log:
             f"{RUN}/logs/train.log",
@@ -350,11 +397,13 @@ if TRAIN["name"]:
         conda:
             "envs/ml.yaml"
         shell:
-            "vscreen train --run-dir {RUN} --config {RESOLVED_CONFIG} 2>&1 | tee {log}"
+            "vscreen train --run-dir {params.run} --config {params.config} 2>&1 | tee {log}"
 
 else:
 
     rule train:
+        log:
+            f"{RUN}/logs/train.log",
         run:
             raise WorkflowError("'snakemake train' needs a model name: set train.name in the config "
                                 "(e.g. --config train='{name: mymodel}'); the library must be the assay table")
@@ -362,21 +411,28 @@ else:
 
 rule rank:
     input:
-        scores=[f"{RUN}/scores.parquet"] if SCORE["enabled"] else [],
-        inputs=f"{RUN}/failures/input.csv",
-        refined=per_batch("{run}/refined/{batch}.parquet"),
-        refine_failures=per_batch("{run}/refined/{batch}.failures.csv"),
-        refined_features=per_batch("{run}/features/{batch}.parquet"),
-        refined_feature_failures=per_batch("{run}/features/{batch}.failures.csv"),
-        features=per_chunk("{run}/features/{chunk}.parquet"),
-        feature_failures=per_chunk("{run}/features/{chunk}.failures.csv"),
+        scores=[str(LAYOUT.scores), str(LAYOUT.score_failures)] if SCORE["enabled"] else [],
+        inputs=str(LAYOUT.input_failures),
+        refined=per_batch(LAYOUT.refined_table),
+        refine_failures=per_batch(LAYOUT.refined_failures),
+        refined_features=per_batch(LAYOUT.feature_table),
+        refined_feature_failures=per_batch(LAYOUT.feature_failures),
+        features=per_chunk(LAYOUT.feature_table),
+        feature_failures=per_chunk(LAYOUT.feature_failures),
         receptor=rules.prepare_receptor.output.report,
-        ligands=per_chunk("{run}/ligands/{chunk}.failures.csv"),
-        docked=per_chunk("{run}/docked/{chunk}.parquet"),
-        dock_failures=per_chunk("{run}/docked/{chunk}.failures.csv"),
+        chunks=per_chunk(LAYOUT.chunk_table),
+        batches=per_batch(LAYOUT.batch_table),
+        ligand_tables=per_chunk(LAYOUT.ligand_table),
+        ligands=per_chunk(LAYOUT.ligand_failures),
+        docked=per_chunk(LAYOUT.docked_table),
+        dock_failures=per_chunk(LAYOUT.docked_failures),
     output:
-        ranking=report(f"{RUN}/ranking.csv", caption="report/ranking.rst", category="2. Ranking"),
-        failures=f"{RUN}/failures.csv",
+        ranking=report(str(LAYOUT.ranking), caption="report/ranking.rst", category="2. Ranking"),
+        failures=str(LAYOUT.failures),
+        warnings=str(LAYOUT.pose_warnings),
+    params:
+        run=run_folder,
+        config=RESOLVED_CONFIG,
     log:
         f"{RUN}/logs/rank.log",
     benchmark:
@@ -384,24 +440,31 @@ rule rank:
     conda:
         "envs/docking.yaml"
     shell:
-        "vscreen rank --run-dir {RUN} --config {RESOLVED_CONFIG} 2>&1 | tee {log}"
+        "vscreen rank --run-dir {params.run} --config {params.config} 2>&1 | tee {log}"
 
 
 rule report:
     input:
         ranking=rules.rank.output.ranking,
         failures=rules.rank.output.failures,
+        warnings=rules.rank.output.warnings,
+        receptor=rules.prepare_receptor.output.report,
+        box=rules.prepare_receptor.output.box,
+        ligands=per_chunk(LAYOUT.ligand_table),
         docked=docked_chunk_files,
-        features=per_chunk("{run}/features/{chunk}.parquet"),
-        refined=per_batch("{run}/refined/{batch}.sdf"),
-        refined_tables=per_batch("{run}/refined/{batch}.parquet"),
+        features=per_chunk(LAYOUT.feature_table),
+        batches=per_batch(LAYOUT.batch_table),
+        refined=per_batch(LAYOUT.refined_sdf),
+        refined_tables=per_batch(LAYOUT.refined_table),
         library=LIB["path"],
     output:
-        html=report(f"{RUN}/report.html", caption="report/report.rst", category="1. Screening report"),
-        top_hits=report(f"{RUN}/top_hits.sdf", caption="report/top_hits.rst", category="2. Ranking"),
-        figures=report(directory(f"{RUN}/figures"), patterns=["{name}.png"], caption="report/figures.rst",
+        html=report(str(LAYOUT.report_html), caption="report/report.rst", category="1. Screening report"),
+        top_hits=report(str(LAYOUT.top_hits), caption="report/top_hits.rst", category="2. Ranking"),
+        figures=report(directory(str(LAYOUT.figures_dir)), patterns=["{name}.png"], caption="report/figures.rst",
                        category="3. Figures", labels={"figure": "{name}"}),
     params:
+        run=run_folder,
+        config=RESOLVED_CONFIG,
         settings=str(sorted(CFG["report"].items())),
     log:
         f"{RUN}/logs/report.log",
@@ -410,4 +473,4 @@ rule report:
     conda:
         "envs/ml.yaml"
     shell:
-        "vscreen report --run-dir {RUN} --config {RESOLVED_CONFIG} 2>&1 | tee {log}"
+        "vscreen report --run-dir {params.run} --config {params.config} 2>&1 | tee {log}"

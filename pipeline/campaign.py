@@ -18,7 +18,14 @@ from pathlib import Path
 
 import yaml
 
-__all__ = ["CampaignRun", "snakemake", "dock_in_rounds"]
+from .layout import RunLayout
+
+__all__ = ["CampaignRun", "CampaignError", "snakemake", "dock_in_rounds"]
+
+
+class CampaignError(RuntimeError):
+    """A round's Snakemake run failed (a job crashed or was refused): the campaign stops, loudly."""
+
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,7 @@ class CampaignRun:
     name
         Label used in progress lines (a target name, say).
     configfile
-        The run's config file (``run``, ``library.path`` and ``library.chunk_size`` are read from it).
+        The run's config file (``run`` is read from it; the chunks are those its split made).
     root
         The workflow folder (where the Snakefile is); relative paths in the config are relative to it.
     """
@@ -49,18 +56,17 @@ class CampaignRun:
     def run_dir(self) -> Path:
         return self.root / "results" / self.config["run"]
 
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
     def n_chunks(self) -> int:
-        """Number of library chunks the split makes (data lines / chunk size, rounded up)."""
-        library = self.config["library"]
-        path = Path(library["path"])
-        path = path if path.is_absolute() else self.root / path
-        with open(path) as handle:
-            rows = sum(1 for line in handle if line.strip()) - 1  # minus the header
-        return -(-rows // int(library.get("chunk_size", 1000)))
+        """Number of library chunks, as the split's manifest lists them (the split must have run)."""
+        return len(self.layout.chunks())
 
     def graph_file(self, index: int) -> Path:
         """The featurized complexes of chunk ``index`` (its last per-chunk output)."""
-        return self.run_dir / "graphs" / f"chunk_{index:05d}.pt"
+        return self.layout.graph_file(self.layout.chunks()[index])
 
     def chunks_done(self) -> list[int]:
         return [i for i in range(self.n_chunks()) if self.graph_file(i).exists()]
@@ -81,6 +87,13 @@ def snakemake(run: CampaignRun, files: list[str] | None = None, cores: int = 2, 
     return subprocess.run(cmd, cwd=run.root, check=False).returncode
 
 
+def _check(run: CampaignRun, status: int) -> None:
+    # a bad compound is a failure row, never a failed job: a failed job is a real problem
+    # (infrastructure, a bug), and carrying on would leave holes that later rounds cannot see
+    if status != 0:
+        raise CampaignError(f"{run.name}: snakemake exited with status {status}; see {run.run_dir / 'logs'}")
+
+
 def dock_in_rounds(runs: list[CampaignRun], hours: float, cores: int = 2, chunks_per_round: int = 2) -> dict[str, tuple[int, int]]:
     """Dock and featurize the runs' chunks round-robin until done or ``hours`` have passed.
 
@@ -90,11 +103,16 @@ def dock_in_rounds(runs: list[CampaignRun], hours: float, cores: int = 2, chunks
     -------
     dict
         Run name -> (chunks featurized, chunks in all).
+
+    Raises
+    ------
+    CampaignError
+        When a round's Snakemake run exits with a non-zero status.
     """
     deadline = time.time() + hours * 3600
     for run in runs:  # the split is a checkpoint: run it first so that chunk files can be asked for
-        if not (run.run_dir / "chunks").is_dir():
-            snakemake(run, [str((run.run_dir / "chunks").relative_to(run.root))], cores)
+        if not (run.layout.chunks_dir / "manifest.json").is_file():
+            _check(run, snakemake(run, [str(run.layout.chunks_dir.relative_to(run.root))], cores))
     todo = {run.name: [i for i in range(run.n_chunks()) if not run.graph_file(i).exists()] for run in runs}
     while any(todo.values()) and time.time() < deadline:
         for run in runs:
@@ -102,7 +120,7 @@ def dock_in_rounds(runs: list[CampaignRun], hours: float, cores: int = 2, chunks
             if not batch or time.time() >= deadline:
                 continue
             print(f"[{time.strftime('%H:%M:%S')}] {run.name}: chunks {batch}", flush=True)
-            snakemake(run, [str(run.graph_file(i).relative_to(run.root)) for i in batch], cores)
+            _check(run, snakemake(run, [str(run.graph_file(i).relative_to(run.root)) for i in batch], cores))
     status = {run.name: (len(run.chunks_done()), run.n_chunks()) for run in runs}
     for name, (done, total) in status.items():
         print(f"{name}: {done}/{total} chunks featurized")
