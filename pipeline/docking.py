@@ -7,6 +7,13 @@ polar ones) and are written to an SDF whose molecule names are the compound ids 
 whose SD properties carry the scores. The Parquet table has one row per pose:
 ``id, pose, docking_score, inter, intra, torsional, intra_best_pose``
 (kcal/mol, Vina's decomposition; ``docking_score`` is Vina's reported affinity).
+
+The Vina object lives in an isolated worker process (:mod:`pipeline.isolation`): the
+maps are computed once per worker, and a ligand that crashes Vina or meeko
+(``crashed: ...``), runs past ``docking.time_limit`` (``time limit (N s) exceeded``) or
+raises anything at all becomes that ligand's failure row; the chunk goes on in a new
+worker. Vina reseeds every search with the run seed, so the other ligands' poses do not
+depend on whether a worker was restarted before them.
 """
 
 from __future__ import annotations
@@ -14,17 +21,22 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from rdkit import Chem
 
+from . import faults
 from .box import Box
-from .io import atomic_path, write_failures, write_parquet_atomic
-from .progress import progress
+from .io import atomic_sdf, write_failures, write_parquet_atomic
+from .isolation import check_time_limit, pack_mol, run_isolated, unexpected_error, unpack_mol
 
 log = logging.getLogger(__name__)
+STAGE = "dock"
+#: Fault-injection point of the pose export (meeko), separate from Vina's search.
+EXPORT_STAGE = "dock-export"
 POSE_COLUMNS = ["id", "pose", "docking_score", "inter", "intra", "torsional", "intra_best_pose", "dock_seconds"]
 
 
@@ -34,7 +46,10 @@ class DockingError(ValueError):
 
 @dataclass(frozen=True)
 class DockingSettings:
-    """Vina settings (config section ``docking`` plus the run seed)."""
+    """Vina settings (config section ``docking`` plus the run seed).
+
+    ``time_limit`` is the wall-clock limit per ligand in seconds (``None`` = none).
+    """
 
     exhaustiveness: int = 8
     n_poses: int = 9
@@ -42,6 +57,10 @@ class DockingSettings:
     seed: int = 42
     threads: int = 1
     scoring: str = "vina"
+    time_limit: float | None = 600.0
+
+    def __post_init__(self) -> None:
+        check_time_limit(self.time_limit, "docking.time_limit")
 
 
 class Docker:
@@ -63,6 +82,7 @@ class Docker:
         intra of the best pose; kcal/mol). Raises :class:`DockingError`.
         """
         s = self.settings
+        faults.inject(STAGE, compound_id)  # tests' hook before Vina (no-op unless VSCREEN_FAULTS)
         try:
             self.vina.set_ligand_from_string(pdbqt)
             self.vina.dock(exhaustiveness=s.exhaustiveness, n_poses=s.n_poses)
@@ -77,11 +97,19 @@ class Docker:
 
 
 def poses_to_rdkit(poses_pdbqt: str, compound_id: str) -> list[Chem.Mol]:
-    """Turn Vina's multi-model PDBQT into RDKit molecules with all hydrogens, one per pose."""
+    """Turn Vina's multi-model PDBQT into RDKit molecules with all hydrogens, one per pose.
+
+    Raises :class:`DockingError` when meeko cannot rebuild them (meeko raises plain
+    ``RuntimeError``/``ValueError`` on PDBQT it cannot map back onto the molecule).
+    """
     from meeko import PDBQTMolecule, RDKitMolCreate
 
-    pdbqt_mol = PDBQTMolecule(poses_pdbqt, skip_typing=True)
-    mols = RDKitMolCreate.from_pdbqt_mol(pdbqt_mol)
+    faults.inject(EXPORT_STAGE, compound_id)  # tests' hook before meeko (no-op unless VSCREEN_FAULTS)
+    try:
+        pdbqt_mol = PDBQTMolecule(poses_pdbqt, skip_typing=True)
+        mols = RDKitMolCreate.from_pdbqt_mol(pdbqt_mol)
+    except Exception as exc:  # noqa: BLE001 -- any meeko error is this ligand's, with its text
+        raise DockingError(f"meeko could not rebuild the docked poses: {type(exc).__name__}: {exc}") from exc
     if not mols or mols[0] is None:
         raise DockingError("meeko could not rebuild the docked poses as molecules")
     mol = mols[0]
@@ -95,37 +123,53 @@ def poses_to_rdkit(poses_pdbqt: str, compound_id: str) -> list[Chem.Mol]:
     return poses
 
 
+def _dock_in_worker(docker: Docker, item: tuple[str, str]) -> list[tuple[bytes, dict]]:
+    """Isolated work of one ligand: ``(packed pose with SD properties, table row)`` per pose, best first."""
+    compound_id, pdbqt = item
+    start = time.perf_counter()
+    poses, energies = docker.dock(compound_id, pdbqt)
+    seconds = time.perf_counter() - start
+    out = []
+    for number, (pose, energy) in enumerate(zip(poses, energies), start=1):
+        row = dict(id=compound_id, pose=number, docking_score=float(energy[0]), inter=float(energy[1]),
+                   intra=float(energy[2]), torsional=float(energy[3]), intra_best_pose=float(energy[4]),
+                   dock_seconds=seconds)
+        for key in ("pose", "docking_score", "inter", "intra"):
+            pose.SetProp(key, str(row[key]))
+        out.append((pack_mol(pose), row))
+    return out
+
+
+def _docking_reason(compound_id: str, exc: BaseException) -> str:
+    """A :class:`DockingError` is the reason as written; anything else is a bug of Vina/meeko/ours, logged."""
+    if isinstance(exc, DockingError):
+        return str(exc)
+    return unexpected_error(f"dock {compound_id}", exc)
+
+
 def dock_chunk(ligands: str | Path, receptor_pdbqt: str | Path, box: Box, settings: DockingSettings,
                out_sdf: str | Path, out_table: str | Path, failures: str | Path) -> tuple[int, int]:
     """Dock every ligand of a prepared chunk; write poses SDF, pose table and failures.
 
     ``ligands`` is the Parquet table written by ligand preparation (needs ``id`` and
-    ``pdbqt``). Returns ``(docked, failed)`` counts. A ligand that fails never stops
-    the chunk.
+    ``pdbqt``). Returns ``(docked, failed)`` counts. A ligand that fails, crashes the
+    docking worker or runs past ``settings.time_limit`` never stops the chunk; an
+    unreadable receptor or box (the worker's ``init``) fails the job.
     """
     table = pd.read_parquet(ligands)
     rows, failed = [], []
-    docker = Docker(receptor_pdbqt, box, settings) if len(table) else None
-    with atomic_path(out_sdf) as tmp_sdf:
-        writer = Chem.SDWriter(str(tmp_sdf))
-        for cid, pdbqt in progress(zip(table["id"], table["pdbqt"]), total=len(table),
-                                   desc=f"dock {Path(ligands).stem}", unit="lig"):
-            start = time.perf_counter()
-            try:
-                poses, energies = docker.dock(cid, pdbqt)
-            except DockingError as exc:
-                failed.append(dict(id=cid, stage="dock", reason=str(exc)))
+    with atomic_sdf(out_sdf) as writer:
+        outcomes = run_isolated(zip(table["id"], zip(table["id"], table["pdbqt"])), _dock_in_worker,
+                                init=partial(Docker, receptor_pdbqt, box, settings), time_limit=settings.time_limit,
+                                stage=STAGE, desc=f"dock {Path(ligands).stem}", unit="lig",
+                                describe_error=_docking_reason)
+        for cid, result, reason in outcomes:
+            if reason is not None:
+                failed.append(dict(id=cid, stage=STAGE, reason=reason))
                 continue
-            seconds = time.perf_counter() - start
-            for number, (pose, energy) in enumerate(zip(poses, energies), start=1):
-                row = dict(id=cid, pose=number, docking_score=float(energy[0]), inter=float(energy[1]),
-                           intra=float(energy[2]), torsional=float(energy[3]), intra_best_pose=float(energy[4]),
-                           dock_seconds=seconds)
-                for key in ("pose", "docking_score", "inter", "intra"):
-                    pose.SetProp(key, str(row[key]))
-                writer.write(pose)
+            for packed, row in result:
+                writer.write(unpack_mol(packed))
                 rows.append(row)
-        writer.close()
     write_parquet_atomic(pd.DataFrame(rows, columns=POSE_COLUMNS), out_table)
     write_failures(failed, failures)
     return len(table) - len(failed), len(failed)

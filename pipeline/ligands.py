@@ -7,6 +7,12 @@ run seed and the compound id (so a compound gets the same start whatever chunk i
 lands in), relax it with MMFF94, and type it for Vina with meeko. Compounds that
 fail any step become failure rows (stage ``prepare``) with the reason.
 
+Each compound is prepared in an isolated worker process (:mod:`pipeline.isolation`):
+a native crash of RDKit or meeko on one molecule (``crashed: ...``) or a compound that
+runs past ``ligands.time_limit`` (``time limit (N s) exceeded``) costs only that
+compound. ETKDG's own ``timeout`` stops a hopeless embedding attempt earlier, with a
+readable reason, within the same budget.
+
 Outputs per chunk: an SDF of the prepared 3D molecules (hydrogens included) and a
 Parquet table with columns ``id, smiles, prepared_smiles, heavy_atoms,
 formal_charge, rotatable_bonds, pdbqt``.
@@ -15,8 +21,11 @@ formal_charge, rotatable_bonds, pdbqt``.
 from __future__ import annotations
 
 import logging
+import math
+import time
 import zlib
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -24,8 +33,9 @@ from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem, Descriptors, rdMolDescriptors
 from rdkit.Chem.MolStandardize import rdMolStandardize
 
-from .io import atomic_path, write_failures, write_parquet_atomic
-from .progress import progress
+from . import faults
+from .io import atomic_sdf, write_failures, write_parquet_atomic
+from .isolation import check_time_limit, pack_mol, run_isolated, unexpected_error, unpack_mol
 
 log = logging.getLogger(__name__)
 RDLogger.DisableLog("rdApp.*")
@@ -33,6 +43,7 @@ RDLogger.DisableLog("rdApp.*")
 #: Elements AutoDock Vina's scoring function can type in a ligand.
 VINA_ELEMENTS = frozenset({"H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I"})
 LIGAND_COLUMNS = ["id", "smiles", "prepared_smiles", "heavy_atoms", "formal_charge", "rotatable_bonds", "pdbqt"]
+STAGE = "prepare"
 
 
 class PreparationError(ValueError):
@@ -41,13 +52,21 @@ class PreparationError(ValueError):
 
 @dataclass(frozen=True)
 class LigandSettings:
-    """Settings of ligand preparation (config section ``ligands`` plus the run seed)."""
+    """Settings of ligand preparation (config section ``ligands`` plus the run seed).
+
+    ``time_limit`` is the wall-clock limit per compound in seconds (``None`` = none);
+    see :func:`embed_timeout` for the share ETKDG gets of it.
+    """
 
     ph: float = 7.4
     seed: int = 42
     max_heavy_atoms: int = 80
     min_heavy_atoms: int = 4
     embed_attempts: int = 3
+    time_limit: float | None = 120.0
+
+    def __post_init__(self) -> None:
+        check_time_limit(self.time_limit, "ligands.time_limit")
 
 
 def parse_smiles(smiles: str) -> Chem.Mol:
@@ -112,20 +131,40 @@ def compound_seed(compound_id: str, seed: int) -> int:
     return (zlib.crc32(compound_id.encode()) ^ seed) & 0x7FFFFFFF
 
 
-def embed(mol: Chem.Mol, seed: int, attempts: int = 3) -> Chem.Mol:
+def embed_timeout(settings: LigandSettings) -> int:
+    """Seconds ETKDG may spend on one embedding attempt (0 = no limit).
+
+    The compound's ``time_limit`` split evenly over the attempts plus one share kept for
+    MMFF and meeko, so that a molecule ETKDG cannot embed fails with a readable reason
+    before the worker would be killed at the limit.
+    """
+    if settings.time_limit is None:
+        return 0
+    return max(1, math.floor(settings.time_limit / (settings.embed_attempts + 1)))
+
+
+def embed(mol: Chem.Mol, seed: int, attempts: int = 3, timeout: int = 0) -> Chem.Mol:
     """Add hydrogens and embed one 3D conformer (ETKDGv3), then relax it with MMFF94.
 
     Retries with random starting coordinates; raises :class:`PreparationError` if all fail.
+    ``timeout`` is ETKDG's limit per attempt in seconds (0 = none).
     """
     mol = Chem.AddHs(mol)
+    timed_out = False
     for attempt in range(attempts):
         params = AllChem.ETKDGv3()
         params.randomSeed = seed + attempt
         params.useRandomCoords = attempt > 0
         params.maxIterations = 200 if attempt == 0 else 1000
+        params.timeout = int(timeout)
+        start = time.monotonic()
         if AllChem.EmbedMolecule(mol, params) == 0:
             break
+        timed_out = timed_out or (timeout > 0 and time.monotonic() - start >= timeout)
     else:
+        if timed_out:
+            raise PreparationError(f"3D embedding failed after {attempts} attempts (ETKDG stopped at its "
+                                   f"{timeout} s share of ligands.time_limit)")
         raise PreparationError(f"3D embedding failed after {attempts} attempts (strained or impossible geometry)")
     if AllChem.MMFFHasAllMoleculeParams(mol):
         AllChem.MMFFOptimizeMolecule(mol, maxIters=500)
@@ -158,7 +197,8 @@ def prepare_ligand(compound_id: str, smiles: str, settings: LigandSettings) -> t
     mol = standardize(mol)
     check_composition(mol, settings)
     mol = protonate(mol, settings.ph)
-    mol3d = embed(mol, compound_seed(compound_id, settings.seed), settings.embed_attempts)
+    faults.inject(STAGE, compound_id)  # tests' hook before the native engines (no-op unless VSCREEN_FAULTS)
+    mol3d = embed(mol, compound_seed(compound_id, settings.seed), settings.embed_attempts, embed_timeout(settings))
     pdbqt = to_pdbqt(mol3d)
     mol3d.SetProp("_Name", compound_id)
     row = dict(id=compound_id, smiles=smiles, prepared_smiles=Chem.MolToSmiles(mol),
@@ -167,33 +207,43 @@ def prepare_ligand(compound_id: str, smiles: str, settings: LigandSettings) -> t
     return mol3d, row
 
 
+def _prepare_in_worker(settings: LigandSettings, _state: None, item: tuple[str, str]) -> tuple[bytes, dict]:
+    """Isolated work of one compound: the packed 3D molecule (SD properties set) and its table row."""
+    compound_id, smiles = item
+    mol3d, row = prepare_ligand(compound_id, smiles, settings)
+    for key in ("smiles", "prepared_smiles"):
+        mol3d.SetProp(key, row[key])
+    return pack_mol(mol3d), row
+
+
+def _preparation_reason(compound_id: str, exc: BaseException) -> str:
+    """A :class:`PreparationError` is the reason as written; anything else is an RDKit/meeko bug, logged."""
+    if isinstance(exc, PreparationError):
+        return str(exc)
+    return unexpected_error(f"prepare {compound_id}", exc)
+
+
 def prepare_chunk(chunk: str | Path, out_sdf: str | Path, out_table: str | Path, failures: str | Path,
                   settings: LigandSettings) -> tuple[int, int]:
     """Prepare every compound of one input chunk (Parquet with ``id, smiles``).
 
     Writes the SDF, the ligand table and the failures CSV atomically; returns
-    ``(prepared, failed)`` counts. A compound that fails never stops the chunk.
+    ``(prepared, failed)`` counts. A compound that fails, crashes its worker process or
+    runs past ``settings.time_limit`` never stops the chunk (:mod:`pipeline.isolation`).
     """
     compounds = pd.read_parquet(chunk)
     rows, failed = [], []
-    with atomic_path(out_sdf) as tmp_sdf:
-        writer = Chem.SDWriter(str(tmp_sdf))
-        for cid, smiles in progress(zip(compounds["id"], compounds["smiles"]), total=len(compounds),
-                                    desc=f"prepare {Path(chunk).stem}", unit="cpd"):
-            try:
-                mol3d, row = prepare_ligand(cid, smiles, settings)
-            except PreparationError as exc:
-                failed.append(dict(id=cid, stage="prepare", reason=str(exc)))
+    with atomic_sdf(out_sdf) as writer:
+        outcomes = run_isolated(zip(compounds["id"], zip(compounds["id"], compounds["smiles"])),
+                                partial(_prepare_in_worker, settings), time_limit=settings.time_limit, stage=STAGE,
+                                desc=f"prepare {Path(chunk).stem}", unit="cpd", describe_error=_preparation_reason)
+        for cid, result, reason in outcomes:
+            if reason is not None:
+                failed.append(dict(id=cid, stage=STAGE, reason=reason))
                 continue
-            except Exception as exc:  # an RDKit/meeko bug on one molecule must not stop the run
-                log.exception("unexpected error preparing %s", cid)
-                failed.append(dict(id=cid, stage="prepare", reason=f"unexpected error: {type(exc).__name__}: {exc}"))
-                continue
-            for key in ("smiles", "prepared_smiles"):
-                mol3d.SetProp(key, row[key])
-            writer.write(mol3d)
+            packed, row = result
+            writer.write(unpack_mol(packed))
             rows.append(row)
-        writer.close()
     write_parquet_atomic(pd.DataFrame(rows, columns=LIGAND_COLUMNS), out_table)
     write_failures(failed, failures)
     return len(rows), len(failed)

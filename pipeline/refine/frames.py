@@ -29,7 +29,7 @@ import numpy as np
 from openmm import app, unit
 from rdkit import Chem
 
-from pipeline.io import atomic_open, atomic_path
+from pipeline.io import atomic_open, atomic_sdf
 
 from .analysis import with_coordinates
 
@@ -78,12 +78,10 @@ def write_frames(stem: str | os.PathLike, pocket_topology: app.Topology, pocket_
     app.PDBFile.writeFooter(pocket_topology, buffer)
     with atomic_open(pdb_path) as handle:
         handle.write(buffer.getvalue())
-    with atomic_path(sdf_path) as tmp:
-        writer = Chem.SDWriter(str(tmp))
+    with atomic_sdf(sdf_path) as writer:
         for number, (xyz, t, energy) in enumerate(zip(ligand_frames_angstrom, times_ps, interaction_kcal), start=1):
             writer.write(with_coordinates(ligand, xyz, dict(frame=number, time_ps=float(t),
                                                             interaction_energy=float(energy))))
-        writer.close()
     return pdb_path, sdf_path
 
 

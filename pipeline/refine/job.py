@@ -6,7 +6,11 @@ ligand parameters, trimmed complex, minimization + dynamics, analysis, frame fil
 A pose that fails anywhere (ligand the force field cannot type, blown-up
 simulation, ...) becomes a failure row ``id, stage='refine', reason`` and the job
 goes on (the reason starts with ``pose <k>:``, as a compound may have several
-poses). Outputs, each written atomically (:mod:`pipeline.io`):
+poses). The poses run in an isolated worker process (:mod:`pipeline.isolation`,
+started with ``spawn`` so that CUDA works in it) that parameterizes the receptor once
+per start: a pose that crashes OpenMM (``pose <k>: crashed: ...``) or runs past
+``refine.time_limit`` (``pose <k>: time limit (N s) exceeded``) costs only that pose.
+Outputs, each written atomically (:mod:`pipeline.io`):
 
 ``out_sdf``
     Refined poses: the final frame's coordinates, hydrogens included, name = compound
@@ -44,11 +48,13 @@ poses). Outputs, each written atomically (:mod:`pipeline.io`):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -56,14 +62,17 @@ import numpy as np
 import pandas as pd
 from rdkit import Chem
 
-from pipeline.io import atomic_path, write_failures, write_parquet_atomic
-from pipeline.progress import progress
+from pipeline import faults
+from pipeline.io import atomic_sdf, write_failures, write_parquet_atomic
+from pipeline.isolation import pack_mol, run_isolated, unpack_mol
 
 from .analysis import KJ_TO_KCAL, InteractionEnergy, in_place_rmsd, ligand_rmsd, symmetry_matches, with_coordinates
 from .frames import frame_stem, write_frames
 from .ligand import LigandForceField, ligand_force_field
 from .protocol import PlatformChoice, RefineSettings, pose_seed, run_protocol, select_platform
-from .system import ReceptorModel, SolvatedReceptor, build_complex, load_receptor, pocket_atoms, solvate_receptor
+from .system import (ComplexSystem, ReceptorModel, SolvatedReceptor, build_complex, load_receptor, pocket_atoms,
+                     solvate_receptor)
+from pipeline.errors import VscreenError
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +90,7 @@ _METRICS_IN_SDF = ("rmsd_mean", "rmsd_max", "rmsd_final", "pocket_backbone_rmsd"
                    "interaction_energy_std", "potential_energy_final")
 
 
-class RefineError(ValueError):
+class RefineError(VscreenError, ValueError):
     """A job-level problem (receptor that amber14 cannot build, unusable platform); one sentence."""
 
 
@@ -166,6 +175,8 @@ def refine_pose(mol: Chem.Mol, ctx: RefineContext, frames_dir: str | os.PathLike
         restraint_k=s.restraint_k, restrain=s.restrain, frame_cutoff=s.frame_cutoff,
         nonbonded_cutoff=s.nonbonded_cutoff, constraints=True, hydrogen_mass=s.hydrogen_mass if s.hmr else None,
         solvated=ctx.solvated)
+    if faults.inject(STAGE, compound_id) == "blowup":  # tests' hook: this pose's MD blows up for real
+        cx = _blown_up(cx)
     trajectory = run_protocol(cx, s, ctx.platform, pose_seed(s.seed, compound_id, pose))
 
     start_xyz = cx.positions_nm
@@ -204,9 +215,49 @@ def refine_pose(mol: Chem.Mol, ctx: RefineContext, frames_dir: str | os.PathLike
     return refined, row
 
 
-def _failure_reason(pose: int, exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+def _blown_up(cx: ComplexSystem) -> ComplexSystem:
+    """The complex with the ligand's first heavy atom put exactly onto the nearest receptor heavy atom.
+
+    Fault injection (``refine:<id>:blowup``): two atoms at one point make the
+    Lennard-Jones energy infinite, so the protocol's own NaN / energy checks
+    (:class:`~pipeline.refine.protocol.SimulationError`) fail the pose, as for a real clash.
+    """
+    xyz = np.array(cx.positions_nm, dtype=float, copy=True)
+    heavy = np.array([a.index for a in cx.topology.atoms() if a.element is not None and a.element.symbol != "H"])
+    in_ligand = (heavy >= (cx.ligand.start or 0)) & (heavy < cx.ligand.stop)
+    target = heavy[in_ligand][0]
+    receptor = heavy[~in_ligand]
+    nearest = receptor[np.argmin(np.linalg.norm(xyz[receptor] - xyz[target], axis=1))]
+    xyz[target] = xyz[nearest]
+    return dataclasses.replace(cx, positions_nm=xyz)
+
+
+def _reason_text(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _failure_reason(pose: int, exc: BaseException | str) -> str:
+    text = exc if isinstance(exc, str) else _reason_text(exc)
     return f"pose {pose}: {text}"[:500]
+
+
+def _refine_in_worker(frames_dir: str | os.PathLike, ctx: RefineContext, packed: bytes) -> tuple[bytes, dict]:
+    """Isolated work of one pose: the packed refined pose and its table row (frames written here)."""
+    refined, row = refine_pose(unpack_mol(packed), ctx, frames_dir)
+    return pack_mol(refined), row
+
+
+def _refine_error(key: tuple[str, int], exc: BaseException) -> str:
+    """Reason of a pose that raised in the worker (the parent adds ``pose <k>:``)."""
+    compound_id, pose = key
+    log.warning("refine %s pose %d failed: %s", compound_id, pose, exc)
+    return _reason_text(exc)
+
+
+def _remove_partial_frames(frames_dir: str | os.PathLike, compound_id: str, pose: int) -> None:
+    """Temporary frame files a killed worker left behind (its atomic writes never reached the rename)."""
+    for tmp in Path(frames_dir).glob(f".{frame_stem(compound_id, pose)}.*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def refine_batch(receptor_pdb: str | os.PathLike, poses: Sequence[Chem.Mol], settings: RefineSettings,
@@ -238,27 +289,28 @@ def refine_batch(receptor_pdb: str | os.PathLike, poses: Sequence[Chem.Mol], set
     ------
     RefineError
         The receptor cannot be parameterized or the platform is unusable (job-level
-        problems; single poses never raise).
+        problems, raised by the worker's start; single poses never raise, whether they
+        fail, crash the worker or run past ``settings.time_limit``).
     """
     poses = list(poses)
     rows, refined = [], []
     failures = [dict(row) for row in known_failures]
-    ctx = RefineContext.create(receptor_pdb, settings) if poses else None
-    for mol in progress(poses, total=len(poses), desc=f"refine {Path(out_table).stem}", unit="pose"):
-        compound_id, pose, _ = pose_key(mol)
-        try:
-            out_mol, row = refine_pose(mol, ctx, out_frames_dir)
-        except Exception as exc:  # noqa: BLE001 -- one bad pose must never stop the batch
-            log.warning("refine %s pose %d failed: %s", compound_id, pose, exc)
-            failures.append(dict(id=compound_id, stage=STAGE, reason=_failure_reason(pose, exc)))
+    items = [(pose_key(mol)[:2], pack_mol(mol)) for mol in poses]
+    outcomes = run_isolated(items, partial(_refine_in_worker, out_frames_dir),
+                            init=partial(RefineContext.create, receptor_pdb, settings), time_limit=settings.time_limit,
+                            stage=STAGE, desc=f"refine {Path(out_table).stem}", unit="pose",
+                            describe_error=_refine_error, start_method="spawn")
+    for (compound_id, pose), result, reason in outcomes:
+        if reason is not None:
+            _remove_partial_frames(out_frames_dir, compound_id, pose)
+            failures.append(dict(id=compound_id, stage=STAGE, reason=_failure_reason(pose, reason)))
             continue
-        refined.append(out_mol)
+        packed, row = result
+        refined.append(unpack_mol(packed))
         rows.append(row)
-    with atomic_path(out_sdf) as tmp:
-        writer = Chem.SDWriter(str(tmp))
+    with atomic_sdf(out_sdf) as writer:
         for mol in refined:
             writer.write(mol)
-        writer.close()
     write_parquet_atomic(pd.DataFrame(rows, columns=REFINE_COLUMNS), out_table)
     write_failures(failures, failures_csv)
     Path(out_frames_dir).mkdir(parents=True, exist_ok=True)

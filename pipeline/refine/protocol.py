@@ -129,6 +129,10 @@ class RefineSettings:
         per core instead. None = OpenMM's default (all cores).
     energy_limit_kj : float
         A potential energy above this (kJ/mol) counts as a blown-up simulation.
+    time_limit : float or None
+        Wall-clock seconds per pose (ligand parameters, minimization, dynamics, analysis)
+        before the job's worker process is killed and the pose becomes a failure
+        (:mod:`pipeline.isolation`); None = no limit.
     """
 
     forcefield: str = "mmff"
@@ -157,6 +161,7 @@ class RefineSettings:
     precision: str = "auto"
     cpu_threads: int | None = 1
     energy_limit_kj: float = 1.0e6
+    time_limit: float | None = 900.0
 
     def __post_init__(self) -> None:
         choices = dict(forcefield=("mmff", "openff"), solvent=("implicit", "explicit"),
@@ -172,7 +177,7 @@ class RefineSettings:
         for key in ("restraint_k", "minimize_iterations", "free_shell", "friction_per_ps", "ionic_strength"):
             if getattr(self, key) < 0:
                 raise ValueError(f"refine.{key} must be >= 0; got {getattr(self, key)!r}")
-        for key in ("pocket_cutoff", "nonbonded_cutoff", "timestep_fs"):
+        for key in ("pocket_cutoff", "nonbonded_cutoff", "timestep_fs", "time_limit"):
             value = getattr(self, key)
             if value is not None and not value > 0:
                 raise ValueError(f"refine.{key} must be positive or null; got {value!r}")
