@@ -19,20 +19,43 @@ Three kinds of scheduler, chosen by :class:`DaskSettings.scheduler`:
 Worker processes get ``OMP_NUM_THREADS`` (and the MKL/OpenBLAS equivalents) set to
 ``threads_per_worker`` so that NumPy or PyTorch inside a task do not oversubscribe
 the cores the other workers use.
+
+:func:`run_tasks` runs a stage's tasks on a client under the reliability contract: an
+infrastructure fault (a lost worker or scheduler, a cancelled future, a closed
+connection) is retried by resubmitting the task up to :data:`TASK_RETRIES` times and,
+if it persists, raises :class:`InfrastructureError`, so the job fails loudly instead
+of recording the task's compounds as failures. Errors raised by the task's own code
+are not retried: they reach the caller unchanged.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from .config import ConfigError
 
 log = logging.getLogger(__name__)
 
 SCHEDULERS = ("local", "address", "slurm")
+#: Resubmissions of one task after infrastructure faults before :func:`run_tasks` gives up.
+#: On a LocalCluster the nanny restarts a killed worker and the scheduler already reruns
+#: its tasks (``distributed.scheduler.allowed-failures``, default 3) before a
+#: ``KilledWorker`` reaches us; these retries cover what gets past that (a cancelled
+#: future, a reconnected client, a worker that died once too often).
+TASK_RETRIES = 3
+
+
+class InfrastructureError(RuntimeError):
+    """A Dask fault (lost worker or scheduler, cancelled future) that persisted through the retries.
+
+    Not a compound's failure and not a user error: the job must stop with a nonzero
+    exit status, and rerunning it (once the cluster is healthy) resumes the work.
+    """
 
 
 @dataclass(frozen=True)
@@ -149,3 +172,118 @@ def dask_client(settings: DaskSettings | None = None) -> Iterator:
         yield client
     finally:
         close_client(client)
+
+
+# --------------------------------------------------------------------------- running tasks
+
+
+def is_infrastructure_error(exc: BaseException, future: Any = None) -> bool:
+    """Whether ``exc``, raised by ``future.result()``, is a Dask fault rather than the task's own error.
+
+    Parameters
+    ----------
+    exc
+        The exception.
+    future
+        The future whose result raised it, if any. An ``OSError`` or ``TimeoutError``
+        raised by the task's own code comes back with the future in state ``error``;
+        one raised by the client's connection (scheduler unreachable) does not, so
+        only the latter counts as infrastructure.
+
+    Returns
+    -------
+    bool
+        True for ``KilledWorker``, any ``CancelledError`` (including distributed's
+        ``FutureCancelledError``, which a lost scheduler also gives), ``CommClosedError``,
+        and comms' ``OSError``/``TimeoutError``.
+    """
+    from distributed import KilledWorker
+    from distributed.comm.core import CommClosedError
+
+    if isinstance(exc, (KilledWorker, CommClosedError, concurrent.futures.CancelledError, asyncio.CancelledError)):
+        return True
+    if isinstance(exc, (OSError, TimeoutError)):
+        return getattr(future, "status", None) != "error"
+    return False
+
+
+def _summary(exc: BaseException) -> str:
+    # Dask's messages run to several sentences of generic advice; the first one says what happened
+    text = str(exc).strip().split(". ", 1)[0].rstrip(".")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def run_tasks(client, func: Callable, tasks: Sequence[tuple], names: Sequence[str] | None = None,
+              retries: int = TASK_RETRIES, what: str = "task") -> Iterator[tuple[int, Any]]:
+    """Run ``func(*args)`` for every ``args`` of ``tasks`` on a client; yield ``(index, result)`` as each finishes.
+
+    Parameters
+    ----------
+    client
+        A ``distributed.Client``.
+    func
+        The task function (importable on the workers).
+    tasks
+        Positional arguments of each task.
+    names
+        A name per task for log lines and errors (a file, a chunk); default ``task <i>``.
+    retries
+        Resubmissions of one task after infrastructure faults (:func:`is_infrastructure_error`).
+    what
+        What the tasks do, for log lines and errors (``featurize``, ``score``).
+
+    Yields
+    ------
+    (int, Any)
+        Index into ``tasks`` and the task's result, once per task, in completion order.
+
+    Raises
+    ------
+    InfrastructureError
+        A task still hit an infrastructure fault after ``retries`` resubmissions; the
+        message names the task and the last Dask error.
+    Exception
+        Whatever a task's own code raised (not retried); the other tasks are cancelled.
+    """
+    from distributed import as_completed
+
+    names = list(names) if names is not None else [f"task {i}" for i in range(len(tasks))]
+    failures = [0] * len(tasks)
+
+    def submit(i: int):
+        # pure=False: a resubmission must run again, not return the cancelled or failed key
+        return client.submit(func, *tasks[i], pure=False)
+
+    owner = {submit(i): i for i in range(len(tasks))}
+    pending = as_completed(list(owner))
+    try:
+        for future in pending:
+            i = owner[future]
+            try:
+                result = future.result()
+            except (Exception, asyncio.CancelledError) as exc:
+                if not is_infrastructure_error(exc, future):
+                    raise
+                failures[i] += 1
+                error = _summary(exc)
+                if failures[i] > retries:
+                    raise InfrastructureError(
+                        f"{what} {names[i]} hit a Dask infrastructure fault {failures[i]} times, the last one "
+                        f"{error}; no compound was recorded as failed - check the cluster (workers, scheduler, "
+                        f"memory) and rerun") from exc
+                log.warning("%s %s: Dask infrastructure fault (%s); resubmitting (retry %d of %d)", what, names[i],
+                            error, failures[i], retries)
+                del owner[future]
+                try:
+                    again = submit(i)
+                except Exception as exc2:  # the client itself is gone (closed, scheduler unreachable)
+                    raise InfrastructureError(f"{what} {names[i]} could not be resubmitted after {error}: "
+                                              f"{_summary(exc2)}; check the cluster and rerun") from exc2
+                owner[again] = i
+                pending.add(again)
+                continue
+            del owner[future]
+            yield i, result
+    finally:
+        if owner:
+            client.cancel(list(owner))

@@ -22,7 +22,8 @@ Output of :func:`featurize_batch`, all written atomically:
 
 Work is spread as Dask tasks of ``poses_per_task`` poses over a
 ``distributed.Client`` (see :mod:`pipeline.dask_cluster`); without a client it runs
-in this process. Each worker process reads the receptor once
+in this process. A lost worker or a cancelled task is retried, never a pose's failure
+(:func:`pipeline.dask_cluster.run_tasks`). Each worker process reads the receptor once
 (:func:`pipeline.interactions.load_receptor` caches it), and results are sorted
 before writing, so outputs do not depend on the number of workers.
 """
@@ -42,6 +43,7 @@ import numpy as np
 import pandas as pd
 from rdkit import Chem, RDLogger
 
+from . import faults
 from .graphs import GLOBAL_NAMES, GraphSchema, complex_graph, save_graphs
 from .interactions import (INTERACTION_TYPES, VICINITY_CUTOFF, as_receptor, fingerprint_sort_key,
                            interaction_counts, load_receptor, pose_fingerprint, trajectory_persistence)
@@ -380,8 +382,12 @@ def _featurize_poses(receptor_pdb: str, poses: Sequence[PoseInput], settings: Fe
     results = []
     for pose in poses:
         try:
+            # tests' hook (no-op unless VSCREEN_FAULTS): kill this worker here, or fail this pose
+            faults.inject(STAGE, pose.id)
             row, graph = featurize_pose(pose, receptor, settings)
             results.append((row, graph, None))
+        except faults.FaultSpecError:  # a mistyped test setup must not pass as failed poses
+            raise
         except Exception as exc:  # one bad pose must not stop the batch
             reason = str(exc) if isinstance(exc, ValueError) and str(exc) else f"{type(exc).__name__}: {exc}"
             results.append((None, None, dict(id=pose.id, stage=STAGE, reason=f"pose {pose.pose}: {reason}")))
@@ -444,6 +450,9 @@ def featurize_batch(poses: Sequence[PoseInput], receptor_pdb: str | os.PathLike,
     ------
     pipeline.receptor.ReceptorError
         When the receptor cannot be read (a run-level problem, not a pose's).
+    pipeline.dask_cluster.InfrastructureError
+        A Dask fault (lost worker or scheduler, cancelled task) that persisted through
+        the retries; nothing is written, so a rerun featurizes the batch.
     """
     from .receptor import ReceptorError
 
@@ -476,25 +485,20 @@ def featurize_batch(poses: Sequence[PoseInput], receptor_pdb: str | os.PathLike,
 
 def _run_on_client(client, tasks: list[list[PoseInput]], receptor_pdb: str, settings: FeaturizeSettings,
                    desc: str) -> list[tuple]:
-    from distributed import as_completed
+    from .dask_cluster import run_tasks
 
-    from .receptor import ReceptorError
-
-    futures = {client.submit(_featurize_poses, receptor_pdb, chunk, settings, pure=False): chunk for chunk in tasks}
-    results: list[tuple] = []
-    try:
-        for future in progress(as_completed(futures), total=len(futures), desc=desc, unit="task"):
-            try:
-                results.extend(future.result())
-            except ReceptorError:
-                raise
-            except Exception as exc:  # a worker died or a task could not be run: its poses fail, the batch goes on
-                log.warning("featurization task failed: %s", exc)
-                results.extend((None, None, dict(id=p.id, stage=STAGE, reason=f"pose {p.pose}: task failed: "
-                                                 f"{type(exc).__name__}: {exc}")) for p in futures[future])
-    finally:
-        client.cancel(list(futures))
-    return results
+    # Genuine per-pose errors are failure rows already (_featurize_poses catches them). What
+    # reaches here is either run-level (ReceptorError, a bug: raised as is) or a Dask fault,
+    # which run_tasks retries and, if it persists, raises as InfrastructureError: a lost
+    # worker must never fail good poses for good. A task is pure (its poses in, their rows
+    # out), so a rerun after a killed worker - Dask's own or ours - gives the same rows.
+    names = [f"task {k} ({chunk[0].id} ... {chunk[-1].id}, {len(chunk)} poses)" for k, chunk in enumerate(tasks)]
+    done = run_tasks(client, _featurize_poses, [(receptor_pdb, chunk, settings) for chunk in tasks], names=names,
+                     what=desc)
+    by_task: list[list[tuple]] = [[] for _ in tasks]
+    for k, rows in progress(done, total=len(tasks), desc=desc, unit="task"):
+        by_task[k] = rows
+    return [row for rows in by_task for row in rows]
 
 
 def featurize_refined_batch(refined_sdf: str | os.PathLike, refined_table: str | os.PathLike,

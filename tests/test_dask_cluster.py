@@ -1,7 +1,12 @@
 """Dask on a real multi-process cluster: a ``dask scheduler`` and two ``dask worker``
 processes on 127.0.0.1, started as a user starts them on a cluster's nodes. The run config
 points at the scheduler (``dask: {scheduler: address}``); the scores equal a LocalCluster's,
-and killing one worker in the middle of scoring loses no complex (Dask reschedules)."""
+and killing one worker in the middle of scoring loses no complex (Dask reschedules).
+
+Also :func:`pipeline.dask_cluster.run_tasks` on a real LocalCluster: a cancelled future is
+resubmitted, a persistent one raises :class:`InfrastructureError`, and a task's own error
+(even an ``OSError``) is raised as is, never retried. :class:`FlakyClient` (a real client
+whose chosen submissions come back cancelled) is shared with the featurize and score tests."""
 
 from __future__ import annotations
 
@@ -20,8 +25,10 @@ import torch
 import yaml
 
 from pipeline.config import load_config
-from pipeline.dask_cluster import DaskSettings, close_client, make_client
+from pipeline.dask_cluster import (TASK_RETRIES, DaskSettings, InfrastructureError, close_client,
+                                   is_infrastructure_error, make_client, run_tasks)
 from pipeline.graphs import save_graphs
+from pipeline.layout import write_manifest
 from pipeline.scoring.score import cache_info, score_graph_files
 from test_scoring import complexes, trained  # noqa: F401  (fixtures: real 1iep graphs and a tiny ensemble)
 
@@ -118,6 +125,7 @@ def test_scores_through_a_scheduler_address_equal_a_local_cluster(repo, tmp_path
     (run / "graphs").mkdir(parents=True)
     for i, path in enumerate(complexes["files"]):
         (run / "graphs" / f"chunk_{i:05d}.pt").write_bytes(path.read_bytes())
+    write_manifest(run / "chunks", "chunks", [f"chunk_{i:05d}" for i in range(len(complexes["files"]))])
     remote_cfg = _config(repo, tmp_path, model, {"scheduler": "address", "address": dask_processes.address})
     assert load_config(remote_cfg)["dask"]["address"] == dask_processes.address
 
@@ -202,3 +210,161 @@ def test_killing_a_worker_in_the_middle_of_scoring_loses_no_complex(repo, tmp_pa
     assert not table.duplicated(["id", "pose", "source"]).any()
     assert set(table["id"]) == set(expected["id"])
     pd.testing.assert_frame_equal(table, expected, check_exact=False, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- run_tasks: retries of Dask faults
+
+
+class FlakyClient:
+    """A real ``distributed.Client`` whose chosen submissions come back cancelled.
+
+    ``cancel`` submissions for which ``select(args)`` is true (all when ``None``) are
+    cancelled right after submitting - a real ``FutureCancelledError`` on ``result()``,
+    as a lost scheduler or a cancelled key gives. Everything else goes to the client.
+    """
+
+    def __init__(self, client, cancel: int, select=None):
+        self.client, self.left, self.select = client, cancel, select
+        self.submitted: list[tuple] = []
+
+    def submit(self, func, *args, **kwargs):
+        future = self.client.submit(func, *args, **kwargs)
+        self.submitted.append(args)
+        if self.left > 0 and (self.select is None or self.select(args)):
+            self.left -= 1
+            self.client.cancel([future])
+        return future
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+@pytest.fixture(scope="module")
+def local_client():
+    client = make_client(DaskSettings(n_workers=1))
+    try:
+        yield client
+    finally:
+        close_client(client)
+
+
+def test_infrastructure_errors_are_told_from_task_errors():
+    import asyncio
+    import concurrent.futures
+
+    from distributed import KilledWorker
+    from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
+
+    class Future:  # only the status matters
+        def __init__(self, status):
+            self.status = status
+
+    for exc in (KilledWorker("k", "w", []), FutureCancelledError("k", "scheduler-connection-lost"),
+                CommClosedError("closed"), asyncio.CancelledError(), concurrent.futures.CancelledError()):
+        assert is_infrastructure_error(exc, Future("error")), exc
+    assert is_infrastructure_error(TimeoutError("connect"), Future("pending"))
+    assert is_infrastructure_error(OSError("Timed out trying to connect"), None)
+    # the task's own OSError (a missing input file) is the task's error, not the cluster's
+    assert not is_infrastructure_error(FileNotFoundError("x.pt"), Future("error"))
+    assert not is_infrastructure_error(ValueError("bad"), Future("error"))
+    assert not is_infrastructure_error(KeyboardInterrupt(), None)
+
+
+def test_run_tasks_resubmits_a_cancelled_task(local_client, caplog):
+    tasks = [(k,) for k in range(6)]
+    expected = dict(enumerate(pow(k, 2) for k in range(6)))
+    flaky = FlakyClient(local_client, cancel=2, select=lambda args: args[0] == 3)  # task 3 cancelled twice
+    with caplog.at_level("WARNING", logger="pipeline.dask_cluster"):
+        got = dict(run_tasks(flaky, pow, [(k, 2) for (k,) in tasks], names=[f"t{k}" for k in range(6)], what="square"))
+    assert got == expected
+    assert [args for args in flaky.submitted if args[0] == 3] == [(3, 2)] * 3 and len(flaky.submitted) == 8
+    retries = [r.getMessage() for r in caplog.records if "resubmitting" in r.getMessage()]
+    assert len(retries) == 2 and all("square t3" in m and "FutureCancelledError" in m for m in retries), retries
+
+
+def test_run_tasks_raises_when_the_fault_persists(local_client):
+    flaky = FlakyClient(local_client, cancel=100, select=lambda args: args[0] == 1)
+    with pytest.raises(InfrastructureError, match=r"square t1 hit a Dask infrastructure fault 4 times, the last one "
+                                                  r"FutureCancelledError.*no compound was recorded as failed"):
+        list(run_tasks(flaky, pow, [(0, 2), (1, 2), (2, 2)], names=["t0", "t1", "t2"], what="square"))
+    assert [args for args in flaky.submitted if args[0] == 1] == [(1, 2)] * (1 + TASK_RETRIES)
+    assert issubclass(InfrastructureError, RuntimeError)
+
+
+def test_run_tasks_raises_a_tasks_own_error_without_retrying(local_client, tmp_path):
+    flaky = FlakyClient(local_client, cancel=0)
+    with pytest.raises(FileNotFoundError):  # an OSError of the task itself: not a Dask fault
+        list(run_tasks(flaky, os.stat, [(str(tmp_path),), (str(tmp_path / "missing"),)]))
+    assert len(flaky.submitted) == 2
+    with pytest.raises(ValueError):
+        list(run_tasks(flaky, int, [("12",), ("not a number",)]))
+    assert len(flaky.submitted) == 4
+
+
+# --------------------------------------------------------------------------- `vscreen score` under faults
+
+
+def _score_run(folder: Path, files: list[Path]) -> Path:
+    """A run folder as the workflow leaves it for scoring: 2 docked chunks and 1 refined batch
+    (manifests, graph files, feature tables)."""
+    import pipeline.graphs as graphs_module
+
+    run = folder / "run"
+    (run / "graphs").mkdir(parents=True)
+    (run / "features").mkdir()
+    names = ["chunk_00000", "chunk_00001", "batch_00000"]
+    for name, path in zip(names, files):
+        payload = torch.load(path, weights_only=True)
+        if name.startswith("batch"):
+            for graph in payload["graphs"]:
+                graph["source"] = "refined"
+        graphs_module.save_graphs(run / "graphs" / f"{name}.pt", payload["graphs"])
+        pd.DataFrame({"id": [g["id"] for g in payload["graphs"]], "pose": [g["pose"] for g in payload["graphs"]]}
+                     ).to_parquet(run / "features" / f"{name}.parquet")
+    write_manifest(run / "chunks", "chunks", names[:2])
+    write_manifest(run / "refine_batches", "batches", names[2:])
+    return run
+
+
+def _score_cli(run: Path, config: Path, **env: str) -> subprocess.CompletedProcess:
+    cmd = ["nice", "-n", "10", sys.executable, "-m", "pipeline.cli", "score", "--run-dir", str(run), "--config",
+           str(config)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, **WORKER_ENV, **env), timeout=600)
+
+
+def test_vscreen_score_records_unreadable_files_and_fails_loudly_on_lost_workers(repo, tmp_path, complexes, trained):
+    """`vscreen score` on a run with a truncated chunk and a garbage refined batch exits 0 and writes
+    their compounds to scores.failures.csv (failures, and warnings prefixed 'refined batch'); a worker
+    that dies on every attempt (VSCREEN_FAULTS kill, no Dask-side retries) makes it exit nonzero with
+    InfrastructureError and write no scores - the compounds are not recorded as failed."""
+    model, _ = trained
+    run = _score_run(tmp_path, complexes["files"])
+    config = _config(repo, tmp_path, model, {"scheduler": "local", "n_workers": 1})
+    graphs = {name: torch.load(run / "graphs" / f"{name}.pt", weights_only=True)["graphs"]
+              for name in ("chunk_00000", "chunk_00001", "batch_00000")}
+    ids = {name: sorted({g["id"] for g in gs}) for name, gs in graphs.items()}
+    data = (run / "graphs" / "chunk_00001.pt").read_bytes()
+    (run / "graphs" / "chunk_00001.pt").write_bytes(data[: len(data) // 3])
+    (run / "graphs" / "batch_00000.pt").write_bytes(b"\x89PNG garbage" * 50)
+
+    result = _score_cli(run, config)
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = pd.read_parquet(run / "scores.parquet")
+    assert sorted(set(scores["id"])) == ids["chunk_00000"] and set(scores["source"]) == {"docked"}
+    assert len(scores) == len(graphs["chunk_00000"])
+    rows = pd.read_csv(run / "scores.failures.csv", dtype=str, keep_default_na=False)
+    assert list(rows.columns) == ["id", "stage", "reason"] and set(rows["stage"]) == {"score"}
+    warned = rows["reason"].str.startswith("refined batch ")
+    assert sorted(rows.loc[~warned, "id"]) == ids["chunk_00001"]
+    assert rows.loc[~warned, "reason"].str.startswith("graph file graphs/chunk_00001.pt cannot be read: ").all()
+    assert sorted(rows.loc[warned, "id"]) == ids["batch_00000"]
+    assert rows.loc[warned, "reason"].str.contains("graph file graphs/batch_00000.pt cannot be read").all()
+
+    (run / "scores.parquet").unlink()
+    (run / "scores.failures.csv").unlink()
+    result = _score_cli(run, config, VSCREEN_FAULTS="score:chunk_00000:kill",
+                        DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0")
+    assert result.returncode != 0
+    assert "InfrastructureError" in result.stderr and "KilledWorker" in result.stderr, result.stderr[-3000:]
+    assert not (run / "scores.parquet").exists() and not (run / "scores.failures.csv").exists()

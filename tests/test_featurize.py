@@ -1,5 +1,7 @@
 """Featurization: ProLIF fingerprints on 1iep, rigid-motion invariance of graphs,
-Dask determinism (1 vs 2 workers), broken poses as failure rows."""
+Dask determinism (1 vs 2 workers), broken poses as failure rows, and Dask faults: a
+worker SIGKILLed mid-task (VSCREEN_FAULTS kill-once) changes nothing, a persistent fault
+raises InfrastructureError and writes nothing (it used to fail the task's poses)."""
 
 from __future__ import annotations
 
@@ -212,6 +214,56 @@ def test_broken_poses_become_failure_rows(abl, docked, tmp_path):
     assert sorted(rows["id"]) == ["garbage", "noconf", "nothing"] and set(rows["stage"]) == {"featurize"}
     assert "no conformer" in rows.set_index("id").loc["noconf", "reason"]
     assert sorted(pd.read_parquet(tmp_path / "t.parquet")["id"]) == sorted(cid for cid, _ in SMALL_LIGANDS)
+
+
+@pytest.mark.parametrize("allowed_failures", [3, 0], ids=["dask-reschedules", "we-resubmit"])
+def test_worker_killed_mid_featurization_changes_nothing(abl, docked, tmp_path, monkeypatch, caplog, allowed_failures):
+    """A worker is SIGKILLed while it featurizes one pose. With Dask's default allowed failures the
+    nanny restarts it and the scheduler reruns the task; with none, KilledWorker reaches
+    featurize_batch, which resubmits the task. Either way: the outputs of an undisturbed run."""
+    import dask
+    import distributed  # noqa: F401 - its config defaults must be loaded before dask.config.set overrides one
+
+    serial = _run(docked, abl[0], tmp_path / "serial", None)
+    victim = sorted(set(serial[1]["id"]))[1]
+    monkeypatch.setenv("VSCREEN_FAULTS", f"featurize:{victim}:kill-once")
+    monkeypatch.setenv("VSCREEN_FAULTS_DIR", str(tmp_path / "faults"))
+    with dask.config.set({"distributed.scheduler.allowed-failures": allowed_failures}):
+        with dask_client(DaskSettings(n_workers=2)) as client, caplog.at_level("WARNING", "pipeline.dask_cluster"):
+            killed = _run(docked, abl[0], tmp_path / "killed", client)
+    assert len(list((tmp_path / "faults").iterdir())) == 1  # the fault fired: a worker died mid-task
+    resubmitted = [r.getMessage() for r in caplog.records if "resubmitting" in r.getMessage()]
+    assert all("KilledWorker" in m for m in resubmitted)
+    assert len(resubmitted) >= 1 if allowed_failures == 0 else not resubmitted, resubmitted
+    (s0, t0, g0, f0), (s1, t1, g1, f1) = serial, killed
+    assert (s1.poses, s1.featurized, s1.failed) == (s0.poses, s0.featurized, 0)
+    pd.testing.assert_frame_equal(t1, t0)
+    pd.testing.assert_frame_equal(f1, f0)
+    assert [(g.id, g.pose) for g in g1] == [(g.id, g.pose) for g in g0]
+    for a, b in zip(g1, g0):
+        for key in ("x", "edge_index", "edge_attr", "globals", "globals_mask"):
+            assert torch.equal(a[key], b[key])
+
+
+def test_persistent_dask_fault_raises_instead_of_failing_poses(abl, docked, tmp_path):
+    """A task whose future keeps coming back cancelled (a lost scheduler looks the same) is
+    retried, then InfrastructureError: no failure rows for good poses, no outputs at all."""
+    from test_dask_cluster import FlakyClient
+
+    from pipeline.dask_cluster import TASK_RETRIES, InfrastructureError
+
+    first = lambda args: args[1][0].id == "benzoic"  # noqa: E731 - the task holding the first poses
+    with dask_client(DaskSettings(n_workers=1)) as client:
+        flaky = FlakyClient(client, cancel=100, select=first)
+        with pytest.raises(InfrastructureError, match=r"task 0 \(benzoic .*hit a Dask infrastructure fault 4 times"):
+            _run(docked, abl[0], tmp_path, flaky)
+        assert sum(map(first, flaky.submitted)) == 1 + TASK_RETRIES
+        flaky = FlakyClient(client, cancel=2, select=first)  # transient: retried, same outputs
+        again = _run(docked, abl[0], tmp_path / "transient", flaky)
+    assert not any((tmp_path / name).exists() for name in ("t.parquet", "g.pt", "f.csv"))
+    serial = _run(docked, abl[0], tmp_path / "serial", None)
+    pd.testing.assert_frame_equal(again[1], serial[1])
+    assert again[0].failed == 0 and len(again[3]) == 0
 
 
 def test_dask_settings_are_checked():

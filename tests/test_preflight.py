@@ -154,7 +154,18 @@ def test_dockstring_target_box_is_checked(tmp_path):
 
 
 def test_model_check_accepts_a_model_folder(tmp_path):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(DEMO.parents[1] / "models" / "default", folder, ignore=shutil.ignore_patterns("data", "*.py"))
+    assert check_model({"model": str(folder), "models_dir": str(tmp_path)}) == folder
+
+
+def test_model_check_refuses_a_card_that_is_not_a_model_card(tmp_path):
+    from pipeline.scoring.ensemble import ModelError
+
     folder = tmp_path / "m"
     folder.mkdir()
     (folder / "card.json").write_text(json.dumps({"schema": {}, "task": "classification"}))
-    assert check_model({"model": str(folder), "models_dir": str(tmp_path)}) == folder
+    with pytest.raises(ModelError):
+        check_model({"model": str(folder), "models_dir": str(tmp_path)})

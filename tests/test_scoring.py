@@ -1,10 +1,13 @@
 """GNN scorer: metrics against hand-computed values, invariances of the model, a tiny
 ensemble trained on real 1iep complex graphs (regression and classification), model
 folders (save, reload with weights_only, schema refusal), assay rows with reasons,
-and identical scores from 1 and 2 Dask workers."""
+identical scores from 1 and 2 Dask workers, and faults: an unreadable graph file costs
+only its compounds (failure rows; warnings for a refined batch), a cancelled Dask task
+is retried and a persistent one raises InfrastructureError."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import time
@@ -26,7 +29,7 @@ from pipeline.scoring.ensemble import ModelError, available_models, load_ensembl
 from pipeline.scoring.metrics import (auroc, average_ranks, bedroc, classification_metrics, enrichment_curve,
                                       enrichment_factor, pearson, regression_metrics, rmse, roc_curve, spearman)
 from pipeline.scoring.model import ComplexScorer, ModelConfig, count_parameters
-from pipeline.scoring.score import cache_info, score_graph_files
+from pipeline.scoring.score import ScoreResult, cache_info, score_graph_files, score_library
 from pipeline.scoring.splits import murcko_scaffold, random_split, scaffold_split
 from pipeline.scoring.train import (TrainSettings, leave_one_target_out, train_ensemble, train_from_files,
                                     train_multi_target)
@@ -334,6 +337,10 @@ def test_model_folder_errors(trained, tmp_path):
     (old / "model_1.pt").write_bytes(b"not a checkpoint")
     card["schema"]["version"] = "vscreen-graph/1"
     (old / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=r"model_1.pt' has SHA-256 .* but card.json records"):
+        load_ensemble(old)
+    card["members"][1]["sha256"] = hashlib.sha256(b"not a checkpoint").hexdigest()  # a card that vouches for it
+    (old / "card.json").write_text(json.dumps(card))
     with pytest.raises(ModelError, match=r"model_1.pt' cannot be read"):
         load_ensemble(old)
 
@@ -371,6 +378,139 @@ def test_one_and_two_dask_workers_agree(trained, complexes):
     cols = ["gnn_score", "gnn_spread", "affinity", "affinity_spread"]
     assert np.abs(results[1][cols].to_numpy() - results[2][cols].to_numpy()).max() <= 1e-6
     assert np.abs(results[1][cols].to_numpy() - local[cols].to_numpy()).max() <= 1e-5
+
+
+# --------------------------------------------------------------------------- faults while scoring
+
+
+@pytest.fixture(scope="module")
+def faulty_run(complexes, tmp_path_factory):
+    """The fixture's 3 graph files as docked chunks ``graphs/chunk_0000{0,1,2}.pt`` plus a refined
+    batch ``graphs/batch_00000.pt`` (chunk 0's graphs as refined complexes), and the ids of each."""
+    out = tmp_path_factory.mktemp("faulty") / "graphs"
+    out.mkdir()
+    files = []
+    for i, path in enumerate(complexes["files"]):
+        files.append(out / f"chunk_{i:05d}.pt")
+        files[-1].write_bytes(path.read_bytes())
+    refined = torch.load(complexes["files"][0], weights_only=True)["graphs"]
+    for graph in refined:
+        graph["source"] = "refined"
+    files.append(out / "batch_00000.pt")
+    save_graphs(files[-1], refined)
+    ids = {f: sorted({g.id for g in load_graphs(f)[1]}) for f in files}
+    keys = {f: {(g.id, int(g.pose), g.source) for g in load_graphs(f)[1]} for f in files}
+    return dict(files=files, ids=ids, keys=keys)
+
+
+@pytest.fixture(scope="module")
+def two_workers():
+    with dask_client(DaskSettings(n_workers=2)) as client:
+        yield client
+
+
+def _broken_copy(files: list, folder, damage: dict) -> list:
+    """Copies of ``files`` in ``folder/graphs`` with ``damage[name](bytes) -> bytes`` applied."""
+    (folder / "graphs").mkdir()
+    out = []
+    for f in files:
+        out.append(folder / "graphs" / f.name)
+        data = f.read_bytes()
+        out[-1].write_bytes(damage[f.name](data) if f.name in damage else data)
+    return out
+
+
+def _without(table: pd.DataFrame, keys: set) -> pd.DataFrame:
+    keep = [k not in keys for k in zip(table["id"], table["pose"], table["source"])]
+    return table[keep].reset_index(drop=True)
+
+
+def test_unreadable_graph_file_costs_only_its_compounds(trained, faulty_run, two_workers, tmp_path):
+    """A truncated docked chunk and a refined batch of garbage bytes among good files: the other
+    files' scores are exactly an undisturbed run's, the truncated chunk's compounds are failure
+    rows (stage score) and the refined batch's are warnings (still ranked by their docked graphs)."""
+    folder, _ = trained
+    files, ids, keys = faulty_run["files"], faulty_run["ids"], faulty_run["keys"]
+    refined = [files[3]]
+    undisturbed = score_library(files, folder, two_workers, ids=ids, refined=refined, batch_size=4)
+    assert not undisturbed.failures and not undisturbed.warnings and not undisturbed.unreadable
+    assert set(undisturbed.table["source"]) == {"docked", "refined"}
+
+    broken = _broken_copy(files, tmp_path, {"chunk_00001.pt": lambda b: b[: len(b) // 2],
+                                            "batch_00000.pt": lambda b: b"\x00garbage\xff" * 64})
+    broken_ids = {b: ids[f] for b, f in zip(broken, files)}
+    result = score_library(broken, folder, two_workers, ids=broken_ids, refined=[broken[3]], batch_size=4)
+    assert isinstance(result, ScoreResult)
+    expected = _without(_without(undisturbed.table, keys[files[1]]), keys[files[3]])
+    pd.testing.assert_frame_equal(result.table, expected)  # the same workers, the same batches: bit-identical
+
+    assert [f["id"] for f in result.failures] == ids[files[1]] and {f["stage"] for f in result.failures} == {"score"}
+    assert all(f["reason"].startswith("graph file graphs/chunk_00001.pt cannot be read: ") for f in result.failures)
+    assert [w["id"] for w in result.warnings] == ids[files[3]] and {w["stage"] for w in result.warnings} == {"score"}
+    assert all(w["reason"].startswith("refined batch batch_00000: graph file graphs/batch_00000.pt cannot be read: ")
+               and w["reason"].endswith("; ranked by its docked pose") for w in result.warnings)
+    assert set(result.unreadable) == {str(broken[1]), str(broken[3])}
+    rows = result.rows()
+    assert list(rows.columns) == ["id", "stage", "reason"] and len(rows) == len(ids[files[1]]) + len(ids[files[3]])
+
+    # in this process: the same rows; the strict form refuses, naming the file
+    local = score_library(broken, folder, ids=broken_ids, refined=[broken[3]], batch_size=4, threads=1)
+    assert local.failures == result.failures and local.warnings == result.warnings
+    assert len(local.table) == len(expected)
+    with pytest.raises(GraphError, match=r"chunk_00001.pt.*cannot be read|cannot be read.*chunk_00001.pt"):
+        score_graph_files(broken, folder, batch_size=4, threads=1)
+    # another schema is not a damaged file: a run-level error, as before
+    save_graphs(tmp_path / "graphs" / "other.pt", [], GraphSchema(contact_cutoff=4.5))
+    with pytest.raises(GraphError, match="featurize again"):
+        score_library([broken[0], tmp_path / "graphs" / "other.pt"], folder, two_workers)
+
+
+def test_ids_of_a_runs_graph_files_come_from_the_stage_outputs(tmp_path):
+    """RunGraphIds: the feature table's ids; if it is unreadable too, the docked (or refined) pose
+    table's less the compounds featurization failed; KeyError when nothing says."""
+    from pipeline.io import write_failures
+    from pipeline.layout import RunLayout, write_manifest
+    from pipeline.scoring.score import RunGraphIds
+
+    layout = RunLayout(tmp_path / "run")
+    write_manifest(layout.chunks_dir, "chunks", ["chunk_00000", "chunk_00001"])
+    write_manifest(layout.batches_dir, "batches", ["batch_00000"])
+    layout.features_dir.mkdir(parents=True)
+    layout.docked_dir.mkdir()
+    layout.refined_dir.mkdir()
+    pd.DataFrame({"id": ["b", "a", "a"], "pose": [1, 1, 2]}).to_parquet(layout.feature_table("chunk_00000"))
+    layout.feature_table("chunk_00001").write_bytes(b"not parquet")
+    pd.DataFrame({"id": ["c", "d", "e"], "pose": [1, 1, 1]}).to_parquet(layout.docked_table("chunk_00001"))
+    write_failures([dict(id="d", stage="featurize", reason="pose 1: boom")], layout.feature_failures("chunk_00001"))
+    ids = RunGraphIds(layout)
+    assert list(ids) == layout.graph_files() and len(ids) == 3
+    assert ids[layout.graph_file("chunk_00000")] == ["a", "b"]
+    assert ids[str(layout.graph_file("chunk_00001"))] == ["c", "e"]
+    with pytest.raises(KeyError, match="not known"):  # no feature table, no refined table
+        ids[layout.graph_file("batch_00000")]
+    with pytest.raises(KeyError):
+        ids[tmp_path / "graphs" / "chunk_00000.pt"]  # not a file of this run
+
+
+def test_cancelled_score_task_is_retried_and_a_persistent_one_raises(trained, faulty_run, two_workers):
+    from test_dask_cluster import FlakyClient
+
+    from pipeline.dask_cluster import TASK_RETRIES, InfrastructureError
+
+    folder, _ = trained
+    files, ids = faulty_run["files"], faulty_run["ids"]
+    undisturbed = score_library(files, folder, two_workers, ids=ids, batch_size=4)
+    second = lambda args: args[0].endswith("chunk_00001.pt")  # noqa: E731
+    flaky = FlakyClient(two_workers, cancel=1, select=second)
+    retried = score_library(files, folder, flaky, ids=ids, batch_size=4)
+    assert sum(second(a) for a in flaky.submitted) == 2 and not retried.failures
+    pd.testing.assert_frame_equal(retried.table, undisturbed.table)
+
+    flaky = FlakyClient(two_workers, cancel=100, select=second)
+    with pytest.raises(InfrastructureError, match=r"score graphs/chunk_00001.pt hit a Dask infrastructure fault "
+                                                  r"4 times, the last one FutureCancelledError"):
+        score_library(files, folder, flaky, ids=ids, batch_size=4)
+    assert sum(second(a) for a in flaky.submitted) == 1 + TASK_RETRIES
 
 
 # --------------------------------------------------------------------------- leave one target out

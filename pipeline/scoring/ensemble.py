@@ -14,6 +14,12 @@ A model folder holds
 :func:`load_ensemble` refuses a model trained on another graph schema: its
 features would be read in the wrong order or size, and the scores would be silently wrong.
 
+A model folder is data from elsewhere (a colleague's model, a download), so before any
+weights are read the card is validated against :data:`CARD_SCHEMA`, every member's
+weights path must stay inside the folder (no absolute path, no ``..``, no symlink out)
+and its SHA-256 must equal the card's; weights are read with ``weights_only=True``,
+which torch before 2.6 did not enforce (CVE-2025-32434), so older torch is refused.
+
 The score of a complex is the ensemble mean of the head the model was trained for:
 the predicted affinity (regression) or the probability of being active
 (classification); its spread is the standard deviation over members (ddof 0), a
@@ -23,6 +29,7 @@ rough confidence. Higher scores mean more likely active.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -35,6 +42,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..errors import VscreenError
 from ..graphs import DEFAULT_SCHEMA, GraphSchema
 from ..io import atomic_path, write_text_atomic
 from .model import ComplexScorer, ModelConfig
@@ -52,8 +60,48 @@ CARD = "card.json"
 CURVE = "learning_curve.png"
 
 
-class ModelError(ValueError):
+class ModelError(VscreenError, ValueError):
     """A model folder that is missing, unreadable or does not fit this pipeline; the message says which and why."""
+
+
+#: Oldest torch whose ``torch.load(..., weights_only=True)`` cannot be bypassed (CVE-2025-32434).
+MIN_TORCH = "2.6"
+_SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_OBJECT_OR_NULL = {"type": ["object", "null"]}
+#: JSON schema of ``card.json``: the keys :func:`load_ensemble` needs, and the types of the
+#: ones it or the report reads; other keys (metrics, baselines, ...) are free-form.
+CARD_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "vscreen model card",
+    "type": "object",
+    "required": ["name", "format", "task", "schema", "model", "members"],
+    "properties": {
+        "name": {"type": "string", "minLength": 1},
+        "format": {"type": "string"},
+        "created": {"type": "string"},
+        "task": {"enum": list(TASKS)},
+        "heads": {"type": "array", "items": {"type": "string"}},
+        "schema": {"type": "object", "properties": {"version": {"type": "string"}}},
+        "schema_version": {"type": "string"},
+        "model": {"type": "object"},
+        "members": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["weights", "sha256"],
+                "properties": {"weights": {"type": "string", "minLength": 1}, "sha256": _SHA256,
+                               "seed": {"type": "integer"}},
+            },
+        },
+        "n_models": {"type": "integer", "minimum": 1},
+        "parameters": {"type": "integer"},
+        "learning_curve": {"type": "string"},
+        "versions": {"type": "object"},
+        **{key: _OBJECT_OR_NULL for key in ("score", "data", "split", "training", "normalization", "metrics",
+                                            "baselines", "summary", "metrics_by_target")},
+    },
+}
 
 
 # --------------------------------------------------------------------------- the ensemble
@@ -317,16 +365,77 @@ def resolve_model_dir(name_or_path: str | os.PathLike, models_dir: str | os.Path
     raise _not_found(f"model '{name_or_path}' not found (no folder '{candidates[-1]}')", root)
 
 
+def validate_card(card: Any, path: str | os.PathLike = CARD) -> dict[str, Any]:
+    """Check a parsed card against :data:`CARD_SCHEMA`; returns it.
+
+    Raises
+    ------
+    ModelError
+        Naming the card, the first offending key (``members/1/sha256``) and what is wrong with it.
+    """
+    import jsonschema
+
+    if not isinstance(card, dict) or "schema" not in card or "task" not in card:
+        raise ModelError(f"model card '{path}' is not a vscreen model card (no 'schema' or 'task')")
+    validator = jsonschema.Draft202012Validator(CARD_SCHEMA)
+    errors = sorted(validator.iter_errors(card), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+    if errors:
+        first = errors[0]
+        where = "/".join(map(str, first.absolute_path)) or "(top level)"
+        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        raise ModelError(f"model card '{path}' is invalid at {where}: {first.message}{more}; retrain the model or "
+                         "restore its card")
+    if "n_models" in card and card["n_models"] != len(card["members"]):
+        raise ModelError(f"model card '{path}' says n_models {card['n_models']} but lists "
+                         f"{len(card['members'])} members")
+    return card
+
+
 def read_card(folder: str | os.PathLike) -> dict[str, Any]:
-    """The parsed ``card.json`` of a model folder (:class:`ModelError` if unreadable)."""
+    """The parsed and validated ``card.json`` of a model folder.
+
+    Raises
+    ------
+    ModelError
+        When the card cannot be read or does not match :data:`CARD_SCHEMA` (:func:`validate_card`).
+    """
     path = Path(folder) / CARD
     try:
         card = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"model card '{path}' cannot be read: {exc}") from exc
-    if not isinstance(card, dict) or "schema" not in card or "task" not in card:
-        raise ModelError(f"model card '{path}' is not a vscreen model card (no 'schema' or 'task')")
-    return card
+    return validate_card(card, path)
+
+
+def member_weights(folder: str | os.PathLike, card: Mapping[str, Any], name: str = "model") -> list[tuple[Path, str]]:
+    """The weights file of every member, each checked to lie inside ``folder``, and its expected SHA-256.
+
+    Raises
+    ------
+    ModelError
+        For an absolute path, a ``..`` component, or a path (a symlink) that resolves outside the folder.
+    """
+    root = Path(folder).resolve()
+    out = []
+    for k, member in enumerate(card["members"]):
+        given = str(member["weights"])
+        relative = Path(given)
+        # refuse before touching the file system: a card must not point a loader at arbitrary files
+        if relative.is_absolute() or given.startswith(("/", "\\")) or ".." in relative.parts or ".." in given.split("\\"):
+            raise ModelError(f"model '{name}': member {k} weights path '{given}' in {CARD} must be a file name "
+                             f"inside the model folder '{root}' (no absolute path, no '..')")
+        resolved = (root / relative).resolve()
+        if not resolved.is_relative_to(root):
+            raise ModelError(f"model '{name}': member {k} weights '{given}' resolves to '{resolved}', outside the "
+                             f"model folder '{root}' (a symlink out of the folder is refused)")
+        out.append((resolved, str(member["sha256"]).lower()))
+    return out
+
+
+def _check_torch() -> None:
+    if torch.__version__ < MIN_TORCH:  # TorchVersion compares as a version, not as a string
+        raise ModelError(f"torch {torch.__version__} is older than {MIN_TORCH}: its weights_only loading can be "
+                         f"bypassed by a crafted model file (CVE-2025-32434); install torch>={MIN_TORCH}")
 
 
 def schema_differences(trained: GraphSchema, current: GraphSchema) -> list[str]:
@@ -379,8 +488,10 @@ def load_ensemble(path: str | os.PathLike, expect_schema: GraphSchema | None = D
     Raises
     ------
     ModelError
-        Missing folder (the message lists the available models), unreadable card or
-        weights, weights that do not fit the card's architecture, or a schema mismatch.
+        Missing folder (the message lists the available models), a card that is unreadable
+        or does not match :data:`CARD_SCHEMA`, a weights path outside the folder, weights
+        whose SHA-256 differs from the card's, unreadable weights, weights that do not fit
+        the card's architecture, a schema mismatch, or torch older than :data:`MIN_TORCH`.
     """
     folder = resolve_model_dir(path, models_dir)
     card = read_card(folder)
@@ -397,18 +508,26 @@ def load_ensemble(path: str | os.PathLike, expect_schema: GraphSchema | None = D
     task = card["task"]
     if task not in TASKS:
         raise ModelError(f"model '{name}' ({folder}) has unknown task {task!r}; expected one of {list(TASKS)}")
-    files = [m.get("weights", f"model_{k}.pt") for k, m in enumerate(card.get("members", []))]
-    if not files:
-        files = sorted((p.name for p in folder.glob("model_*.pt")), key=lambda s: int(s[6:-3]))
-    if not files:
-        raise ModelError(f"model folder '{folder}' has no weights (model_0.pt, ...)")
-    members = []
-    for file in files:
-        weights = folder / file
+    _check_torch()
+    # Every path is checked, then every file's digest, before anything is unpickled; the bytes
+    # that were hashed are the bytes that are loaded (no window to swap the file in between).
+    verified = []
+    for weights, expected in member_weights(folder, card, name):
         try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
+            data = weights.read_bytes()
         except FileNotFoundError as exc:
             raise ModelError(f"model '{name}': weights file '{weights}' is missing") from exc
+        except OSError as exc:
+            raise ModelError(f"model '{name}': weights file '{weights}' cannot be read: {exc}") from exc
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != expected:
+            raise ModelError(f"model '{name}': weights file '{weights}' has SHA-256 {digest}, but {CARD} records "
+                             f"{expected}; the file was changed or damaged after training - restore it or retrain")
+        verified.append((weights, data))
+    members = []
+    for weights, data in verified:
+        try:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as exc:  # corrupt or not a state dict: the same advice either way
             raise ModelError(f"model '{name}': weights file '{weights}' cannot be read: {exc}") from exc
         member = ComplexScorer(schema, config)

@@ -8,6 +8,14 @@ GPU when the worker has one. Batches depend only on the file and ``batch_size``,
 never on which worker runs them, and results are sorted by ``id, pose, source``,
 so one worker and many give the same table.
 
+Faults (see the reliability contract in DESIGN.md): :func:`score_library` scores every
+readable file and reports the compounds of an unreadable one (truncated, garbage) as
+failure rows - warnings for a refined batch, whose compounds stay ranked by their
+docked graphs - instead of failing the library. A file of another graph schema is a
+run-level error and still raises. Dask infrastructure faults are retried and, if they
+persist, raise :class:`pipeline.dask_cluster.InfrastructureError`
+(:func:`pipeline.dask_cluster.run_tasks`).
+
 Output columns (:data:`pipeline.scoring.ensemble.SCORE_COLUMNS`): ``id``, ``pose``,
 ``source``, ``gnn_score`` (higher = more likely active), ``gnn_spread`` (std over
 members), and per head ``affinity``/``affinity_spread`` (regression head, assay
@@ -21,15 +29,17 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, fields
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
 
-from ..graphs import GraphSchema, load_graphs
-from ..io import write_parquet_atomic
+from .. import faults
+from ..graphs import GraphError, GraphSchema, load_graphs
+from ..io import FAILURE_COLUMNS, write_parquet_atomic
 from ..progress import progress
 from .ensemble import SCORE_COLUMNS, Ensemble, check_schema, load_ensemble, read_card, resolve_model_dir
 from . import runtime
@@ -38,6 +48,11 @@ from .runtime import resolve_device, torch_threads
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
+#: Stage name of the failure and warning rows of this stage.
+STAGE = "score"
+#: Prefix of the reason of a warning row: a refined batch's graph file could not be read, so its
+#: compounds lose only their refined score and stay ranked by their docked graphs.
+REFINED_PREFIX = "refined batch"
 
 
 @dataclass(frozen=True)
@@ -147,16 +162,194 @@ def score_graph_file(graph_file: str | os.PathLike, model_dir: str | os.PathLike
     return ensemble.score(graphs, batch_size)
 
 
+@dataclass(frozen=True)
+class UnreadableGraphFile:
+    """What a scoring task returns for a graph file it cannot read (so the library goes on).
+
+    Attributes
+    ----------
+    path
+        The file.
+    reason
+        The exception, one line (``RuntimeError: PytorchStreamReader failed ...``).
+    """
+
+    path: str
+    reason: str
+
+
+def _one_line(exc: BaseException, limit: int = 200) -> str:
+    # first sentence only: torch appends paragraphs of advice (some of it, weights_only=False, unsafe here)
+    lines = str(exc).strip().splitlines()
+    first = (lines[0] if lines else "").split(". ", 1)[0].rstrip(".")
+    text = f"{type(exc).__name__}: {first}".rstrip(": ")
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _score_task(graph_file: str, model_dir: str, batch_size: int, device: str, precision: str,
+                malloc: bool) -> pd.DataFrame | UnreadableGraphFile:
+    """Dask task of :func:`score_library`: like :func:`score_graph_file`, but an unreadable file is a value."""
+    faults.inject(STAGE, Path(graph_file).stem)  # tests' hook (no-op unless VSCREEN_FAULTS): kill this worker
+    if malloc:
+        runtime.tune_malloc()
+    ensemble = cached_ensemble(model_dir, device, precision)
+    try:
+        schema, graphs = load_graphs(graph_file)
+    except Exception as exc:  # truncated, garbage, not a graph payload: the file's fault, not the run's
+        return UnreadableGraphFile(str(graph_file), _one_line(exc))
+    if schema != ensemble.schema:  # a readable file of another layout: the run is misconfigured
+        raise GraphError(f"graph file '{graph_file}' has schema {schema.version} with different features than "
+                         f"the model's ({ensemble.schema.version}); featurize again with the scorer's settings")
+    return ensemble.score(graphs, batch_size)
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Scores of a library and the compounds that could not be scored (:func:`score_library`).
+
+    Attributes
+    ----------
+    table
+        :data:`SCORE_COLUMNS`, one row per graph of the readable files, sorted by ``id, pose, source``.
+    failures
+        ``id, stage, reason`` rows (stage ``score``) for the compounds of unreadable
+        graph files of docked chunks: reason ``graph file graphs/chunk_00002.pt cannot be
+        read: <error>``.
+    warnings
+        The same for unreadable refined-batch files, reason prefixed
+        :data:`REFINED_PREFIX` (``refined batch batch_00001: graph file graphs/batch_00001.pt
+        cannot be read: <error>; ranked by its docked pose``): those compounds keep their docked score.
+    unreadable
+        Every unreadable file (as given) and its error, including files whose ids were not known.
+    """
+
+    table: pd.DataFrame
+    failures: list[dict] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)
+
+    def rows(self) -> pd.DataFrame:
+        """Failure rows, then warning rows, as one ``id, stage, reason`` table (``scores.failures.csv``)."""
+        return pd.DataFrame(self.failures + self.warnings, columns=FAILURE_COLUMNS)
+
+
+def _short(path: Path) -> str:
+    # the run-relative form (graphs/chunk_00002.pt) a user finds in the run folder
+    return f"{path.parent.name}/{path.name}"
+
+
+def _unreadable_rows(path: Path, reason: str, ids: Sequence[str], refined: bool) -> list[dict]:
+    text = f"graph file {_short(path)} cannot be read: {reason}"
+    if refined:
+        text = f"{REFINED_PREFIX} {path.stem}: {text}; ranked by its docked pose"
+    log.warning("%s (%d compounds)", text, len(ids))
+    return [dict(id=str(cid), stage=STAGE, reason=text) for cid in sorted(set(map(str, ids)))]
+
+
 def _empty() -> pd.DataFrame:
     df = pd.DataFrame({c: pd.Series(dtype="float64") for c in SCORE_COLUMNS})
     return df.astype({"id": str, "pose": "int64", "source": str})
+
+
+def score_library(graph_files: Sequence[str | os.PathLike], model_dir: str | os.PathLike, client=None, *,
+                  ids: Mapping[str | os.PathLike, Sequence[str]] | None = None,
+                  refined: Collection[str | os.PathLike] = (), batch_size: int = 256, device: str = "auto",
+                  precision: str = "float32", expect_schema: GraphSchema | None = None,
+                  models_dir: str | os.PathLike | None = None, threads: int | None = None,
+                  tune_malloc: bool = True, retries: int | None = None) -> ScoreResult:
+    """Score the complexes of graph files with an ensemble; an unreadable file costs only its compounds.
+
+    Parameters
+    ----------
+    graph_files
+        ``.pt`` files from featurization (:func:`pipeline.graphs.save_graphs`).
+    model_dir
+        Model folder, or a model name under ``models_dir``.
+    client
+        A ``distributed.Client`` (:func:`pipeline.dask_cluster.make_client`): one task per
+        file. ``None``: score in this process.
+    ids
+        For each graph file, the ids of the compounds it holds (the caller knows them
+        from the stage that wrote it, :class:`RunGraphIds`): a corrupt file cannot say.
+        Looked up only for unreadable files, whose failure (or warning) rows they become;
+        a file missing here is only logged and listed in :attr:`ScoreResult.unreadable`.
+    refined
+        Graph files of refined batches: their compounds are also scored by their docked
+        graphs, so an unreadable one gives warning rows, not failures.
+    batch_size, device, precision, expect_schema, models_dir, threads, tune_malloc
+        As in :func:`score_graph_files`.
+    retries
+        Resubmissions of a task after Dask infrastructure faults (default
+        :data:`pipeline.dask_cluster.TASK_RETRIES`).
+
+    Returns
+    -------
+    ScoreResult
+
+    Raises
+    ------
+    pipeline.scoring.ensemble.ModelError
+        Missing or unreadable model, or one trained on another schema.
+    pipeline.graphs.GraphError
+        A readable graph file of another schema than the model's (a run-level mistake).
+    pipeline.dask_cluster.InfrastructureError
+        A Dask fault (lost worker or scheduler, cancelled task) that persisted through the retries.
+    """
+    from ..dask_cluster import TASK_RETRIES
+
+    folder = resolve_model_dir(model_dir, models_dir).resolve()
+    card = read_card(folder)
+    if expect_schema is not None:
+        check_schema(card, expect_schema, card.get("name") or folder.name, folder)
+    given = [Path(f) for f in graph_files]
+    files = [str(f.resolve()) for f in given]
+    args = [(f, str(folder), batch_size, device, precision, tune_malloc) for f in files]
+    results: list = [None] * len(files)
+    if client is None:
+        with torch_threads(threads):
+            for i in progress(range(len(files)), total=len(files), desc="score", unit="file"):
+                results[i] = _score_task(*args[i])
+    else:
+        from ..dask_cluster import run_tasks
+
+        done = run_tasks(client, _score_task, args, names=[_short(f) for f in given],
+                         retries=TASK_RETRIES if retries is None else retries, what="score")
+        for i, result in progress(done, total=len(files), desc="score", unit="file"):
+            results[i] = result
+    ids = ids or {}
+    key_of = {str(Path(f).resolve()): f for f in ids}  # keys only: the ids are looked up for unreadable files
+    optional = {str(Path(f).resolve()) for f in refined}
+    failures, warnings, unreadable, frames = [], [], {}, []
+    for path, file, result in zip(given, files, results):
+        if isinstance(result, UnreadableGraphFile):
+            unreadable[str(path)] = result.reason
+            try:
+                held = list(ids[key_of[file]])
+            except KeyError as exc:
+                log.error("graph file %s cannot be read (%s), and which compounds it held is not known: %s", path,
+                          result.reason, exc)
+                continue
+            rows = _unreadable_rows(path, result.reason, held, file in optional)
+            (warnings if file in optional else failures).extend(rows)
+        elif len(result):
+            frames.append(result)
+    if frames:
+        df = pd.concat(frames, ignore_index=True)
+        table = df.sort_values(["id", "pose", "source"], kind="mergesort").reset_index(drop=True)[SCORE_COLUMNS]
+    else:
+        table = _empty()
+    return ScoreResult(table, failures, warnings, unreadable)
 
 
 def score_graph_files(graph_files: Sequence[str | os.PathLike], model_dir: str | os.PathLike, client=None,
                       batch_size: int = 256, device: str = "auto", precision: str = "float32",
                       expect_schema: GraphSchema | None = None, models_dir: str | os.PathLike | None = None,
                       threads: int | None = None, tune_malloc: bool = True) -> pd.DataFrame:
-    """Score the complexes of graph files with an ensemble.
+    """Score the complexes of graph files with an ensemble, every file required.
+
+    The strict form of :func:`score_library` for callers that only want the table
+    (benchmarks, tests): an unreadable file raises instead of becoming failure rows,
+    since a table alone cannot say which compounds are missing.
 
     Parameters
     ----------
@@ -196,39 +389,68 @@ def score_graph_files(graph_files: Sequence[str | os.PathLike], model_dir: str |
     pipeline.scoring.ensemble.ModelError
         Missing or unreadable model, or one trained on another schema.
     pipeline.graphs.GraphError
-        A graph file of another schema than the model's.
+        A graph file of another schema than the model's, or one that cannot be read.
+    pipeline.dask_cluster.InfrastructureError
+        A Dask fault that persisted through the retries.
     """
-    folder = resolve_model_dir(model_dir, models_dir).resolve()
-    card = read_card(folder)
-    if expect_schema is not None:
-        check_schema(card, expect_schema, card.get("name") or folder.name, folder)
-    files = [str(Path(f).resolve()) for f in graph_files]
-    if client is None:
-        with torch_threads(threads):
-            frames = [score_graph_file(f, folder, batch_size, device, precision, tune_malloc)
-                      for f in progress(files, total=len(files), desc="score", unit="file")]
-    else:
-        frames = _run_on_client(client, files, folder, batch_size, device, precision, tune_malloc)
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return _empty()
-    df = pd.concat(frames, ignore_index=True)
-    return df.sort_values(["id", "pose", "source"], kind="mergesort").reset_index(drop=True)[SCORE_COLUMNS]
+    result = score_library(graph_files, model_dir, client, batch_size=batch_size, device=device,
+                           precision=precision, expect_schema=expect_schema, models_dir=models_dir,
+                           threads=threads, tune_malloc=tune_malloc)
+    if result.unreadable:
+        listing = "; ".join(f"'{f}': {why}" for f, why in result.unreadable.items())
+        raise GraphError(f"graph files cannot be read: {listing}; featurize them again")
+    return result.table
 
 
-def _run_on_client(client, files: list[str], folder: Path, batch_size: int, device: str, precision: str,
-                   malloc: bool) -> list:
-    from distributed import as_completed
+class RunGraphIds(Mapping):
+    """For each graph file of a run, the ids of the compounds it holds graphs of (read on demand).
 
-    futures = [client.submit(score_graph_file, f, str(folder), batch_size, device, precision, malloc, pure=False)
-               for f in files]
-    frames = []
-    try:
-        for future in progress(as_completed(futures), total=len(futures), desc="score", unit="file"):
-            frames.append(future.result())
-    finally:
-        client.cancel(futures)
-    return frames
+    What :func:`score_library` reports when a file turns out unreadable, so only those
+    files' tables are read. The ids come from the feature table written with the graph
+    file (same poses); when that is unreadable too, from the docked chunk's (or refined
+    batch's) pose table, less the compounds featurization reported as failed.
+
+    Parameters
+    ----------
+    layout
+        The run's :class:`pipeline.layout.RunLayout`.
+    """
+
+    def __init__(self, layout) -> None:
+        self.layout = layout
+        chunks, batches = layout.chunks(), layout.batches()
+        poses = [layout.docked_table(c) for c in chunks] + [layout.refined_table(b) for b in batches]
+        self._names = {layout.graph_file(n): (n, table) for n, table in zip(chunks + batches, poses)}
+
+    def __iter__(self):
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __getitem__(self, graph_file: str | os.PathLike) -> list[str]:
+        """Sorted unique ids; ``KeyError`` for a file of another run or when no table says."""
+        from ..io import read_failures
+
+        name, poses = self._names[Path(graph_file)]
+        features = self.layout.feature_table(name)
+        try:
+            return sorted(set(pd.read_parquet(features, columns=["id"])["id"].astype(str)))
+        except Exception as exc:  # any unreadable table: fall back to the stage before
+            log.warning("feature table %s cannot be read (%s); taking the ids of %s", features, _one_line(exc), poses)
+        try:
+            ids = set(pd.read_parquet(poses, columns=["id"])["id"].astype(str))
+            failed = self.layout.feature_failures(name)
+            if failed.exists():
+                ids -= set(read_failures(failed)["id"])
+        except Exception as exc:
+            raise KeyError(f"ids of graph file {graph_file} are not known: {_one_line(exc)}") from exc
+        return sorted(ids)
+
+
+def graph_file_ids(layout) -> RunGraphIds:
+    """The ``ids`` argument of :func:`score_library` for a run (:class:`RunGraphIds`)."""
+    return RunGraphIds(layout)
 
 
 def write_scores(df: pd.DataFrame, path: str | os.PathLike) -> None:
