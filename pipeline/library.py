@@ -7,32 +7,63 @@ lines never sit in memory at once), gives every row one sanitized id, and writes
 ``id, input_id, smiles, line``. Rows that cannot be screened at all (empty lines,
 duplicate ids, SDF records RDKit cannot read) go to the failures table with stage
 ``input``; chemistry problems are left to ligand preparation.
+
+Ids
+---
+``input_id`` is the id exactly as the library gives it (unicode, commas, quotes, inner
+spaces, and line breaks inside a quoted CSV cell, read as ``\n``, all kept), less
+surrounding whitespace: in a ``.smi`` line and an SD title whitespace is padding, and one
+rule for every format keeps ``" c1"`` and ``"c1"`` from being two compounds. Two rows with the same ``input_id`` are
+duplicates: the first row owns the id (even when it is rejected itself, e.g. for a missing
+SMILES), the later ones are rejected with stage ``input`` under that same ``id`` and a
+reason naming the first line (reported, never merged into one compound).
+
+``id`` is what every file name, SD title and table key uses. Distinct input ids get
+distinct ids, made by :func:`sanitize_id` (ASCII letters, digits, ``. _ + -``; never
+starting with ``. + -``, so neither a hidden file, a command-line option nor a
+spreadsheet formula), then by :class:`IdRegistry`: a sanitized id already taken by a
+different ``input_id`` (``a b`` and ``a_b``, or two ids that differ only in characters
+with no ASCII spelling) gets ``_`` and the first 8 hex digits of the SHA-1 of its
+``input_id`` appended, so it is the same in every run of the same library.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
+import hashlib
 import io
-import json
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator
 
 import pandas as pd
 
-from .io import atomic_path, write_failures, write_text_atomic
+from .errors import VscreenError
+from .io import atomic_path, write_failures
+from .layout import read_manifest, write_manifest
 from .progress import progress
 
 CHUNK_COLUMNS = ["id", "input_id", "smiles", "line"]
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 _DOTS = re.compile(r"\.{2,}")
+_ALNUM = re.compile(r"[A-Za-z0-9]")
 MAX_ID_LENGTH = 100
-# An id that sanitize_id would return unchanged (most library ids): checked with one match
-_ALREADY_SAFE = re.compile(r"(?!.*(?:\.\.|__))[A-Za-z0-9_+][A-Za-z0-9._+-]{0,%d}" % (MAX_ID_LENGTH - 1))
+#: Hex digits of the SHA-1 of the input id that make a sanitized id unique (after a ``_``).
+SUFFIX_HEX = 8
+# An id that sanitize_id would return unchanged (most library ids): checked with one match.
+# Its first character is no '+', '-' or '.': a spreadsheet would read '+1' or '-x' as a formula.
+_ALREADY_SAFE = re.compile(rf"(?!.*(?:\.\.|__))(?=.*[A-Za-z0-9])[A-Za-z0-9_][A-Za-z0-9._+-]{{0,{MAX_ID_LENGTH - 1}}}")
+# Letters NFKD leaves alone that have a usual ASCII spelling (others are spelt from their
+# Unicode name: Greek letters by name, Latin letters with a stroke or a ligature by their letters)
+_SPELLED = {"ß": "ss", "ẞ": "SS", "ı": "i", "ĸ": "k", "þ": "th", "Þ": "Th", "ð": "d", "Ð": "D"}
+_GREEK_NAME = re.compile(r"GREEK (SMALL|CAPITAL) LETTER (?:FINAL )?([A-Z]+)(?: WITH .*)?")
+_LATIN_NAME = re.compile(r"LATIN (SMALL|CAPITAL) (?:LETTER|LIGATURE) ([A-Z]{1,2})(?: WITH .*)?")
 
 
-class LibraryError(ValueError):
+class LibraryError(VscreenError, ValueError):
     """The library file as a whole cannot be read (missing, empty, unknown format)."""
 
 
@@ -46,18 +77,137 @@ class Record:
     problem: str | None = None
 
 
-def sanitize_id(raw: str, fallback: str) -> str:
-    """Make a compound id safe as a file-name part and a shell word.
+@functools.lru_cache(maxsize=4096)
+def _spell(char: str) -> str:
+    """ASCII spelling of one non-ASCII, non-combining character (``_`` when it has none)."""
+    if char in _SPELLED:
+        return _SPELLED[char]
+    name = unicodedata.name(char, "")
+    match = _GREEK_NAME.fullmatch(name) or _LATIN_NAME.fullmatch(name)
+    if match is None:
+        return "_"
+    case, letters = match.groups()
+    if case == "SMALL":
+        return letters.lower()
+    return letters.capitalize() if name.startswith("GREEK") else letters
 
-    Characters outside ``A-Z a-z 0-9 . _ + -`` become ``_``, runs of dots (``..``)
-    become ``_``, runs of ``_`` collapse to one, leading dots/dashes are dropped and the result is cut to
-    100 characters. An id that ends up empty is replaced by ``fallback``.
+
+def transliterate(text: str) -> str:
+    """Spell ``text`` in ASCII where that is unambiguous.
+
+    NFKD decomposition, accents dropped (``é`` -> ``e``, ``Å`` -> ``A``, ``ﬁ`` -> ``fi``),
+    Greek letters by name (``α`` -> ``alpha``, ``Δ`` -> ``Delta``, ``µ`` -> ``mu``), Latin
+    letters with a stroke and ligatures by their letters (``ø`` -> ``o``, ``œ`` -> ``oe``,
+    ``ß`` -> ``ss``). Any other non-ASCII character becomes ``_``.
+    """
+    if text.isascii():
+        return text
+    return "".join(c if c.isascii() else "" if unicodedata.combining(c) else _spell(c)
+                   for c in unicodedata.normalize("NFKD", text))
+
+
+def id_suffix(input_id: str, digits: int = SUFFIX_HEX) -> str:
+    """``_`` and the first ``digits`` hex digits of the SHA-1 of ``input_id`` (UTF-8)."""
+    return "_" + hashlib.sha1(input_id.encode("utf-8", "surrogatepass")).hexdigest()[:digits]
+
+
+def sanitize_id(raw: str, fallback: str) -> str:
+    """Make a compound id safe as a file-name part, a shell word and a spreadsheet cell.
+
+    The id is stripped of surrounding whitespace and transliterated to ASCII
+    (:func:`transliterate`: ``α-pinene`` -> ``alpha-pinene``). Then characters outside
+    ``A-Z a-z 0-9 . _ + -`` become ``_``, runs of dots (``..``) become ``_``, runs of ``_``
+    collapse to one, and leading ``.``, ``+`` and ``-`` are dropped (no hidden file, no
+    command-line option, no spreadsheet formula; ``=`` and ``@`` are already ``_``). An id
+    longer than 100 characters is cut to at most 91 (trailing ``_`` dropped) and gets
+    :func:`id_suffix` of the stripped raw id, so two long ids that share their first 100
+    characters stay apart. An id with no letter or digit left (``中文``, ``...``) becomes
+    ``id`` + :func:`id_suffix`; one that ends up empty (``""``, ``"+"``) is replaced by
+    ``fallback``.
+
+    This is the id of one row on its own; :class:`IdRegistry` makes the ids of a whole
+    library unique.
     """
     if _ALREADY_SAFE.fullmatch(raw):
         return raw
-    clean = re.sub("_{2,}", "_", _DOTS.sub("_", _UNSAFE.sub("_", raw.strip())))
-    clean = clean.lstrip(".-")[:MAX_ID_LENGTH]
+    key = raw.strip()
+    clean = re.sub("_{2,}", "_", _DOTS.sub("_", _UNSAFE.sub("_", transliterate(key))))
+    clean = clean.lstrip(".+-")
+    if clean and not _ALNUM.search(clean):
+        # nothing readable is left ('中文', '...', '***'): a bare '_' would be a poor file name,
+        # and every such id would need a suffix anyway
+        return "id" + id_suffix(key)
+    if len(clean) > MAX_ID_LENGTH:
+        suffix = id_suffix(key)
+        clean = clean[: MAX_ID_LENGTH - len(suffix)].rstrip("_") + suffix
     return clean or fallback
+
+
+class IdRegistry:
+    """The ids of one library, given out row by row in file order (see the module docstring).
+
+    The same sequence of input ids always gives the same ids, so any reader that walks the
+    library's rows in order (the splitter, an assay reader) can reproduce them.
+
+    Attributes
+    ----------
+    first_line
+        Line of the row that took each sanitized id.
+    """
+
+    def __init__(self) -> None:
+        self.first_line: dict[str, int] = {}
+        # Most ids need no change (the id is the input id), and a million of them must not
+        # cost a second table: only changed ones are remembered, input id -> id, with the
+        # set of ids held by an input id other than themselves
+        self._changed: dict[str, str] = {}
+        self._held_by_other: set[str] = set()
+
+    def claim(self, input_id: str, line: int, fallback: str) -> tuple[str, int | None]:
+        """The id of the row on ``line``.
+
+        Parameters
+        ----------
+        input_id
+            The id as given (surrounding whitespace is ignored); empty for a row without one.
+        line
+            The row's line number (reported for duplicates).
+        fallback
+            The id of a row without a usable id (e.g. ``lib_line7``).
+
+        Returns
+        -------
+        (id, first_line)
+            ``first_line`` is ``None`` for a new id; for a duplicate ``input_id`` it is the
+            line of the first row with that id, and ``id`` is that row's id.
+        """
+        key = input_id.strip()
+        if key in self._changed:
+            cid = self._changed[key]
+            return cid, self.first_line[cid]
+        if key in self.first_line and key not in self._held_by_other:
+            return key, self.first_line[key]
+        cid = sanitize_id(key, fallback) if key else fallback
+        if cid in self.first_line:
+            cid = self._unique(cid, key or fallback)
+        self.first_line[cid] = line
+        if cid != key:
+            self._held_by_other.add(cid)
+            if key:
+                self._changed[key] = cid
+        return cid, None
+
+    def _unique(self, base: str, key: str) -> str:
+        # a longer digest only if the short one is taken too (only a crafted library does that)
+        for digits in (SUFFIX_HEX, 16, 40):
+            suffix = id_suffix(key, digits)
+            cid = base[: MAX_ID_LENGTH - len(suffix)].rstrip("_") + suffix
+            if cid not in self.first_line:
+                return cid
+        number = 2
+        while (cid := f"{base[: MAX_ID_LENGTH - 8]}_{number}") in self.first_line:
+            number += 1
+        return cid
 
 
 def detect_format(path: str | Path) -> str:
@@ -116,7 +266,18 @@ def iter_csv(path: str | Path, id_column: str = "id", smiles_column: str = "smil
             for name, smiles in zip(frame[id_col], frame[smi_col]):
                 line += 1
                 smiles = smiles.strip()
-                yield Record(line, name, smiles or None, None if smiles else "no SMILES in this row")
+                yield Record(line, name.strip(), smiles or None, _smiles_problem(smiles))
+
+
+def _smiles_problem(smiles: str) -> str | None:
+    """Why a CSV SMILES cell cannot be used as it is, or None."""
+    if not smiles:
+        return "no SMILES in this row"
+    if any(c.isspace() for c in smiles):
+        # RDKit would read 'CC O' as CC named O, and 'CC\n$$$$' as CC, and carry the rest
+        # into the SD files of later stages; a SMILES is one word
+        return f"SMILES {smiles!r} has a space or line break inside (a SMILES is one word)"
+    return None
 
 
 def _sdf_blocks(handle: IO[str]) -> Iterator[tuple[int, str]]:
@@ -144,7 +305,7 @@ def iter_sdf(path: str | Path, id_property: str | None = None) -> Iterator[Recor
     RDLogger.DisableLog("rdApp.*")
     with _open_text(path) as handle:
         for line, block in _sdf_blocks(handle):
-            title = block.split("\n", 1)[0].strip()
+            title = block.split("\n", 1)[0].strip()  # surrounding whitespace is padding (module docstring)
             name = _sdf_property(block, id_property) if id_property else title
             mol = Chem.MolFromMolBlock(block, sanitize=True, removeHs=True)
             if mol is None:
@@ -200,25 +361,29 @@ def split_library(path: str | Path, out_dir: str | Path, failures_path: str | Pa
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = re.sub(r"\W+", "_", Path(path).name.split(".")[0]) or "cpd"
-    seen: dict[str, int] = {}
+    # ASCII only, like every id (\W alone would keep unicode letters)
+    stem = re.sub(r"[^A-Za-z0-9]+", "_", transliterate(Path(path).name.split(".")[0])).strip("_") or "cpd"
+    ids = IdRegistry()
+    accepted = 0
     failures: list[dict] = []
     buffer: list[tuple[str, str, str, int]] = []
     rows = n_chunks = 0
     records = iter_library(path, fmt, id_column, smiles_column, id_property)
     for record in progress(records, desc=f"split {Path(path).name}", unit="row"):
         rows += 1
-        fallback = f"{stem}_line{record.line}"
-        cid = sanitize_id(record.input_id, fallback) if record.input_id else fallback
+        # every row claims its id, a rejected one too, so that the ids depend on the input ids
+        # alone (not on which rows parse): any reader walking the same rows gets the same ids
+        cid, first = ids.claim(record.input_id, record.line, f"{stem}_line{record.line}")
+        if first is not None:
+            # repr: a duplicated id with a line break inside stays on one line of the reason
+            failures.append(dict(id=cid, stage="input", reason=(
+                f"line {record.line}: duplicate id {record.input_id.strip()!r} (id '{cid}' first used on line {first}); "
+                "this row was not screened - give it a unique id")))
+            continue
         if record.problem:
             failures.append(dict(id=cid, stage="input", reason=f"line {record.line}: {record.problem}"))
             continue
-        if cid in seen:
-            failures.append(dict(id=cid, stage="input", reason=(
-                f"line {record.line}: duplicate id '{record.input_id}' (id '{cid}' first used on line {seen[cid]}); "
-                "this row was not screened - give it a unique id")))
-            continue
-        seen[cid] = record.line
+        accepted += 1
         buffer.append((cid, record.input_id, record.smiles, record.line))
         if len(buffer) == chunk_size:
             _write_chunk(buffer, out_dir, n_chunks)
@@ -229,8 +394,9 @@ def split_library(path: str | Path, out_dir: str | Path, failures_path: str | Pa
     if rows == 0:
         raise LibraryError(f"library '{path}' is empty: no compounds to screen")
     write_failures(failures, failures_path)
-    summary = SplitSummary(rows=rows, accepted=len(seen), failed=len(failures), chunks=n_chunks)
-    write_text_atomic(out_dir / "manifest.json", json.dumps(summary.to_dict(), indent=1))
+    summary = SplitSummary(rows=rows, accepted=accepted, failed=len(failures), chunks=n_chunks)
+    # the manifest names the chunks this split made: later stages read it instead of globbing
+    write_manifest(out_dir, "chunks", [chunk_name(i) for i in range(n_chunks)], **summary.to_dict())
     return summary
 
 
@@ -252,5 +418,5 @@ def chunk_name(index: int, suffix: str = "") -> str:
 
 
 def list_chunks(out_dir: str | Path) -> list[str]:
-    """Names (without suffix) of the chunks written by :func:`split_library`, in order."""
-    return sorted(p.name[: -len(".parquet")] for p in Path(out_dir).glob("chunk_*.parquet"))
+    """Names (without suffix) of the chunks written by :func:`split_library`, in order (from its manifest)."""
+    return read_manifest(out_dir, "chunks")

@@ -41,12 +41,16 @@ class HeadlessPage:
         entry of level error seen so far.
     requests
         URL of every network request the page made.
+    dialogs
+        Message of every ``alert``/``confirm``/``prompt`` the page opened (each is dismissed
+        at once, so a page that opens one cannot hang the test).
     """
 
     def __init__(self, binary: str, width: int = 1400, height: int = 2000, timeout: float = 60.0):
         self.timeout = timeout
         self.console_errors: list[str] = []
         self.requests: list[str] = []
+        self.dialogs: list[str] = []
         self._profile = tempfile.mkdtemp(prefix="vscreen-chromium-")
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
@@ -72,6 +76,7 @@ class HeadlessPage:
         self._out = os.fdopen(to_child_w, "wb", buffering=0)
         self._in = os.fdopen(from_child_r, "rb", buffering=0)
         self._next_id = 0
+        self._send_lock = threading.Lock()  # the reader thread sends too (dismissing dialogs)
         self._responses: dict[int, dict] = {}
         self._events: list[dict] = []
         self._cond = threading.Condition()
@@ -112,14 +117,20 @@ class HeadlessPage:
             self.console_errors.append(params["entry"].get("text", "log error"))
         elif method == "Network.requestWillBeSent":
             self.requests.append(params.get("request", {}).get("url", ""))
+        elif method == "Page.javascriptDialogOpening":
+            self.dialogs.append(params.get("message", ""))
+            # answered without waiting: this runs on the reader thread, which reads the answer
+            self._send("Page.handleJavaScriptDialog", {"accept": False}, event.get("sessionId"))
 
     def _send(self, method: str, params: dict, session: str | None) -> int:
-        self._next_id += 1
-        message = {"id": self._next_id, "method": method, "params": params}
-        if session:
-            message["sessionId"] = session
-        self._out.write(json.dumps(message).encode() + b"\0")
-        return self._next_id
+        with self._send_lock:
+            self._next_id += 1
+            ident = self._next_id
+            message = {"id": ident, "method": method, "params": params}
+            if session:
+                message["sessionId"] = session
+            self._out.write(json.dumps(message).encode() + b"\0")
+        return ident
 
     def _wait_response(self, ident: int) -> dict:
         deadline = time.time() + self.timeout

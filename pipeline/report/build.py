@@ -46,58 +46,72 @@ class ReportSummary:
 
 
 def _model_card(score: dict[str, Any]) -> dict[str, Any]:
+    """The model's ``card.json`` (``{}`` when missing, unreadable or not an object).
+
+    A card comes with a shared model folder, so it is untrusted text: every field of it
+    that the page shows goes through :func:`html.text`.
+    """
     for folder in (Path(score["model"]), Path(score["models_dir"]) / score["model"]):
         card = folder / "card.json"
         if card.is_file():
             try:
-                return json.loads(card.read_text())
-            except (OSError, json.JSONDecodeError):
+                loaded = json.loads(card.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                 return {}
+            return loaded if isinstance(loaded, dict) else {}
     return {}
 
 
 def settings_section(run: RunData) -> str:
-    """The run's inputs and settings as a definition list (HTML)."""
+    """The run's inputs and settings as a definition list (HTML).
+
+    Every value here comes from a file (config, ``receptor.json``, the split manifest, the
+    model card), so every one is escaped, numbers too: a hand-edited or shared file may
+    hold text where a number belongs.
+    """
     cfg, t = run.config, html.text
     lib, rec, dock, lig = cfg["library"], cfg["receptor"], cfg["docking"], cfg["ligands"]
     refine, score = cfg["refine"], cfg["score"]
     rows = run.manifest.get("rows")
-    items = [("run", f"{t(cfg['run'])} (seed {cfg['seed']})"),
-             ("library", f"<code>{t(lib['path'])}</code>" + (f" — {rows} rows" if rows is not None else ""))]
+    items = [("run", f"{t(cfg['run'])} (seed {t(cfg['seed'])})"),
+             ("library", f"<code>{t(lib['path'])}</code>" + (f" — {t(rows)} rows" if rows is not None else ""))]
     receptor = f"<code>{t(rec['path'])}</code>" if rec["path"] else f"dockstring target {t(rec['dockstring'])}"
     if run.receptor:
-        receptor += (f" — {run.receptor.get('n_residues', '?')} residues, {run.receptor.get('n_atoms', '?')} atoms "
-                     f"after repair at pH {rec['ph']}, {len(run.receptor.get('chain_breaks', []))} chain breaks kept")
+        breaks = run.receptor.get("chain_breaks", [])
+        receptor += (f" — {t(run.receptor.get('n_residues', '?'))} residues, {t(run.receptor.get('n_atoms', '?'))} "
+                     f"atoms after repair at pH {t(rec['ph'])}, {len(breaks) if isinstance(breaks, list) else '?'} "
+                     "chain breaks kept")
     items.append(("receptor", receptor))
     if run.box:
-        center = ", ".join(f"{v:.2f}" for v in run.box["center"])
-        size = " × ".join(f"{v:g}" for v in run.box["size"])
+        center = ", ".join(t(f"{v:.2f}") for v in run.box["center"])
+        size = " × ".join(t(f"{v:g}") for v in run.box["size"])
         items.append(("docking box", f"center ({center}) Å, size {size} Å"))
-    items += [("ligand preparation", f"protonated at pH {lig['ph']}, {lig['min_heavy_atoms']}–{lig['max_heavy_atoms']} "
-                                     "heavy atoms, one ETKDGv3 conformer, MMFF94-relaxed"),
-              ("docking", f"AutoDock Vina ({t(dock['scoring'])} scoring), exhaustiveness {dock['exhaustiveness']}, "
-                          f"up to {dock['n_poses']} poses within {dock['energy_range']} kcal/mol")]
+    items += [("ligand preparation", f"protonated at pH {t(lig['ph'])}, {t(lig['min_heavy_atoms'])}–"
+                                     f"{t(lig['max_heavy_atoms'])} heavy atoms, one ETKDGv3 conformer, MMFF94-relaxed"),
+              ("docking", f"AutoDock Vina ({t(dock['scoring'])} scoring), exhaustiveness {t(dock['exhaustiveness'])}, "
+                          f"up to {t(dock['n_poses'])} poses within {t(dock['energy_range'])} kcal/mol")]
     if refine["enabled"]:
-        which = " and ".join(filter(None, [f"top {refine['top_n']}" if refine["top_n"] else "",
+        which = " and ".join(filter(None, [f"top {t(refine['top_n'])}" if refine["top_n"] else "",
                                            f"top {refine['top_fraction']:.0%}" if refine["top_fraction"] else ""]))
-        items.append(("MD refinement", f"{which or 'all'} compounds by docking score, {refine['poses_per_compound']} "
-                                       f"pose(s) each; {t(refine['forcefield'])} ligand, Amber ff14SB, "
-                                       f"{t(refine['solvent'])} solvent, {refine['length_ps']} ps at "
-                                       f"{refine['temperature_k']} K"))
+        items.append(("MD refinement", f"{which or 'all'} compounds by docking score, "
+                                       f"{t(refine['poses_per_compound'])} pose(s) each; {t(refine['forcefield'])} "
+                                       f"ligand, Amber ff14SB, {t(refine['solvent'])} solvent, "
+                                       f"{t(refine['length_ps'])} ps at {t(refine['temperature_k'])} K"))
     else:
         items.append(("MD refinement", "off"))
     if score["enabled"] and run.has_gnn:
         card = _model_card(score)
-        meaning = card.get("score", {}).get("meaning", "")
+        card_score = card.get("score")
+        meaning = card_score.get("meaning", "") if isinstance(card_score, dict) else ""
         items.append(("GNN scoring", f"model <code>{t(score['model'])}</code>"
-                      + (f" ({t(card.get('task', ''))}, {card.get('n_models', '?')} members)" if card else "")
+                      + (f" ({t(card.get('task', ''))}, {t(card.get('n_models', '?'))} members)" if card else "")
                       + (f" — {t(meaning)}" if meaning else "")))
     else:
         items.append(("GNN scoring", "off"))
     rank_by = score["rank_by"] if score["enabled"] and run.has_gnn else "docking"
     items.append(("ranked by", {"gnn": "GNN score (highest first)", "docking": "docking score (lowest first)",
                                 "consensus": f"consensus of GNN and docking z-scores (GNN weight "
-                                             f"{score['consensus_weight']})"}[rank_by]))
+                                             f"{t(score['consensus_weight'])})"}.get(rank_by, t(rank_by))))
     return html.definition_list(items)
 
 

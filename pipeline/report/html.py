@@ -3,11 +3,18 @@
 Nothing here refers to anything outside the page: figures are ``data:`` PNGs,
 depictions are inline SVG, and a Content-Security-Policy forbids the browser any
 other source, so the file opens from disk, offline, and can be mailed around.
+
+Text from the run's inputs (ids, SMILES, labels, residue names, config values, a
+model's ``card.json``) is HTML-escaped by the callers (:func:`text`); in case something
+slips through, the policy lets only the one script of this module run: ``script-src``
+names it by its SHA-256 (:func:`script_hash`), so an injected ``<script>`` or
+``onerror=`` handler is refused by the browser. Styles may stay inline.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import math
 from dataclasses import dataclass, field
 from html import escape
@@ -89,8 +96,25 @@ JS = """
 })();
 """
 
-CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
-       "base-uri 'none'; form-action 'none'")
+
+def script_hash(script: str) -> str:
+    """The CSP source of one inline script: ``'sha256-…'`` of its exact text (UTF-8, base64)."""
+    digest = hashlib.sha256(script.encode("utf-8")).digest()
+    return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
+
+
+def content_security_policy(script: str) -> str:
+    """The page's policy: nothing from outside, images as ``data:`` only, no script but ``script``.
+
+    No ``'unsafe-inline'`` for scripts (which would also allow ``onclick=`` attributes), so
+    the page's JavaScript binds its handlers with ``addEventListener``.
+    """
+    return (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src {script_hash(script)}; "
+            "base-uri 'none'; form-action 'none'")
+
+
+#: The policy of every report page (computed from :data:`JS`, so it follows any edit of it).
+CSP = content_security_policy(JS)
 
 
 @dataclass
