@@ -21,6 +21,9 @@ import logging
 import sys
 from pathlib import Path
 
+from . import faults
+from .layout import RunLayout
+
 log = logging.getLogger("vscreen")
 
 
@@ -78,7 +81,8 @@ def cmd_prepare_ligands(args: argparse.Namespace) -> int:
 
     sdf, table, failures, _ = _chunk_outputs(args.chunk, args.out_dir)
     settings = LigandSettings(ph=args.ph, seed=args.seed, max_heavy_atoms=args.max_heavy_atoms,
-                              min_heavy_atoms=args.min_heavy_atoms, embed_attempts=args.embed_attempts)
+                              min_heavy_atoms=args.min_heavy_atoms, embed_attempts=args.embed_attempts,
+                              time_limit=args.time_limit)
     done, failed = prepare_chunk(args.chunk, sdf, table, failures, settings)
     log.info("prepared %s: %d ok, %d failed", args.chunk, done, failed)
     return 0
@@ -91,7 +95,7 @@ def cmd_dock(args: argparse.Namespace) -> int:
     sdf, table, failures, _ = _chunk_outputs(args.ligands, args.out_dir)
     rec = Path(args.receptor_dir)
     settings = DockingSettings(exhaustiveness=args.exhaustiveness, n_poses=args.n_poses, energy_range=args.energy_range,
-                               seed=args.seed, threads=args.threads, scoring=args.scoring)
+                               seed=args.seed, threads=args.threads, scoring=args.scoring, time_limit=args.time_limit)
     done, failed = dock_chunk(args.ligands, rec / "receptor.pdbqt", Box.from_json(rec / "box.json"), settings,
                               sdf, table, failures)
     log.info("docked %s: %d ok, %d failed", args.ligands, done, failed)
@@ -121,6 +125,8 @@ def cmd_featurize(args: argparse.Namespace) -> int:
                                               args.receptor, *outputs, settings, client)
         else:
             summary = featurize_docked_chunk(poses, poses.with_suffix(".parquet"), args.receptor, *outputs, settings, client)
+    if faults.inject("graphs", stem) == "corrupt":  # tests: an unreadable graph file, as a full disk would leave
+        outputs[1].write_bytes(b"\x00 not a graph file")
     log.info("featurized %s: %s", args.poses, summary)
     return 0
 
@@ -132,27 +138,38 @@ def cmd_select(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .io import write_parquet_atomic
-    from .library import list_chunks
-    from .refine.selection import batch, select_poses
+    from .layout import write_manifest
+    from .refine.selection import SELECTION_COLUMNS, batch, select_poses
 
     cfg = _run_config(args.config)["refine"]
-    run = Path(args.run_dir)
-    tables = [run / "docked" / f"{c}.parquet" for c in list_chunks(run / "chunks")]
-    poses = pd.concat([pd.read_parquet(t) for t in tables], ignore_index=True)
-    selected = select_poses(poses, cfg["top_fraction"], cfg["top_n"], cfg["poses_per_compound"]) if cfg["enabled"] \
-        else poses.iloc[0:0][["id", "pose", "docking_score"]]
+    layout = RunLayout(args.run_dir)
+    # only the columns the selection reads: a million compounds' pose tables in full would not fit
+    frames = [pd.read_parquet(layout.docked_table(c), columns=["id", "pose", "docking_score"]).assign(chunk=c)
+              for c in layout.chunks()]
+    poses = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else \
+        pd.DataFrame({"id": pd.Series(dtype=str), "pose": pd.Series(dtype="int64"),
+                      "docking_score": pd.Series(dtype=float), "chunk": pd.Series(dtype=str)})
+    selected = select_poses(poses, cfg["top_fraction"], cfg["top_n"], cfg["poses_per_compound"]) \
+        if cfg["enabled"] and len(poses) else pd.DataFrame(columns=SELECTION_COLUMNS)
+    # each selected pose carries its chunk, so a refine job reads only the docked SDFs it needs
+    chunk_of = poses[["id", "chunk"]].drop_duplicates("id")
+    selected = selected.merge(chunk_of, on="id", how="left")[[*SELECTION_COLUMNS, "chunk"]]
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    names = []
     for index, part in enumerate(batch(selected, cfg["batch_size"]) if len(selected) else []):
-        write_parquet_atomic(part, out / f"batch_{index:05d}.parquet")
-    log.info("selected %d poses of %d compounds for refinement", len(selected), selected["id"].nunique())
+        names.append(f"batch_{index:05d}")
+        write_parquet_atomic(part, out / f"{names[-1]}.parquet")
+    # the manifest, not the folder, says which batches this selection made (a larger earlier one leaves files)
+    write_manifest(out, "batches", names)
+    log.info("selected %d poses of %d compounds for refinement (%d batches)", len(selected), selected["id"].nunique(),
+             len(names))
     return 0
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .library import list_chunks
     from .refine.job import refine_batch
     from .refine.protocol import RefineSettings
     from .refine.selection import load_poses
@@ -160,40 +177,46 @@ def cmd_refine(args: argparse.Namespace) -> int:
     run_cfg = _run_config(args.config)
     settings = RefineSettings.from_dict({k: v for k, v in run_cfg["refine"].items() if k not in SELECTION_KEYS}
                                         | {"seed": run_cfg["seed"]})
-    run = Path(args.run_dir)
+    layout = RunLayout(args.run_dir)
     stem = Path(args.batch).name.split(".")[0]
-    poses, missing = load_poses([run / "docked" / f"{c}.sdf" for c in list_chunks(run / "chunks")],
-                                pd.read_parquet(args.batch))
-    out = run / "refined"
-    done, failed = refine_batch(run / "receptor" / "receptor.pdb", poses, settings, out / f"{stem}.sdf",
-                                out / f"{stem}.parquet", out / "frames", out / f"{stem}.failures.csv",
+    selected = pd.read_parquet(args.batch)
+    # only the chunks that hold this batch's poses (every chunk for a batch table without them)
+    chunks = sorted(set(selected["chunk"])) if "chunk" in selected.columns else layout.chunks()
+    poses, missing = load_poses([layout.docked_sdf(c) for c in chunks], selected)
+    done, failed = refine_batch(layout.receptor_pdb, poses, settings, layout.refined_sdf(stem),
+                                layout.refined_table(stem), layout.frames_dir, layout.refined_failures(stem),
                                 known_failures=missing)
     log.info("refined %s: %d ok, %d failed", args.batch, done, failed + len(missing))
     return 0
 
 
-def _graph_files(run: Path) -> list[Path]:
-    """The run's graph files: docked chunks first, then refined batches."""
-    return sorted((run / "graphs").glob("chunk_*.pt")) + sorted((run / "graphs").glob("batch_*.pt"))
-
-
 def cmd_score(args: argparse.Namespace) -> int:
     from .dask_cluster import DaskSettings, dask_client
     from .graphs import DEFAULT_SCHEMA
-    from .scoring.score import score_graph_files, write_scores
+    from .io import write_failures
+    from .scoring.score import graph_file_ids, score_library, write_scores
 
     cfg = _run_config(args.config)
     score = cfg["score"]
     model = args.model or score["model"]
     run = Path(args.run_dir)
-    files = _graph_files(run)
+    layout = RunLayout(run)
+    files = layout.graph_files()
+    # an unreadable graph file costs only its compounds: these say which they were (a corrupt file cannot)
+    ids = graph_file_ids(layout)
+    refined = [layout.graph_file(b) for b in layout.batches()]
+    # a persistent Dask fault raises InfrastructureError: the job fails loudly, nothing is written
     with dask_client(DaskSettings.from_config(cfg["dask"])) as client:
-        table = score_graph_files(files, model, client, batch_size=score["batch_size"], device=score["device"],
-                                  precision=score["precision"], expect_schema=DEFAULT_SCHEMA,
-                                  models_dir=score["models_dir"])
-    out = Path(args.out) if args.out else run / "scores.parquet"
+        result = score_library(files, model, client, ids=ids, refined=refined, batch_size=score["batch_size"],
+                               device=score["device"], precision=score["precision"], expect_schema=DEFAULT_SCHEMA,
+                               models_dir=score["models_dir"])
+    table = result.table
+    out = Path(args.out) if args.out else layout.scores
+    write_failures(result.rows().to_dict("records"), layout.score_failures)
     write_scores(table, out)
-    log.info("scored %d complexes of %d compounds with model %s -> %s", len(table), table["id"].nunique(), model, out)
+    log.info("scored %d complexes of %d compounds with model %s -> %s; %d compounds failed, %d refined scores lost "
+             "(%s)", len(table), table["id"].nunique(), model, out, len(result.failures), len(result.warnings),
+             layout.score_failures)
     return 0
 
 
@@ -212,7 +235,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("training needs a model name: set 'train.name' (e.g. --config train='{name: mymodel}')")
     run = Path(args.run_dir)
     assay = args.assay or cfg["library"]["path"]
-    summary = train_from_files(_graph_files(run), assay, models_dir / name, TrainSettings.from_config(section),
+    summary = train_from_files(RunLayout(run).graph_files(), assay, models_dir / name, TrainSettings.from_config(section),
                                failures_csv=run / "train_failures.csv")
     log.info("trained %s: %d compounds (%d graphs), %d assay rows left out (see %s), %.0f s; held-out metrics: %s",
              summary.model_dir, summary.compounds, summary.graphs, summary.failed, run / "train_failures.csv",
@@ -221,37 +244,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
-    import pandas as pd
+    from .ranking import rank_run
 
-    from .library import list_chunks
-    from .ranking import build_ranking, write_table_csv
-
-    run = Path(args.run_dir)
+    layout = RunLayout(args.run_dir)
     score = _run_config(args.config)["score"]
     scores = None
-    if score["enabled"] and (run / "scores.parquet").exists():
-        scores = pd.read_parquet(run / "scores.parquet")
+    if score["enabled"] and layout.scores.exists():
+        scores = layout.scores
     elif score["enabled"]:
-        log.warning("no %s: ranking by docking score (run 'vscreen score' first for GNN scores)", run / "scores.parquet")
+        log.warning("no %s: ranking by docking score (run 'vscreen score' first for GNN scores)", layout.scores)
         score = dict(score, enabled=False)
-    chunks = list_chunks(run / "chunks")
-    batches = sorted(p.stem for p in (run / "refine_batches").glob("batch_*.parquet"))
-    ranking, failures = build_ranking(
-        [run / "chunks" / f"{c}.parquet" for c in chunks],
-        [run / "ligands" / f"{c}.parquet" for c in chunks],
-        [run / "docked" / f"{c}.parquet" for c in chunks],
-        [run / "failures" / "input.csv"]
-        + [run / stage / f"{c}.failures.csv" for stage in ("ligands", "docked", "features") for c in chunks]
-        + [run / stage / f"{b}.failures.csv" for stage in ("refined", "features") for b in batches],
-        feature_tables=[run / "features" / f"{c}.parquet" for c in chunks],
-        refined_tables=[run / "refined" / f"{b}.parquet" for b in batches],
-        refined_feature_tables=[run / "features" / f"{b}.parquet" for b in batches],
-        scores=scores, rank_by=score["rank_by"] if score["enabled"] else "docking",
-        consensus_weight=score["consensus_weight"])
-    write_table_csv(ranking, run / "ranking.csv")
-    write_table_csv(failures, run / "failures.csv")
-    write_table_csv(failures.attrs.get("warnings", failures.iloc[0:0]), run / "pose_warnings.csv")
-    log.info("ranked %d compounds, %d failures -> %s", len(ranking), len(failures), run / "ranking.csv")
+    result = rank_run(layout, scores, layout.score_failures if scores is not None else None,
+                      rank_by=score["rank_by"] if score["enabled"] else "docking",
+                      consensus_weight=score["consensus_weight"])
+    log.info("ranked %d compounds, %d failures, %d pose warnings -> %s", result.n_ranked,
+             result.failures.num_rows, result.warnings.num_rows, layout.ranking)
     return 0
 
 
@@ -320,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-heterogens", nargs="*", default=[], metavar="RESNAME")
     _add_box_args(p)
 
+    from .isolation import parse_time_limit  # light (no engine imported): --time-limit of prepare-ligands, dock
+
     p = add("prepare-ligands", cmd_prepare_ligands,
             "standardize, protonate, embed in 3D and type for Vina one chunk of compounds",
             "vscreen prepare-ligands results/mine/chunks/chunk_00000.parquet --out-dir results/mine/ligands")
@@ -330,6 +339,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-heavy-atoms", type=int, default=80)
     p.add_argument("--min-heavy-atoms", type=int, default=4)
     p.add_argument("--embed-attempts", type=int, default=3)
+    p.add_argument("--time-limit", type=parse_time_limit, default=120.0, metavar="SECONDS",
+                   help="wall-clock limit per compound, in an isolated worker process ('none' = no limit; "
+                        "default 120)")
 
     p = add("dock", cmd_dock, "dock one prepared chunk with AutoDock Vina (maps computed once per chunk)",
             "vscreen dock results/mine/ligands/chunk_00000.parquet --receptor-dir results/mine/receptor --out-dir results/mine/docked")
@@ -342,6 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--scoring", default="vina", choices=["vina", "vinardo"])
+    p.add_argument("--time-limit", type=parse_time_limit, default=600.0, metavar="SECONDS",
+                   help="wall-clock limit per ligand (Vina + pose export), in an isolated worker process "
+                        "('none' = no limit; default 600)")
 
     p = add("featurize", cmd_featurize,
             "interaction fingerprints (ProLIF) and complex graphs (PyG) of one docked chunk, as Dask tasks",

@@ -16,6 +16,12 @@ from matplotlib.figure import Figure
 
 ACTIVE, INACTIVE, NEUTRAL, HIGHLIGHT = "#c0392b", "#7f8c8d", "#2c7fb8", "#e67e22"
 LINE_COLORS = ("#2c7fb8", "#c0392b", "#27ae60", "#8e44ad")
+#: Above this many ranked compounds the GNN-vs-docking panel shows the library as a density
+#: (hexagonal bins) rather than one point and error bar each: a million of those take minutes
+#: and gigabytes to draw and show nothing but a blot.
+SCATTER_LIMIT = 20_000
+#: Curves with more points than this are thinned for drawing (the figure is a few hundred pixels wide).
+CURVE_POINTS = 5_000
 
 
 def png_bytes(fig: Figure, dpi: int = 110) -> bytes:
@@ -64,6 +70,7 @@ def funnel_figure(stages: pd.DataFrame, failed_by_stage: pd.Series) -> Figure:
 
 
 def _histogram(ax, values: pd.Series, labels: pd.Series | None, title: str, xlabel: str) -> None:
+    values = values.astype(float)  # an empty ranking reads back as text columns
     finite = values[np.isfinite(values)]
     bins = np.histogram_bin_edges(finite, bins=min(30, max(5, len(finite) // 3))) if len(finite) else 10
     if labels is not None:
@@ -106,10 +113,16 @@ def score_distributions(ranking: pd.DataFrame, labels: pd.Series | None, top_n: 
     if has_gnn:
         _histogram(axes[1], ranking["gnn_score"], labels, "GNN score", "ensemble mean (higher = better)")
         ax = axes[2]
-        ax.errorbar(ranking["docking_score"], ranking["gnn_score"], yerr=ranking["gnn_spread"], fmt="none",
-                    ecolor="#cccccc", elinewidth=0.8, zorder=1)
-        ax.scatter(ranking.loc[~top, "docking_score"], ranking.loc[~top, "gnn_score"], s=14, color=NEUTRAL,
-                   label="other", zorder=2)
+        if len(ranking) > SCATTER_LIMIT:
+            others = ranking.loc[~top, ["docking_score", "gnn_score"]].dropna()
+            ax.hexbin(others["docking_score"], others["gnn_score"], gridsize=60, cmap="Blues", bins="log", mincnt=1,
+                      zorder=1)
+            ax.scatter([], [], s=14, color=NEUTRAL, label=f"other ({len(others)}, density)")
+        else:
+            ax.errorbar(ranking["docking_score"], ranking["gnn_score"], yerr=ranking["gnn_spread"], fmt="none",
+                        ecolor="#cccccc", elinewidth=0.8, zorder=1)
+            ax.scatter(ranking.loc[~top, "docking_score"], ranking.loc[~top, "gnn_score"], s=14, color=NEUTRAL,
+                       label="other", zorder=2)
         ax.scatter(ranking.loc[top, "docking_score"], ranking.loc[top, "gnn_score"], s=22, color=HIGHLIGHT,
                    label=f"top {int(top.sum())}", zorder=3)
         ax.set_xlabel("docking score (kcal/mol)")
@@ -191,6 +204,15 @@ def interaction_heatmap(matrix: pd.DataFrame, row_labels: list[str]) -> Figure |
     return fig
 
 
+def _thin(x: np.ndarray, y: np.ndarray, points: int = CURVE_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most about ``points`` evenly spaced points of a curve, first and last kept (short curves unchanged)."""
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) <= points:
+        return x, y
+    keep = np.unique(np.linspace(0, len(x) - 1, points).round().astype(int))
+    return x[keep], y[keep]
+
+
 def enrichment_figure(curves: dict[str, dict[str, np.ndarray]], metrics: pd.DataFrame) -> Figure | None:
     """Enrichment curves (left) and ROC curves (right), one line per score (``None`` without curves).
 
@@ -207,8 +229,10 @@ def enrichment_figure(curves: dict[str, dict[str, np.ndarray]], metrics: pd.Data
     left, right = fig.subplots(1, 2)
     auc = dict(zip(metrics["score"], metrics["auroc"]))
     for color, (title, curve) in zip(LINE_COLORS, curves.items()):
-        left.plot(100 * curve["screened"], 100 * curve["found"], color=color, label=title)
-        right.plot(curve["fpr"], curve["tpr"], color=color, label=f"{title} (AUROC {auc.get(title, np.nan):.2f})")
+        screened, found = _thin(curve["screened"], curve["found"])
+        fpr, tpr = _thin(curve["fpr"], curve["tpr"])
+        left.plot(100 * screened, 100 * found, color=color, label=title)
+        right.plot(fpr, tpr, color=color, label=f"{title} (AUROC {auc.get(title, np.nan):.2f})")
     left.plot([0, 100], [0, 100], ls="--", color="#999999", label="random")
     right.plot([0, 1], [0, 1], ls="--", color="#999999", label="random")
     left.set_xlabel("% of ranked library screened")

@@ -9,7 +9,7 @@ import pandas as pd
 from .rundata import RunData
 
 #: Stages in pipeline order, as ``failures.csv`` names them.
-FAILURE_STAGES = ["input", "prepare", "dock", "featurize", "refine", "unknown"]
+FAILURE_STAGES = ["input", "prepare", "dock", "featurize", "score", "refine", "unknown"]
 
 
 def funnel(run: RunData) -> pd.DataFrame:
@@ -22,16 +22,16 @@ def funnel(run: RunData) -> pd.DataFrame:
         ``featurized``, ``selected for MD``, ``refined by MD``, ``scored by GNN``, ``ranked``,
         ``failed``) and ``compounds``. Stages a run did not have (no MD, no GNN) are left out.
     """
-    ranking, ids = run.ranking, run.stage_ids
+    ranking, counts = run.ranking, run.stage_counts
     rows = [("input rows", run.manifest.get("rows", len(ranking) + len(run.failures))),
             ("valid and unique", run.manifest.get("accepted", len(ranking) + int((run.failures["stage"] != "input").sum()))),
-            ("prepared", len(ids.get("prepared", ()))),
-            ("docked", len(ids.get("docked", ()))),
-            ("featurized", len(ids.get("featurized", ())))]
-    if ids.get("selected"):
-        rows += [("selected for MD", len(ids["selected"])), ("refined by MD", len(ids.get("refined", ())))]
-    if "scored" in ids:
-        rows.append(("scored by GNN", len(ids["scored"])))
+            ("prepared", counts.get("prepared", 0)),
+            ("docked", counts.get("docked", 0)),
+            ("featurized", counts.get("featurized", 0))]
+    if counts.get("selected"):
+        rows += [("selected for MD", counts["selected"]), ("refined by MD", counts.get("refined", 0))]
+    if "scored" in counts:
+        rows.append(("scored by GNN", counts["scored"]))
     rows += [("ranked", len(ranking)), ("failed", len(run.failures))]
     return pd.DataFrame(rows, columns=["stage", "compounds"])
 

@@ -9,7 +9,8 @@ hydrogens and their coordinates in the receptor's frame, so the file opens next 
 SD properties: every column of ``ranking.csv`` (empty where the ranking has no
 value, e.g. MD columns of a compound that was not refined), then ``pose_source``
 (``refined`` or ``docked``), ``pose`` and ``pose_docking_score`` (the Vina score of
-that very pose).
+that very pose). Values are single lines (:func:`pipeline.io.sd_text`: line breaks become
+spaces); ``ranking.csv`` has the exact text.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from pathlib import Path
 import pandas as pd
 from rdkit import Chem
 
-from ..io import atomic_path
-from ..library import list_chunks
+from ..io import atomic_path, sd_text
+from ..layout import RunLayout
+from .rundata import run_chunks
 
 
 def _format(value: object, integer: bool) -> str:
@@ -29,7 +31,7 @@ def _format(value: object, integer: bool) -> str:
         return ""
     if isinstance(value, float):
         return str(int(value)) if integer else f"{value:.4f}"
-    return str(value)
+    return sd_text(value)  # one line: an input id with a line break must not end the SD record
 
 
 def _integer_columns(table: pd.DataFrame) -> set[str]:
@@ -56,6 +58,24 @@ def _index_by_id(tables: list[Path], ids: set[str]) -> dict[str, Path]:
     return where
 
 
+def _wanted_records(path: Path, wanted: set[str]) -> str:
+    """The SD records of ``path`` whose title (the compound id) is wanted, as text.
+
+    A docked chunk holds a thousand compounds' poses and the top hits are a few of them:
+    only these records are handed to RDKit, so the others are never parsed.
+    """
+    kept: list[str] = []
+    record: list[str] = []
+    with open(path, newline="") as handle:
+        for line in handle:
+            record.append(line)
+            if line.rstrip("\r\n") == "$$$$":
+                if record[0].rstrip("\r\n") in wanted:
+                    kept.append("".join(record))
+                record = []
+    return "".join(kept)
+
+
 def _read_poses(where: dict[str, Path]) -> dict[tuple[str, int], Chem.Mol]:
     """Every pose (with hydrogens) of the wanted ids from the SDFs that hold them, keyed by ``(id, pose)``."""
     poses: dict[tuple[str, int], Chem.Mol] = {}
@@ -63,7 +83,9 @@ def _read_poses(where: dict[str, Path]) -> dict[tuple[str, int], Chem.Mol]:
     for cid, path in where.items():
         wanted_by_file.setdefault(path, set()).add(cid)
     for path, wanted in wanted_by_file.items():
-        for mol in Chem.SDMolSupplier(str(path), removeHs=False, sanitize=True):
+        supplier = Chem.SDMolSupplier()
+        supplier.SetData(_wanted_records(path, wanted), removeHs=False, sanitize=True)
+        for mol in supplier:
             if mol is None or mol.GetProp("_Name") not in wanted:
                 continue
             pose = int(mol.GetProp("pose")) if mol.HasProp("pose") else 1
@@ -88,13 +110,14 @@ def select_top_poses(run_dir: str | Path, ranking: pd.DataFrame, top_n: int) -> 
     list of (row, molecule, source, pose)
         ``source`` is ``refined`` or ``docked``; compounds whose pose cannot be found are skipped.
     """
-    run = Path(run_dir)
+    layout = RunLayout(run_dir)
     top = ranking.head(top_n)
     ids = set(top["id"].astype(str))
     refined_ids = set(top.loc[top["md_pose"].notna(), "id"].astype(str)) if "md_pose" in top else set()
-    batches = sorted((run / "refine_batches").glob("batch_*.parquet"))
-    refined = _read_poses(_index_by_id([run / "refined" / b.name for b in batches], refined_ids))
-    docked = _read_poses(_index_by_id([run / "docked" / f"{c}.parquet" for c in list_chunks(run / "chunks")], ids))
+    # chunks and batches from the manifests: a folder may hold a larger earlier selection's files
+    refined = _read_poses(_index_by_id([layout.refined_table(b) for b in layout.batches()], refined_ids))
+    chunks = run_chunks(layout) if ids else []
+    docked = _read_poses(_index_by_id([layout.docked_table(c) for c in chunks], ids))
     out = []
     for _, row in top.iterrows():
         cid = str(row["id"])
