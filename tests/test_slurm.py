@@ -25,7 +25,7 @@ from pipeline.dask_cluster import DaskSettings, dask_client
 from pipeline.scoring.score import score_graph_files
 from slurm_local import LocalSlurm, unavailable_reason
 from test_scoring import complexes, trained  # noqa: F401  (fixtures: real 1iep graphs and a tiny ensemble)
-from test_workflow import run_snakemake, small_screen
+from workflow_runs import run_snakemake, small_screen
 
 pytestmark = pytest.mark.slurm
 
@@ -83,13 +83,13 @@ def test_workflow_on_slurm_ranks_as_a_local_run_and_sacct_shows_its_jobs(repo, t
     demo = pd.read_csv(repo / "resources" / "demo" / "library.csv")
     small = demo.loc[demo["smiles"].str.len().nsmallest(4).index].sort_index()  # the 4 smallest: quick docking
     small.to_csv(library, index=False)
-    config = small_screen(repo, library, "tiny")
+    config = small_screen(library, "tiny")
     config["library"]["chunk_size"] = 2
     config["score"] = {"enabled": False}  # the GNN scorer runs on SLURM in the Dask test below
 
     local = tmp_path / "local"
     local.mkdir()
-    result = run_snakemake(repo, local, config)
+    result = run_snakemake(local, config)
     assert result.returncode == 0, result.stderr[-3000:]
 
     work = tmp_path / "slurm"

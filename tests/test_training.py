@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from test_workflow import run_snakemake
+from workflow_runs import run_snakemake
 
 
 def _assay(repo, path):
@@ -47,7 +47,7 @@ def test_retrain_on_assay_then_rank_the_demo_compounds_by_it(repo, tmp_path):
     config = _config(repo, tmp_path / "assay.csv", models)
     for name, task in (("reg", "regression"), ("cls", "classification")):
         config["train"].update(name=name, task=task)
-        result = run_snakemake(repo, tmp_path, config, "train")
+        result = run_snakemake(tmp_path, config, "train")
         assert result.returncode == 0, result.stderr[-3000:]
         folder = models / name
         card = json.loads((folder / "card.json").read_text())
@@ -66,7 +66,7 @@ def test_retrain_on_assay_then_rank_the_demo_compounds_by_it(repo, tmp_path):
             assert "missing value" in reasons["no_value"]
 
     config["score"] = {"enabled": True, "model": str(models / "reg")}
-    result = run_snakemake(repo, tmp_path, config)
+    result = run_snakemake(tmp_path, config)
     assert result.returncode == 0, result.stderr[-3000:]
     ranking = pd.read_csv(tmp_path / "results" / "assay" / "ranking.csv")
     assert ranking["gnn_score"].notna().all() and (ranking["gnn_spread"] >= 0).all()

@@ -2,41 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
-import pytest
-import yaml
+from workflow_runs import run_snakemake, small_screen
 
 from pipeline.library import iter_library
-
-
-def run_snakemake(repo: Path, workdir: Path, config: dict, *extra: str) -> subprocess.CompletedProcess:
-    cfg = workdir / "config.yaml"
-    cfg.write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--directory", str(workdir),
-           "--configfile", str(cfg), "--cores", "2", *extra]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
-
-
-def small_screen(repo: Path, library: Path, run: str) -> dict:
-    """A quick config on the 1iep fixture: 14 Å box on the ATP site, exhaustiveness 1."""
-    fixture = repo / "resources" / "fixtures" / "1iep"
-    return {"run": run, "seed": 42,
-            "library": {"path": str(library), "chunk_size": 4},
-            "receptor": {"path": str(fixture / "1iep_receptorH.pdb")},
-            "box": {"center": [15.19, 53.9, 16.92], "size": [14, 14, 14]},
-            "docking": {"exhaustiveness": 1, "n_poses": 2},
-            "dask": {"n_workers": 1},
-            "refine": {"top_n": 1, "length_ps": 0.5, "frame_interval_ps": 0.25, "minimize_iterations": 50}}
 
 
 def test_nothing_is_lost_on_a_nasty_library(repo, tmp_path):
     """Acceptance: every input row ends in ranking.csv or failures.csv, with stage and reason."""
     library = repo / "resources" / "fixtures" / "nasty.smi"
-    result = run_snakemake(repo, tmp_path, small_screen(repo, library, "nasty"))
+    result = run_snakemake(tmp_path, small_screen(library, "nasty"))
     assert result.returncode == 0, result.stderr[-3000:]
     out = tmp_path / "results" / "nasty"
     ranking = pd.read_csv(out / "ranking.csv", dtype={"id": str})
@@ -73,44 +48,3 @@ def test_nothing_is_lost_on_a_nasty_library(repo, tmp_path):
     assert ranking["md_rmsd_final"].notna().sum() == 1
     assert {"n_HBDonor", "n_Hydrophobic", "interactions"} <= set(ranking.columns)
     assert (out / "graphs").glob("chunk_*.pt")
-
-
-def _ranking(workdir: Path, run: str) -> pd.DataFrame:
-    return pd.read_csv(workdir / "results" / run / "ranking.csv")
-
-
-@pytest.mark.slow
-def test_killed_run_resumes_without_redocking_and_matches_uninterrupted(repo, tmp_path):
-    """Acceptance: interrupt in the middle of docking, rerun; finished chunks are kept and the
-    final ranking equals an uninterrupted run's (which also shows same seed, same scores)."""
-    import os
-    import signal
-    import time
-
-    library = tmp_path / "lib.csv"
-    demo = pd.read_csv(repo / "resources" / "demo" / "library.csv").head(12)
-    demo.to_csv(library, index=False)
-    config = small_screen(repo, library, "whole")
-    config["library"]["chunk_size"] = 3
-    config["docking"]["exhaustiveness"] = 2
-    assert run_snakemake(repo, tmp_path, config).returncode == 0
-
-    config["run"] = "killed"
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(tmp_path / "config.yaml"), "--cores", "1"]
-    docked = tmp_path / "results" / "killed" / "docked"
-    proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not list(docked.glob("chunk_*.parquet")) and time.time() < deadline:
-        time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C, as a user stops a run
-    proc.wait(timeout=120)
-    finished = {p.name: p.stat().st_mtime_ns for p in docked.glob("chunk_*.parquet")}
-    assert 1 <= len(finished) < 4, "the run should have been stopped in the middle of docking"
-
-    result = run_snakemake(repo, tmp_path, config)
-    assert result.returncode == 0, result.stderr[-2000:]
-    for name, mtime in finished.items():
-        assert (docked / name).stat().st_mtime_ns == mtime, f"{name} was docked again"
-    pd.testing.assert_frame_equal(_ranking(tmp_path, "whole"), _ranking(tmp_path, "killed"))
