@@ -125,11 +125,10 @@ def main() -> None:
 
     import logging
 
+    import distributed  # noqa: F401  (creates its loggers, at INFO level, so they can be quietened)
     import torch
 
     from pipeline.scoring.model import ComplexScorer, count_parameters
-
-    import distributed  # noqa: F401  (creates its loggers, at INFO level, so they can be quietened)
 
     logging.basicConfig(level=logging.WARNING)
     for name in [n for n in logging.root.manager.loggerDict if n.startswith("distributed")]:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
 from .errors import VscreenError
 
 
@@ -41,7 +42,7 @@ class Box:
         write_text_atomic(path, json.dumps(asdict(self), indent=1))
 
     @classmethod
-    def from_json(cls, path: str | Path) -> "Box":
+    def from_json(cls, path: str | Path) -> Box:
         """Read a box written by :meth:`to_json`."""
         data = json.loads(Path(path).read_text())
         return cls(tuple(data["center"]), tuple(data["size"]))

@@ -34,8 +34,9 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from .config import ConfigError
 
@@ -97,7 +98,7 @@ class DaskSettings:
             raise ConfigError("config key 'dask.address' is required when 'dask.scheduler' is 'address'")
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> "DaskSettings":
+    def from_config(cls, section: Mapping[str, Any] | None) -> DaskSettings:
         """Build from a config section (missing keys take the defaults)."""
         section = dict(section or {})
         unknown = sorted(set(section) - {"scheduler", "n_workers", "threads_per_worker", "address", "memory_limit",

@@ -35,9 +35,10 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -45,8 +46,16 @@ from rdkit import Chem, RDLogger
 
 from . import faults
 from .graphs import GLOBAL_NAMES, GraphSchema, complex_graph, save_graphs
-from .interactions import (INTERACTION_TYPES, VICINITY_CUTOFF, as_receptor, fingerprint_sort_key,
-                           interaction_counts, load_receptor, pose_fingerprint, trajectory_persistence)
+from .interactions import (
+    INTERACTION_TYPES,
+    VICINITY_CUTOFF,
+    as_receptor,
+    fingerprint_sort_key,
+    interaction_counts,
+    load_receptor,
+    pose_fingerprint,
+    trajectory_persistence,
+)
 from .io import write_failures, write_parquet_atomic
 from .progress import progress
 
@@ -103,7 +112,7 @@ class FeaturizeSettings:
                            pocket_cutoff=self.pocket_cutoff, contact_cutoff=self.contact_cutoff)
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> "FeaturizeSettings":
+    def from_config(cls, section: Mapping[str, Any] | None) -> FeaturizeSettings:
         """Build from a config section (missing keys take the defaults; lists become tuples)."""
         section = dict(section or {})
         if "interactions" in section:

@@ -33,14 +33,15 @@ from __future__ import annotations
 import math
 import os
 import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from rdkit import Chem
 
-from .interactions import INTERACTION_TYPES, Receptor, residue_flags
 from .errors import VscreenError
+from .interactions import INTERACTION_TYPES, Receptor, residue_flags
 
 #: Version of the graph layout; bump it whenever a feature is added, removed or reordered.
 SCHEMA_VERSION = "vscreen-graph/1"
@@ -131,7 +132,7 @@ class GraphSchema:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "GraphSchema":
+    def from_dict(cls, data: Mapping[str, Any]) -> GraphSchema:
         """Inverse of :meth:`to_dict` (derived entries are ignored)."""
         kwargs = {}
         for f in fields(cls):
@@ -199,7 +200,7 @@ class _ProteinTables:
     residue_keys: np.ndarray = field(repr=False)
 
 
-_TABLES: "weakref.WeakKeyDictionary[Receptor, dict[GraphSchema, _ProteinTables]]" = weakref.WeakKeyDictionary()
+_TABLES: weakref.WeakKeyDictionary[Receptor, dict[GraphSchema, _ProteinTables]] = weakref.WeakKeyDictionary()
 
 
 def _protein_tables(receptor: Receptor, schema: GraphSchema) -> _ProteinTables:

@@ -29,9 +29,10 @@ from __future__ import annotations
 import os
 import warnings
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence, Union
+from typing import Union
 
 import numpy as np
 from rdkit import Chem
@@ -92,7 +93,7 @@ class RigidResidue(Residue):
         return hit[1]
 
 
-def rigid_molecule(mol: "plf.Molecule") -> "plf.Molecule":
+def rigid_molecule(mol: plf.Molecule) -> plf.Molecule:
     """A copy of a ProLIF molecule whose residues are :class:`RigidResidue` (the input is left alone)."""
     return plf.Molecule(mol, residues=[RigidResidue(res) for res in mol.residues.values()])
 
@@ -187,7 +188,7 @@ class Receptor:
         ``str`` of every atom's residue id (``MET318.A``).
     """
 
-    def __init__(self, protein: "plf.Molecule | Chem.Mol"):
+    def __init__(self, protein: plf.Molecule | Chem.Mol):
         if not isinstance(protein, plf.Molecule):
             if protein.GetNumConformers() == 0:
                 raise InteractionError("protein has no coordinates")
@@ -199,7 +200,7 @@ class Receptor:
         self.residue_keys = np.array([str(rid) for rid in self.residue_ids], dtype=object)
 
     @classmethod
-    def from_pdb(cls, path: str | os.PathLike) -> "Receptor":
+    def from_pdb(cls, path: str | os.PathLike) -> Receptor:
         """Build from a PDB file with all hydrogens (see :func:`protein_from_pdb`)."""
         return cls(protein_from_pdb(path))
 
@@ -244,7 +245,7 @@ def as_receptor(protein: ProteinLike | str | os.PathLike) -> Receptor:
 # --------------------------------------------------------------------------- ligand
 
 
-def ligand_molecule(ligand: Chem.Mol) -> "plf.Molecule":
+def ligand_molecule(ligand: Chem.Mol) -> plf.Molecule:
     """A ProLIF molecule of one ligand pose (a single residue ``LIG1``).
 
     Parameters
@@ -283,7 +284,7 @@ def ligand_molecule(ligand: Chem.Mol) -> "plf.Molecule":
 
 
 @lru_cache(maxsize=8)
-def fingerprinter(interactions: tuple[str, ...] = INTERACTION_TYPES) -> "plf.Fingerprint":
+def fingerprinter(interactions: tuple[str, ...] = INTERACTION_TYPES) -> plf.Fingerprint:
     """A ProLIF :class:`~prolif.Fingerprint` for ``interactions`` (cached per process)."""
     unknown = sorted(set(interactions) - set(plf.Fingerprint.list_available()))
     if unknown:
@@ -291,7 +292,7 @@ def fingerprinter(interactions: tuple[str, ...] = INTERACTION_TYPES) -> "plf.Fin
     return plf.Fingerprint(list(interactions))
 
 
-def pose_fingerprint(ligand: Chem.Mol | "plf.Molecule", protein: ProteinLike | str | os.PathLike,
+def pose_fingerprint(ligand: Chem.Mol | plf.Molecule, protein: ProteinLike | str | os.PathLike,
                      interactions: Sequence[str] = INTERACTION_TYPES,
                      vicinity_cutoff: float = VICINITY_CUTOFF) -> dict[str, bool]:
     """Interactions of one ligand pose with the protein.

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 from rdkit import Chem, RDLogger
-from rdkit.Chem import AllChem, Descriptors, rdMolDescriptors
+from rdkit.Chem import AllChem, rdMolDescriptors
 from rdkit.Chem.MolStandardize import rdMolStandardize
 
 from . import faults

@@ -10,7 +10,8 @@ tasks) done of total, the rate and the time left, e.g.::
 from __future__ import annotations
 
 import sys
-from typing import IO, Iterable, Iterator, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import IO, TypeVar
 
 from tqdm import tqdm
 

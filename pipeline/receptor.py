@@ -69,14 +69,15 @@ import random
 import re
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from pipeline.io import write_text_atomic
+
 from .errors import VscreenError
 
 log = logging.getLogger(__name__)

@@ -189,7 +189,7 @@ class HeadlessPage:
             self._proc.wait()
         shutil.rmtree(self._profile, ignore_errors=True)
 
-    def __enter__(self) -> "HeadlessPage":
+    def __enter__(self) -> HeadlessPage:
         return self
 
     def __exit__(self, *exc: object) -> None:

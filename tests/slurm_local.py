@@ -27,8 +27,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
 MARKER = "# written by the vscreen tests (tests/slurm_local.py); removed when they end"
@@ -158,7 +158,7 @@ class LocalSlurm:
     def _run(self, *cmd: str, env: dict | None = None) -> subprocess.CompletedProcess:
         return subprocess.run(list(cmd), capture_output=True, text=True, env=env, cwd=self.root)
 
-    def start(self) -> "LocalSlurm":
+    def start(self) -> LocalSlurm:
         """Start every daemon and wait until the node is idle in every partition."""
         r = self.root
         for sub in ("munge", "state", "spool", "log", "db"):

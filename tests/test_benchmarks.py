@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from conftest import FIXTURES, REPO
 
 from pipeline.box import Box, read_vina_config
 from pipeline.campaign import CampaignRun, dock_in_rounds
@@ -19,8 +20,6 @@ from pipeline.ligands import LigandSettings, prepare_ligand
 from pipeline.receptor import prepare_receptor
 from pipeline.scoring.metrics import auroc
 from pipeline.scoring.train import TrainSettings, fit_ligand_baseline, predict_ligand_baseline
-
-from conftest import FIXTURES, REPO
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 import docking_speed  # noqa: E402

@@ -23,14 +23,21 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from test_scoring import complexes, trained  # noqa: F401  (fixtures: real 1iep graphs and a tiny ensemble)
 
 from pipeline.config import load_config
-from pipeline.dask_cluster import (TASK_RETRIES, DaskSettings, InfrastructureError, close_client,
-                                   is_infrastructure_error, make_client, run_tasks)
+from pipeline.dask_cluster import (
+    TASK_RETRIES,
+    DaskSettings,
+    InfrastructureError,
+    close_client,
+    is_infrastructure_error,
+    make_client,
+    run_tasks,
+)
 from pipeline.graphs import save_graphs
 from pipeline.layout import write_manifest
 from pipeline.scoring.score import cache_info, score_graph_files
-from test_scoring import complexes, trained  # noqa: F401  (fixtures: real 1iep graphs and a tiny ensemble)
 
 DASK = Path(sys.executable).with_name("dask")
 WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
@@ -56,7 +63,7 @@ class DaskProcesses:
         self.procs[name] = subprocess.Popen(["nice", "-n", "10", str(DASK), *args], stdout=log, stderr=subprocess.STDOUT,
                                             env=env, cwd=self.folder, start_new_session=True)
 
-    def start(self) -> "DaskProcesses":
+    def start(self) -> DaskProcesses:
         port = self.address.rsplit(":", 1)[1]
         self._start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard")
         for i in range(self.n_workers):

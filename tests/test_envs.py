@@ -10,7 +10,7 @@ import argparse
 import ast
 import re
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -105,7 +105,7 @@ def _imports(tree: ast.AST, current: str) -> tuple[set[str], set[str]]:
     return modules, {name.split(".")[0] for name in third}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _module_imports(module: str) -> tuple[frozenset, frozenset]:
     modules, third = _imports(ast.parse(_module_file(module).read_text()), module)
     parts = module.split(".")

@@ -16,11 +16,16 @@ from pipeline.box import Box
 from pipeline.config import ConfigError
 from pipeline.dask_cluster import DaskSettings, dask_client, make_client
 from pipeline.docking import DockingSettings, dock_chunk
-from pipeline.featurize import (FeaturizeSettings, PoseInput, featurize_batch, featurize_docked_chunk,
-                                read_docked_poses)
+from pipeline.featurize import FeaturizeSettings, PoseInput, featurize_batch, featurize_docked_chunk, read_docked_poses
 from pipeline.graphs import DEFAULT_SCHEMA, GraphSchema, complex_graph, load_graphs
-from pipeline.interactions import (Receptor, interaction_counts, load_receptor, pose_fingerprint, protein_from_pdb,
-                                   trajectory_persistence)
+from pipeline.interactions import (
+    Receptor,
+    interaction_counts,
+    load_receptor,
+    pose_fingerprint,
+    protein_from_pdb,
+    trajectory_persistence,
+)
 from pipeline.ligands import LigandSettings, prepare_ligand
 from pipeline.receptor import prepare_receptor
 

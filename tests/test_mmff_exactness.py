@@ -99,7 +99,7 @@ RDKIT_TERM_SETTERS = (
 )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _perturbed(name: str) -> Chem.Mol:
     """ETKDG conformer (seed 42) of MOLECULES[name] with Hs, then a seeded 0.1 A jiggle."""
     mol = Chem.AddHs(Chem.MolFromSmiles(MOLECULES[name]))
@@ -119,7 +119,7 @@ def perturbed(name: str) -> Chem.Mol:
     return Chem.Mol(_perturbed(name))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _ligand_context(name: str) -> openmm.Context:
     """Reference-platform context of the isolated ligand (shared by the tests below)."""
     mol = _perturbed(name)

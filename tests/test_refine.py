@@ -23,9 +23,21 @@ from scipy.spatial import cKDTree
 
 from pipeline.io import read_failures
 from pipeline.receptor import prepare_receptor
-from pipeline.refine import (REFINE_COLUMNS, LigandParameterizationError, MMFFLigandForceField, RefineSettings,
-                             SimulationError, batch, build_complex, load_poses, load_receptor, read_frames,
-                             refine_batch, select_platform, select_poses)
+from pipeline.refine import (
+    REFINE_COLUMNS,
+    LigandParameterizationError,
+    MMFFLigandForceField,
+    RefineSettings,
+    SimulationError,
+    batch,
+    build_complex,
+    load_poses,
+    load_receptor,
+    read_frames,
+    refine_batch,
+    select_platform,
+    select_poses,
+)
 from pipeline.refine.analysis import InteractionEnergy, ligand_rmsd, symmetry_matches
 from pipeline.refine.ligand import obc2_parameters
 from pipeline.refine.protocol import _checked_state, pose_seed

@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from rdkit import Chem
-
 from chromium import HeadlessPage, find_chromium
+from rdkit import Chem
 from workflow_runs import run_snakemake
 
 TOP_N = 6

@@ -26,13 +26,29 @@ from pipeline.graphs import DEFAULT_SCHEMA, GraphError, GraphSchema, complex_gra
 from pipeline.interactions import Receptor, load_receptor, protein_from_pdb
 from pipeline.scoring.assay import read_assay
 from pipeline.scoring.ensemble import ModelError, available_models, load_ensemble
-from pipeline.scoring.metrics import (auroc, average_ranks, bedroc, classification_metrics, enrichment_curve,
-                                      enrichment_factor, pearson, regression_metrics, rmse, roc_curve, spearman)
+from pipeline.scoring.metrics import (
+    auroc,
+    average_ranks,
+    bedroc,
+    classification_metrics,
+    enrichment_curve,
+    enrichment_factor,
+    pearson,
+    regression_metrics,
+    rmse,
+    roc_curve,
+    spearman,
+)
 from pipeline.scoring.model import ComplexScorer, ModelConfig, count_parameters
 from pipeline.scoring.score import ScoreResult, cache_info, score_graph_files, score_library
 from pipeline.scoring.splits import murcko_scaffold, random_split, scaffold_split
-from pipeline.scoring.train import (TrainSettings, leave_one_target_out, train_ensemble, train_from_files,
-                                    train_multi_target)
+from pipeline.scoring.train import (
+    TrainSettings,
+    leave_one_target_out,
+    train_ensemble,
+    train_from_files,
+    train_multi_target,
+)
 
 SMALL = [("indole", "c1ccc2[nH]ccc2c1"), ("benzoic", "OC(=O)c1ccccc1"), ("paracetamol", "CC(=O)Nc1ccc(O)cc1"),
          ("phenylpyridine", "c1ccc(-c2ccncc2)cc1"), ("tosylamide", "Cc1ccc(cc1)S(N)(=O)=O"),

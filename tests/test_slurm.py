@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-
 import snakemake_executor_plugin_slurm  # noqa: F401  (the executor under test: part of the 'test' extra)
-from pipeline.dask_cluster import DaskSettings, dask_client
-from pipeline.scoring.score import score_graph_files
+import yaml
 from slurm_local import LocalSlurm, unavailable_reason
 from test_scoring import complexes, trained  # noqa: F401  (fixtures: real 1iep graphs and a tiny ensemble)
 from workflow_runs import run_snakemake, small_screen
+
+from pipeline.dask_cluster import DaskSettings, dask_client
+from pipeline.scoring.score import score_graph_files
 
 pytestmark = pytest.mark.slurm
 

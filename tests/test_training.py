@@ -7,9 +7,7 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
-
 from workflow_runs import run_snakemake
 
 

@@ -126,8 +126,7 @@ def summary_table(card: dict) -> pd.DataFrame:
 def cmd_train(args: argparse.Namespace) -> None:
     import json
 
-    from pipeline.scoring.ensemble import save_ensemble
-    from pipeline.scoring.ensemble import to_jsonable
+    from pipeline.scoring.ensemble import save_ensemble, to_jsonable
     from pipeline.scoring.train import TrainSettings, leave_one_target_out, train_multi_target
 
     graphs, assays, counts = {}, {}, {}

@@ -53,16 +53,17 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
 from rdkit import Chem
 
 from pipeline import faults
+from pipeline.errors import VscreenError
 from pipeline.io import atomic_sdf, write_failures, write_parquet_atomic
 from pipeline.isolation import pack_mol, run_isolated, unpack_mol
 
@@ -70,9 +71,15 @@ from .analysis import KJ_TO_KCAL, InteractionEnergy, in_place_rmsd, ligand_rmsd,
 from .frames import frame_stem, write_frames
 from .ligand import LigandForceField, ligand_force_field
 from .protocol import PlatformChoice, RefineSettings, pose_seed, run_protocol, select_platform
-from .system import (ComplexSystem, ReceptorModel, SolvatedReceptor, build_complex, load_receptor, pocket_atoms,
-                     solvate_receptor)
-from pipeline.errors import VscreenError
+from .system import (
+    ComplexSystem,
+    ReceptorModel,
+    SolvatedReceptor,
+    build_complex,
+    load_receptor,
+    pocket_atoms,
+    solvate_receptor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +112,7 @@ class RefineContext:
     solvated: SolvatedReceptor | None = None
 
     @classmethod
-    def create(cls, receptor_pdb: str | os.PathLike, settings: RefineSettings) -> "RefineContext":
+    def create(cls, receptor_pdb: str | os.PathLike, settings: RefineSettings) -> RefineContext:
         """Parameterize the receptor (and its water box) and pick the platform, once per job.
 
         Raises

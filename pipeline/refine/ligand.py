@@ -31,10 +31,11 @@ ligand is treated as OpenMM would treat a protein atom of the same element.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import openmm
@@ -222,7 +223,7 @@ class MMFFLigandForceField:
         """
         from pipeline.forcefields.mmff import MMFFParameterizationError, mmff_ligand_forces
 
-        label = _check_molecule(mol)
+        _check_molecule(mol)
         try:
             lig = mmff_ligand_forces(mol, variant=self.variant)
         except MMFFParameterizationError as exc:

@@ -205,7 +205,7 @@ class RefineSettings:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "RefineSettings":
+    def from_dict(cls, values: dict) -> RefineSettings:
         """Build from a config mapping; unknown keys raise ``ValueError`` naming them."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)

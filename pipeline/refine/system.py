@@ -131,7 +131,7 @@ class ParameterTable:
         return len(self.masses)
 
     @classmethod
-    def from_system(cls, system: openmm.System) -> "ParameterTable":
+    def from_system(cls, system: openmm.System) -> ParameterTable:
         """Copy the parameters of ``system`` (see class docstring for the forces understood)."""
         n = system.getNumParticles()
         masses = np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(n)])
@@ -257,7 +257,7 @@ class ReceptorModel:
 
     @classmethod
     def from_topology(cls, topology: app.Topology, positions_nm: np.ndarray, system: openmm.System,
-                      path: Path) -> "ReceptorModel":
+                      path: Path) -> ReceptorModel:
         """Wrap a topology, its positions and the System OpenMM built for it."""
         atoms = list(topology.atoms())
         residue_of_atom = np.array([a.residue.index for a in atoms])

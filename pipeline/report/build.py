@@ -24,8 +24,14 @@ from ..io import atomic_path, write_text_atomic
 from . import html
 from .depictions import depict_svg
 from .enrichment import can_evaluate, curves, enrichment_table
-from .figures import (enrichment_figure, funnel_figure, interaction_heatmap, interaction_matrix, png_bytes,
-                      score_distributions)
+from .figures import (
+    enrichment_figure,
+    funnel_figure,
+    interaction_heatmap,
+    interaction_matrix,
+    png_bytes,
+    score_distributions,
+)
 from .funnel import failure_reasons, failures_by_stage, funnel
 from .rundata import RunData, load_run
 from .top_hits import write_top_hits

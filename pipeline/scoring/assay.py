@@ -23,8 +23,8 @@ from pathlib import Path
 import pandas as pd
 from rdkit import Chem, RDLogger
 
-from ..library import sanitize_id
 from ..errors import VscreenError
+from ..library import sanitize_id
 
 RDLogger.DisableLog("rdApp.*")
 

@@ -35,8 +35,9 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -144,7 +145,7 @@ class Ensemble:
     def device(self) -> torch.device:
         return next(self.members[0].parameters()).device
 
-    def to(self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> "Ensemble":
+    def to(self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Ensemble:
         """Move (and optionally cast) every member; returns ``self``."""
         for member in self.members:
             member.to(device=device, dtype=dtype) if dtype is not None else member.to(device)
@@ -210,7 +211,7 @@ class Ensemble:
         return df
 
 
-def new_ensemble(schema: GraphSchema = DEFAULT_SCHEMA, config: ModelConfig = ModelConfig(), task: str = "regression",
+def new_ensemble(schema: GraphSchema = DEFAULT_SCHEMA, config: ModelConfig = ModelConfig(), task: str = "regression",  # noqa: B008 - frozen, never mutated
                  n_models: int = 5, seed: int = 0) -> Ensemble:
     """An untrained ensemble (members initialized with seeds ``seed, seed+1, ...``); for tests and benchmarks."""
     members = []

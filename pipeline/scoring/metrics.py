@@ -26,7 +26,7 @@ a metric is undefined, e.g. AUROC without inactives).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -41,8 +41,8 @@ from .. import faults
 from ..graphs import GraphError, GraphSchema, load_graphs
 from ..io import FAILURE_COLUMNS, write_parquet_atomic
 from ..progress import progress
-from .ensemble import SCORE_COLUMNS, Ensemble, check_schema, load_ensemble, read_card, resolve_model_dir
 from . import runtime
+from .ensemble import SCORE_COLUMNS, Ensemble, check_schema, load_ensemble, read_card, resolve_model_dir
 from .runtime import resolve_device, torch_threads
 
 log = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ class ScoreSettings:
             raise ValueError(f"score precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> "ScoreSettings":
+    def from_config(cls, section: Mapping[str, Any] | None) -> ScoreSettings:
         """Build from a config section (missing keys take the defaults)."""
         section = dict(section or {})
         names = {f.name for f in fields(cls)}
@@ -108,7 +108,7 @@ class ScoreSettings:
 
 # --------------------------------------------------------------------------- per-worker model cache
 
-_CACHE: "OrderedDict[tuple, Ensemble]" = OrderedDict()
+_CACHE: OrderedDict[tuple, Ensemble] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 2
 _LOADS = {"count": 0}

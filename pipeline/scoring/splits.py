@@ -11,7 +11,7 @@ same split whatever order the compounds come in.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from rdkit import Chem

@@ -35,10 +35,11 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -148,7 +149,7 @@ class TrainSettings:
             raise ValueError(f"train threads must be at least 1, got {self.threads}")
 
     @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> "TrainSettings":
+    def from_config(cls, section: Mapping[str, Any] | None) -> TrainSettings:
         """Build from a config section (missing keys take the defaults; ``model`` is a nested mapping)."""
         section = dict(section or {})
         names = {f.name for f in fields(cls)}
