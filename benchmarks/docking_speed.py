@@ -93,16 +93,53 @@ def prepared_inputs(n_ligands: int) -> tuple[Path, Box, Path]:
 
 def _box_args(box) -> list[str]:
     (cx, cy, cz), (sx, sy, sz) = box.center, box.size
-    return ["--center_x", str(cx), "--center_y", str(cy), "--center_z", str(cz),
-            "--size_x", str(sx), "--size_y", str(sy), "--size_z", str(sz)]
+    return [
+        "--center_x",
+        str(cx),
+        "--center_y",
+        str(cy),
+        "--center_z",
+        str(cz),
+        "--size_x",
+        str(sx),
+        "--size_y",
+        str(sy),
+        "--size_z",
+        str(sz),
+    ]
 
 
-def cli_batch_command(binary: Path, receptor: Path, box, ligand_files: list[Path], exhaustiveness: int, cpu: int,
-                      out: Path, seed: int = SEED) -> list[str]:
+def cli_batch_command(
+    binary: Path,
+    receptor: Path,
+    box,
+    ligand_files: list[Path],
+    exhaustiveness: int,
+    cpu: int,
+    out: Path,
+    seed: int = SEED,
+) -> list[str]:
     """``vina --batch`` over ``ligand_files``, writing ``<stem>_out.pdbqt`` files to ``out``."""
-    return [str(binary), "--receptor", str(receptor), *_box_args(box), "--exhaustiveness", str(exhaustiveness),
-            "--cpu", str(cpu), "--seed", str(seed), "--num_modes", str(N_POSES), "--verbosity", "0",
-            "--dir", str(out), "--batch", *map(str, ligand_files)]
+    return [
+        str(binary),
+        "--receptor",
+        str(receptor),
+        *_box_args(box),
+        "--exhaustiveness",
+        str(exhaustiveness),
+        "--cpu",
+        str(cpu),
+        "--seed",
+        str(seed),
+        "--num_modes",
+        str(N_POSES),
+        "--verbosity",
+        "0",
+        "--dir",
+        str(out),
+        "--batch",
+        *map(str, ligand_files),
+    ]
 
 
 def _best_scores_pdbqt(files: list[Path]) -> dict[str, float]:
@@ -139,20 +176,25 @@ def write_ligand_files(ligands: Path, folder: Path) -> list[Path]:
     return files
 
 
-def run_cli_batch(binary: Path, receptor: Path, box, ligand_files: list[Path], exhaustiveness: int, cpu: int,
-                  work: Path) -> tuple[float, dict]:
+def run_cli_batch(
+    binary: Path, receptor: Path, box, ligand_files: list[Path], exhaustiveness: int, cpu: int, work: Path
+) -> tuple[float, dict]:
     """Seconds for one ``vina --batch`` call over every ligand; best score per id."""
     out = work / "cli"
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    subprocess.run(cli_batch_command(binary, receptor, box, ligand_files, exhaustiveness, cpu, out),
-                   check=True, capture_output=True)
+    subprocess.run(
+        cli_batch_command(binary, receptor, box, ligand_files, exhaustiveness, cpu, out),
+        check=True,
+        capture_output=True,
+    )
     seconds = time.perf_counter() - start
     return seconds, _best_scores_pdbqt(sorted(out.glob("*_out.pdbqt")))
 
 
-def run_cli_per_ligand(binary: Path, receptor: Path, box, ligand_files: list[Path], exhaustiveness: int, cpu: int,
-                       work: Path) -> tuple[float, dict]:
+def run_cli_per_ligand(
+    binary: Path, receptor: Path, box, ligand_files: list[Path], exhaustiveness: int, cpu: int, work: Path
+) -> tuple[float, dict]:
     """Seconds for one call per ligand (Vina 1.1.2 has no batch mode); best score per id."""
     out = work / "v112"
     out.mkdir(parents=True, exist_ok=True)
@@ -160,10 +202,28 @@ def run_cli_per_ligand(binary: Path, receptor: Path, box, ligand_files: list[Pat
     start = time.perf_counter()
     for ligand in ligand_files:
         outputs.append(out / f"{ligand.stem}_out.pdbqt")
-        subprocess.run([str(binary), "--receptor", str(receptor), "--ligand", str(ligand), *_box_args(box),
-                        "--exhaustiveness", str(exhaustiveness), "--cpu", str(cpu), "--seed", str(SEED),
-                        "--num_modes", str(N_POSES), "--out", str(outputs[-1])],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                str(binary),
+                "--receptor",
+                str(receptor),
+                "--ligand",
+                str(ligand),
+                *_box_args(box),
+                "--exhaustiveness",
+                str(exhaustiveness),
+                "--cpu",
+                str(cpu),
+                "--seed",
+                str(SEED),
+                "--num_modes",
+                str(N_POSES),
+                "--out",
+                str(outputs[-1]),
+            ],
+            check=True,
+            capture_output=True,
+        )
     seconds = time.perf_counter() - start
     return seconds, _best_scores_pdbqt(outputs)
 
@@ -181,15 +241,17 @@ def docking_benchmark(n_ligands: int = 8, exhaustiveness: int = 8, cpu: int = 2,
     binaries = {"vina CLI": vina_cli(), "vina 1.1.2": vina_112()}
     import vina as vina_bindings
 
-    versions = {"pipeline": f"vina {vina_bindings.__version__} (Python bindings)",
-                **{name: f"vina {engine_version(b)}" for name, b in binaries.items()}}
+    versions = {
+        "pipeline": f"vina {vina_bindings.__version__} (Python bindings)",
+        **{name: f"vina {engine_version(b)}" for name, b in binaries.items()},
+    }
     seconds = {name: [] for name in ENGINES}
     scores = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         files = write_ligand_files(ligands, tmp / "ligands")
         for r in range(rounds):
-            order = ENGINES[r % 3:] + ENGINES[: r % 3]
+            order = ENGINES[r % 3 :] + ENGINES[: r % 3]
             for name in order:
                 work = tmp / f"r{r}-{name.replace(' ', '_')}"
                 work.mkdir()
@@ -203,32 +265,54 @@ def docking_benchmark(n_ligands: int = 8, exhaustiveness: int = 8, cpu: int = 2,
                 scores[name] = best
                 print(f"  docking round {r + 1}/{rounds}: {name:<11} {s:7.1f} s for {len(files)} ligands", flush=True)
     n = len(files)
-    engines = {name: dict(version=versions[name], seconds=seconds[name],
-                          ligands_per_hour=round(3600 * n / statistics.median(seconds[name]), 1)) for name in ENGINES}
+    engines = {
+        name: dict(
+            version=versions[name],
+            seconds=seconds[name],
+            ligands_per_hour=round(3600 * n / statistics.median(seconds[name]), 1),
+        )
+        for name in ENGINES
+    }
     common = sorted(set.intersection(*(set(s) for s in scores.values())))
     score_table = pd.DataFrame({name: [scores[name][c] for c in common] for name in ENGINES}, index=common)
     return dict(
         receptor="ACHE demo (resources/demo/ACHE_target.pdbqt, pipeline-prepared PDBQT)",
-        box=dict(center=list(box.center), size=list(box.size)), ligands=n, exhaustiveness=exhaustiveness, cpu=cpu,
-        seed=SEED, n_poses=N_POSES, rounds=rounds, engines=engines,
-        ratio_pipeline_vs_cli=round(engines["pipeline"]["ligands_per_hour"] / engines["vina CLI"]["ligands_per_hour"], 3),
-        ratio_pipeline_vs_112=round(engines["pipeline"]["ligands_per_hour"] / engines["vina 1.1.2"]["ligands_per_hour"], 3),
+        box=dict(center=list(box.center), size=list(box.size)),
+        ligands=n,
+        exhaustiveness=exhaustiveness,
+        cpu=cpu,
+        seed=SEED,
+        n_poses=N_POSES,
+        rounds=rounds,
+        engines=engines,
+        ratio_pipeline_vs_cli=round(
+            engines["pipeline"]["ligands_per_hour"] / engines["vina CLI"]["ligands_per_hour"], 3
+        ),
+        ratio_pipeline_vs_112=round(
+            engines["pipeline"]["ligands_per_hour"] / engines["vina 1.1.2"]["ligands_per_hour"], 3
+        ),
         best_score_mean_abs_difference_vs_cli=dict(
             pipeline=round(float((score_table["pipeline"] - score_table["vina CLI"]).abs().mean()), 3),
-            vina_112=round(float((score_table["vina 1.1.2"] - score_table["vina CLI"]).abs().mean()), 3)),
+            vina_112=round(float((score_table["vina 1.1.2"] - score_table["vina CLI"]).abs().mean()), 3),
+        ),
         note="ligands_per_hour = ligands / median seconds of a round; every engine docks the same prepared PDBQT "
-             "files with the same box, exhaustiveness, seed, poses and CPU count; the pipeline's time includes "
-             "meeko pose reconstruction and writing SDF + Parquet")
+        "files with the same box, exhaustiveness, seed, poses and CPU count; the pipeline's time includes "
+        "meeko pose reconstruction and writing SDF + Parquet",
+    )
 
 
 def print_docking(result: dict) -> None:
-    print(f"docking: {result['ligands']} ligands, exhaustiveness {result['exhaustiveness']}, {result['cpu']} CPUs, "
-          f"{result['rounds']} round(s)")
+    print(
+        f"docking: {result['ligands']} ligands, exhaustiveness {result['exhaustiveness']}, {result['cpu']} CPUs, "
+        f"{result['rounds']} round(s)"
+    )
     for name, e in result["engines"].items():
         print(f"  {name:<11} {e['version']:<36} {e['ligands_per_hour']:>8.1f} ligands/h")
-    print(f"  pipeline / vina CLI = {result['ratio_pipeline_vs_cli']:.3f}; pipeline / vina 1.1.2 = "
-          f"{result['ratio_pipeline_vs_112']:.3f}; mean |best score - CLI's|: "
-          f"{result['best_score_mean_abs_difference_vs_cli']}")
+    print(
+        f"  pipeline / vina CLI = {result['ratio_pipeline_vs_cli']:.3f}; pipeline / vina 1.1.2 = "
+        f"{result['ratio_pipeline_vs_112']:.3f}; mean |best score - CLI's|: "
+        f"{result['best_score_mean_abs_difference_vs_cli']}"
+    )
 
 
 def main() -> None:

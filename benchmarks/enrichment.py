@@ -58,14 +58,17 @@ def write_inputs(args: argparse.Namespace, name: str) -> Path:
     """Write (or check) the sample library and the run's config; return the config file."""
     folder = SAMPLES / name
     folder.mkdir(parents=True, exist_ok=True)
-    sample = sample_library(args.dude / args.target, decoys_per_active=args.decoys_per_active, seed=args.seed,
-                            shuffle=True)
+    sample = sample_library(
+        args.dude / args.target, decoys_per_active=args.decoys_per_active, seed=args.seed, shuffle=True
+    )
     library = folder / "library.csv"
     if library.exists():
         old = pd.read_csv(library)
         if not old.equals(sample):
-            raise SystemExit(f"{library} differs from the sample that {args.dude / args.target} and seed {args.seed} "
-                             "give now; remove it (and results/{name}) to start over")
+            raise SystemExit(
+                f"{library} differs from the sample that {args.dude / args.target} and seed {args.seed} "
+                "give now; remove it (and results/{name}) to start over"
+            )
     else:
         sample.to_csv(library, index=False)
     config = {
@@ -83,8 +86,10 @@ def write_inputs(args: argparse.Namespace, name: str) -> Path:
     }
     configfile = folder / "config.yaml"
     with open(configfile, "w") as handle:
-        handle.write(f"# Enrichment benchmark run; written by benchmarks/enrichment.py ({args.target}, "
-                     f"{args.decoys_per_active:g} decoys per active, seed {args.seed})\n")
+        handle.write(
+            f"# Enrichment benchmark run; written by benchmarks/enrichment.py ({args.target}, "
+            f"{args.decoys_per_active:g} decoys per active, seed {args.seed})\n"
+        )
         yaml.safe_dump(config, handle, sort_keys=False)
     return configfile
 
@@ -107,8 +112,9 @@ def ligand_only_scores(training_set: Path, card: dict, smiles: list[str]) -> np.
     table.index = table["target"].astype(str) + "/" + table["id"].astype(str)
     table["label"] = table["active"].astype(float)
     settings = TrainSettings.from_config(card["training"])
-    models = fit_ligand_baseline(table, table.index[table.split == "train"], table.index[table.split == "val"],
-                                 settings, task=card["task"])
+    models = fit_ligand_baseline(
+        table, table.index[table.split == "train"], table.index[table.split == "val"], settings, task=card["task"]
+    )
     return predict_ligand_baseline(models, smiles, settings, card["task"])
 
 
@@ -122,9 +128,13 @@ def metrics(labels: np.ndarray, scores: np.ndarray, rng: np.random.Generator) ->
         if 0 < labels[pick].sum() < len(pick):
             boot.append(auroc(labels[pick], scores[pick]))
     low, high = np.percentile(boot, [2.5, 97.5])
-    return dict(auroc=auroc(labels, scores), auroc_ci95=[float(low), float(high)],
-                ef1=enrichment_factor(labels, scores, 0.01), ef5=enrichment_factor(labels, scores, 0.05),
-                bedroc=bedroc(labels, scores))
+    return dict(
+        auroc=auroc(labels, scores),
+        auroc_ci95=[float(low), float(high)],
+        ef1=enrichment_factor(labels, scores, 0.01),
+        ef5=enrichment_factor(labels, scores, 0.05),
+        bedroc=bedroc(labels, scores),
+    )
 
 
 def evaluate(args: argparse.Namespace, name: str, configfile: Path) -> dict:
@@ -149,30 +159,60 @@ def evaluate(args: argparse.Namespace, name: str, configfile: Path) -> dict:
     for subset, part in (("unseen", table[~table.seen_by_model]), ("all", table)):
         labels = part["active"].to_numpy(dtype=float)
         for method in METHODS:
-            rows.append(dict(subset=subset, method=method, n=len(part), n_actives=int(labels.sum()),
-                             **metrics(labels, part[method].to_numpy(dtype=float), rng)))
+            rows.append(
+                dict(
+                    subset=subset,
+                    method=method,
+                    n=len(part),
+                    n_actives=int(labels.sum()),
+                    **metrics(labels, part[method].to_numpy(dtype=float), rng),
+                )
+            )
     return dict(
-        benchmark="enrichment", run=name, target=args.target, receptor=args.receptor,
-        sample=dict(actives=int(library.active.sum()), decoys=int((library.active == 0).sum()),
-                    decoys_per_active=args.decoys_per_active, seed=args.seed),
-        pipeline=dict(config=str(configfile.relative_to(ROOT)), ranked=len(ranking), failed=len(failures),
-                      failed_by_stage=failures.groupby("stage").size().to_dict(), model=card["name"],
-                      model_targets=card["data"]["targets"], seen_by_model=int(table.seen_by_model.sum()),
-                      seen_actives=int(table.loc[table.seen_by_model, "active"].sum())),
-        methods=METHODS, metrics=rows, machine=platform.node(), date=time.strftime("%Y-%m-%d"),
-        command="python benchmarks/enrichment.py " + " ".join(sys.argv[1:]))
+        benchmark="enrichment",
+        run=name,
+        target=args.target,
+        receptor=args.receptor,
+        sample=dict(
+            actives=int(library.active.sum()),
+            decoys=int((library.active == 0).sum()),
+            decoys_per_active=args.decoys_per_active,
+            seed=args.seed,
+        ),
+        pipeline=dict(
+            config=str(configfile.relative_to(ROOT)),
+            ranked=len(ranking),
+            failed=len(failures),
+            failed_by_stage=failures.groupby("stage").size().to_dict(),
+            model=card["name"],
+            model_targets=card["data"]["targets"],
+            seen_by_model=int(table.seen_by_model.sum()),
+            seen_actives=int(table.loc[table.seen_by_model, "active"].sum()),
+        ),
+        methods=METHODS,
+        metrics=rows,
+        machine=platform.node(),
+        date=time.strftime("%Y-%m-%d"),
+        command="python benchmarks/enrichment.py " + " ".join(sys.argv[1:]),
+    )
 
 
 def markdown(result: dict) -> str:
-    lines = [f"Enrichment on {result['target']} ({result['receptor']}): {result['sample']['actives']} actives, "
-             f"{result['sample']['decoys']} decoys; {result['pipeline']['ranked']} ranked, "
-             f"{result['pipeline']['failed']} failed; model '{result['pipeline']['model']}' had seen "
-             f"{result['pipeline']['seen_by_model']} of these compounds ({result['pipeline']['seen_actives']} actives).",
-             "", "| compounds | method | n (actives) | AUROC [95% CI] | EF1% | EF5% | BEDROC |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Enrichment on {result['target']} ({result['receptor']}): {result['sample']['actives']} actives, "
+        f"{result['sample']['decoys']} decoys; {result['pipeline']['ranked']} ranked, "
+        f"{result['pipeline']['failed']} failed; model '{result['pipeline']['model']}' had seen "
+        f"{result['pipeline']['seen_by_model']} of these compounds ({result['pipeline']['seen_actives']} actives).",
+        "",
+        "| compounds | method | n (actives) | AUROC [95% CI] | EF1% | EF5% | BEDROC |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in result["metrics"]:
-        lines.append(f"| {r['subset']} | {r['method']} | {r['n']} ({r['n_actives']}) | {r['auroc']:.3f} "
-                     f"[{r['auroc_ci95'][0]:.2f}, {r['auroc_ci95'][1]:.2f}] | {r['ef1']:.1f} | {r['ef5']:.1f} | "
-                     f"{r['bedroc']:.3f} |")
+        lines.append(
+            f"| {r['subset']} | {r['method']} | {r['n']} ({r['n_actives']}) | {r['auroc']:.3f} "
+            f"[{r['auroc_ci95'][0]:.2f}, {r['auroc_ci95'][1]:.2f}] | {r['ef1']:.1f} | {r['ef5']:.1f} | "
+            f"{r['bedroc']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -180,7 +220,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", required=True, help="folder name under --dude (e.g. hs90a)")
     parser.add_argument("--receptor", required=True, help="dockstring receptor name (e.g. HSP90AA1)")
-    parser.add_argument("--dude", type=Path, default=DUDE, help="folder of target folders (default: the shared DUD-E set)")
+    parser.add_argument(
+        "--dude", type=Path, default=DUDE, help="folder of target folders (default: the shared DUD-E set)"
+    )
     parser.add_argument("--decoys-per-active", type=float, default=30)
     parser.add_argument("--seed", type=int, default=2026, help="seed of the decoy sample and its order")
     parser.add_argument("--hours", type=float, default=1.0, help="stop starting docking rounds after this long")
@@ -190,8 +232,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--exhaustiveness", type=int, default=1, help="as the default model's training data")
     parser.add_argument("--refine-top", type=int, default=5, help="compounds refined by MD (0: none)")
     parser.add_argument("--model", default="default", help="GNN model folder or name under models/")
-    parser.add_argument("--training-set", type=Path, default=ROOT / "models" / "default" / "data" / "training_set.csv",
-                        help="target,id,smiles,active,split of the model's compounds")
+    parser.add_argument(
+        "--training-set",
+        type=Path,
+        default=ROOT / "models" / "default" / "data" / "training_set.csv",
+        help="target,id,smiles,active,split of the model's compounds",
+    )
     parser.add_argument("--evaluate", action="store_true", help="only compute the table of a finished run")
     args = parser.parse_args(argv)
     name = run_name(args)

@@ -57,8 +57,11 @@ def demo_poses(n_compounds: int) -> tuple[Path, Path]:
     library = pd.read_csv(DEMO / "library.csv")
     actives, decoys = library[library["active"] == 1], library[library["active"] == 0]
     order = [row for pair in zip(actives.itertuples(), decoys.itertuples()) for row in pair]
-    docker = Docker(out / "receptor.pdbqt", read_vina_config(DEMO / "ACHE_conf.txt"),
-                    DockingSettings(exhaustiveness=2, n_poses=1, threads=2))
+    docker = Docker(
+        out / "receptor.pdbqt",
+        read_vina_config(DEMO / "ACHE_conf.txt"),
+        DockingSettings(exhaustiveness=2, n_poses=1, threads=2),
+    )
     with atomic_path(sdf) as tmp:
         writer = Chem.SDWriter(str(tmp))
         written = 0
@@ -102,8 +105,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--platform", default="CPU", choices=["auto", "CUDA", "OpenCL", "CPU", "Reference"])
     parser.add_argument("--compounds", type=int, default=5, help="demo compounds docked (best pose each)")
-    parser.add_argument("--baseline-poses", type=int, default=2,
-                        help="poses also refined with the whole receptor (the slow baseline); 0 skips it")
+    parser.add_argument(
+        "--baseline-poses",
+        type=int,
+        default=2,
+        help="poses also refined with the whole receptor (the slow baseline); 0 skips it",
+    )
     parser.add_argument("--length-ps", type=float, default=None, help="override the default dynamics length")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/md_speed[_<platform>].json)")
     args = parser.parse_args()
@@ -130,46 +137,71 @@ def main() -> None:
     load_after = os.getloadavg()
 
     table = pd.concat([t for t in (trimmed, baseline) if t is not None], ignore_index=True)
-    print(f"ACHE demo receptor, {len(poses)} docked poses, platform {platform_name}, "
-          f"{settings.length_ps} ps at {settings.step_fs} fs (HMR {settings.hmr}), {settings.n_frames} frames")
-    print(f"{'setting':<14} {'id':<18} {'atoms':>6} {'min s':>6} {'dyn s':>6} {'pose s':>7} {'ns/day':>7} "
-          f"{'RMSD':>5} {'E_int':>7}")
+    print(
+        f"ACHE demo receptor, {len(poses)} docked poses, platform {platform_name}, "
+        f"{settings.length_ps} ps at {settings.step_fs} fs (HMR {settings.hmr}), {settings.n_frames} frames"
+    )
+    print(
+        f"{'setting':<14} {'id':<18} {'atoms':>6} {'min s':>6} {'dyn s':>6} {'pose s':>7} {'ns/day':>7} "
+        f"{'RMSD':>5} {'E_int':>7}"
+    )
     for r in table.itertuples():
-        print(f"{r.setting:<14} {r.id:<18} {r.n_atoms_simulated:>6} {r.seconds_minimize:>6.1f} "
-              f"{r.seconds_dynamics:>6.1f} {r.wall_seconds:>7.1f} "
-              f"{settings.length_ps / 1000 * 86400 / r.seconds_dynamics:>7.2f} {r.rmsd_final:>5.2f} "
-              f"{r.interaction_energy:>7.1f}")
+        print(
+            f"{r.setting:<14} {r.id:<18} {r.n_atoms_simulated:>6} {r.seconds_minimize:>6.1f} "
+            f"{r.seconds_dynamics:>6.1f} {r.wall_seconds:>7.1f} "
+            f"{settings.length_ps / 1000 * 86400 / r.seconds_dynamics:>7.2f} {r.rmsd_final:>5.2f} "
+            f"{r.interaction_energy:>7.1f}"
+        )
 
     summary = dict(
-        setting="trimmed", poses=len(trimmed), median_seconds_per_pose=round(float(trimmed["wall_seconds"].median()), 1),
+        setting="trimmed",
+        poses=len(trimmed),
+        median_seconds_per_pose=round(float(trimmed["wall_seconds"].median()), 1),
         max_seconds_per_pose=round(float(trimmed["wall_seconds"].max()), 1),
-        median_atoms=int(trimmed["n_atoms_simulated"].median()), ns_per_day=round(ns_per_day(trimmed, settings.length_ps), 2))
+        median_atoms=int(trimmed["n_atoms_simulated"].median()),
+        ns_per_day=round(ns_per_day(trimmed, settings.length_ps), 2),
+    )
     result = dict(
-        benchmark="md_speed", platform=platform_name,
-        machine=dict(platform=pyplatform.platform(), cpus=os.cpu_count(), python=pyplatform.python_version(),
-                     load_average_before=[round(x, 2) for x in load_before],
-                     load_average_after=[round(x, 2) for x in load_after]),
+        benchmark="md_speed",
+        platform=platform_name,
+        machine=dict(
+            platform=pyplatform.platform(),
+            cpus=os.cpu_count(),
+            python=pyplatform.python_version(),
+            load_average_before=[round(x, 2) for x in load_before],
+            load_average_after=[round(x, 2) for x in load_after],
+        ),
         receptor="ACHE demo (resources/demo/ACHE_target.pdbqt via pipeline.receptor.prepare_receptor)",
-        settings=settings.to_dict(), trimmed=summary, total_seconds=round(total, 1),
-        target_seconds_per_pose=60.0, meets_target=summary["median_seconds_per_pose"] <= 60.0,
-        poses=table.drop(columns=["frames"]).round(3).to_dict("records"))
-    print(f"trimmed: median {summary['median_seconds_per_pose']} s per pose (max {summary['max_seconds_per_pose']}), "
-          f"median {summary['median_atoms']} atoms, {summary['ns_per_day']} ns/day; target <= 60 s per pose: "
-          f"{'met' if result['meets_target'] else 'NOT met'}")
+        settings=settings.to_dict(),
+        trimmed=summary,
+        total_seconds=round(total, 1),
+        target_seconds_per_pose=60.0,
+        meets_target=summary["median_seconds_per_pose"] <= 60.0,
+        poses=table.drop(columns=["frames"]).round(3).to_dict("records"),
+    )
+    print(
+        f"trimmed: median {summary['median_seconds_per_pose']} s per pose (max {summary['max_seconds_per_pose']}), "
+        f"median {summary['median_atoms']} atoms, {summary['ns_per_day']} ns/day; target <= 60 s per pose: "
+        f"{'met' if result['meets_target'] else 'NOT met'}"
+    )
     if baseline is not None:
         same = trimmed[trimmed["id"].isin(baseline["id"])]
         ratio_pose = float(baseline["wall_seconds"].median() / same["wall_seconds"].median())
         ratio_dyn = float(baseline["seconds_dynamics"].median() / same["seconds_dynamics"].median())
         result["full_receptor"] = dict(
-            setting="full receptor", poses=len(baseline),
+            setting="full receptor",
+            poses=len(baseline),
             median_seconds_per_pose=round(float(baseline["wall_seconds"].median()), 1),
             median_atoms=int(baseline["n_atoms_simulated"].median()),
-            ns_per_day=round(ns_per_day(baseline, settings.length_ps), 2))
+            ns_per_day=round(ns_per_day(baseline, settings.length_ps), 2),
+        )
         result["trimming_speedup_per_pose"] = round(ratio_pose, 2)
         result["trimming_speedup_dynamics"] = round(ratio_dyn, 2)
-        print(f"full receptor: median {result['full_receptor']['median_seconds_per_pose']} s per pose, "
-              f"{result['full_receptor']['median_atoms']} atoms, {result['full_receptor']['ns_per_day']} ns/day; "
-              f"trimming is {ratio_pose:.1f}x faster per pose ({ratio_dyn:.1f}x for dynamics) on the same poses")
+        print(
+            f"full receptor: median {result['full_receptor']['median_seconds_per_pose']} s per pose, "
+            f"{result['full_receptor']['median_atoms']} atoms, {result['full_receptor']['ns_per_day']} ns/day; "
+            f"trimming is {ratio_pose:.1f}x faster per pose ({ratio_dyn:.1f}x for dynamics) on the same poses"
+        )
     print(f"load average before/after: {load_before[0]:.1f} / {load_after[0]:.1f} on {os.cpu_count()} CPUs")
     suffix = "" if platform_name == "CPU" else f"_{platform_name}"
     out = Path(args.out) if args.out else HERE / "results" / f"md_speed{suffix}.json"

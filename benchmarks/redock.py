@@ -27,8 +27,13 @@ from pipeline.rmsd import heavy_atom_rmsd
 
 REPO = Path(__file__).resolve().parents[1]
 COMPLEXES = REPO.parent / "shared" / "data" / "complexes"
-LIGANDS = {"1iep": "1iep_ligand.sdf", "BACE_1": "BACE_1_ligand.mol2", "1s63": "1s63_ligand.sdf",
-           "1uw6": "1uw6_ligand.sdf", "5x72": "5x72_ligand_p59.sdf"}
+LIGANDS = {
+    "1iep": "1iep_ligand.sdf",
+    "BACE_1": "BACE_1_ligand.mol2",
+    "1s63": "1s63_ligand.sdf",
+    "1uw6": "1uw6_ligand.sdf",
+    "5x72": "5x72_ligand_p59.sdf",
+}
 
 
 def read_crystal_ligand(path: Path) -> Chem.Mol:
@@ -47,11 +52,19 @@ def redock(name: str, exhaustiveness: int, threads: int, workdir: Path) -> dict:
     smiles = Chem.MolToSmiles(Chem.RemoveHs(crystal))
     _, row = prepare_ligand(name, smiles, LigandSettings())
     start = time.perf_counter()
-    poses, energies = Docker(workdir / f"{name}.pdbqt", box, DockingSettings(exhaustiveness=exhaustiveness,
-                                                                              threads=threads)).dock(name, row["pdbqt"])
+    poses, energies = Docker(
+        workdir / f"{name}.pdbqt", box, DockingSettings(exhaustiveness=exhaustiveness, threads=threads)
+    ).dock(name, row["pdbqt"])
     rmsds = [heavy_atom_rmsd(p, crystal) for p in poses]
-    return dict(complex=name, smiles=smiles, score=float(energies[0][0]), top_pose_rmsd=rmsds[0],
-                best_rmsd_in_poses=min(rmsds), n_poses=len(poses), seconds=time.perf_counter() - start)
+    return dict(
+        complex=name,
+        smiles=smiles,
+        score=float(energies[0][0]),
+        top_pose_rmsd=rmsds[0],
+        best_rmsd_in_poses=min(rmsds),
+        n_poses=len(poses),
+        seconds=time.perf_counter() - start,
+    )
 
 
 def main() -> None:
@@ -66,8 +79,11 @@ def main() -> None:
         for name in args.complexes:
             rows.append(redock(name, args.exhaustiveness, args.threads, Path(tmp)))
             r = rows[-1]
-            print(f"{r['complex']:8s} score {r['score']:7.2f}  top-pose RMSD {r['top_pose_rmsd']:5.2f} Å  "
-                  f"best of {r['n_poses']} {r['best_rmsd_in_poses']:5.2f} Å  {r['seconds']:6.1f} s", flush=True)
+            print(
+                f"{r['complex']:8s} score {r['score']:7.2f}  top-pose RMSD {r['top_pose_rmsd']:5.2f} Å  "
+                f"best of {r['n_poses']} {r['best_rmsd_in_poses']:5.2f} Å  {r['seconds']:6.1f} s",
+                flush=True,
+            )
     result = dict(machine=platform.node(), exhaustiveness=args.exhaustiveness, threads=args.threads, results=rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))

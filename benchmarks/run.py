@@ -66,12 +66,34 @@ class Plan:
     e2e_refine: int
 
 
-QUICK = Plan(dock_ligands=3, dock_exhaustiveness=2, dock_rounds=2, md_poses=2, md_baseline_poses=1,
-             md_baseline_length_ps=0.25, featurize_compounds=8, featurize_copies=2, score_complexes=256, repeats=2,
-             e2e_compounds=6, e2e_refine=2)
-FULL = Plan(dock_ligands=8, dock_exhaustiveness=8, dock_rounds=3, md_poses=5, md_baseline_poses=2,
-            md_baseline_length_ps=None, featurize_compounds=16, featurize_copies=3, score_complexes=512, repeats=3,
-            e2e_compounds=50, e2e_refine=5)
+QUICK = Plan(
+    dock_ligands=3,
+    dock_exhaustiveness=2,
+    dock_rounds=2,
+    md_poses=2,
+    md_baseline_poses=1,
+    md_baseline_length_ps=0.25,
+    featurize_compounds=8,
+    featurize_copies=2,
+    score_complexes=256,
+    repeats=2,
+    e2e_compounds=6,
+    e2e_refine=2,
+)
+FULL = Plan(
+    dock_ligands=8,
+    dock_exhaustiveness=8,
+    dock_rounds=3,
+    md_poses=5,
+    md_baseline_poses=2,
+    md_baseline_length_ps=None,
+    featurize_compounds=16,
+    featurize_copies=3,
+    score_complexes=512,
+    repeats=3,
+    e2e_compounds=50,
+    e2e_refine=5,
+)
 
 
 def machine_name() -> str:
@@ -130,18 +152,33 @@ def bench_md(plan: Plan, platform_name: str) -> dict:
     baseline = run(receptor, poses[: plan.md_baseline_poses], full, "full receptor")
     trimmed_nsday, full_nsday = ns_per_day(trimmed, settings.length_ps), ns_per_day(baseline, full.length_ps)
     result = dict(
-        platform=name, protocol=dict(length_ps=settings.length_ps, hmr=settings.hmr, solvent=settings.solvent,
-                                     pocket_cutoff=settings.pocket_cutoff),
-        poses=len(trimmed), atoms_simulated=int(trimmed["n_atoms_simulated"].median()),
+        platform=name,
+        protocol=dict(
+            length_ps=settings.length_ps,
+            hmr=settings.hmr,
+            solvent=settings.solvent,
+            pocket_cutoff=settings.pocket_cutoff,
+        ),
+        poses=len(trimmed),
+        atoms_simulated=int(trimmed["n_atoms_simulated"].median()),
         seconds_per_pose=round(float(trimmed["wall_seconds"].median()), 1),
-        poses_per_hour=round(3600 / float(trimmed["wall_seconds"].median()), 1), ns_per_day=round(trimmed_nsday, 2),
-        baseline=dict(setting="whole receptor simulated", poses=len(baseline), length_ps=full.length_ps,
-                      atoms_simulated=int(baseline["n_atoms_simulated"].median()), ns_per_day=round(full_nsday, 2)),
-        ratio_ns_per_day_vs_whole_receptor=round(trimmed_nsday / full_nsday, 2))
-    print(f"MD ({name}): {result['poses']} poses, {result['atoms_simulated']} atoms simulated, "
-          f"{result['seconds_per_pose']} s/pose = {result['poses_per_hour']} poses/h, {result['ns_per_day']} ns/day; "
-          f"whole receptor ({result['baseline']['atoms_simulated']} atoms): {result['baseline']['ns_per_day']} ns/day; "
-          f"ratio {result['ratio_ns_per_day_vs_whole_receptor']}x")
+        poses_per_hour=round(3600 / float(trimmed["wall_seconds"].median()), 1),
+        ns_per_day=round(trimmed_nsday, 2),
+        baseline=dict(
+            setting="whole receptor simulated",
+            poses=len(baseline),
+            length_ps=full.length_ps,
+            atoms_simulated=int(baseline["n_atoms_simulated"].median()),
+            ns_per_day=round(full_nsday, 2),
+        ),
+        ratio_ns_per_day_vs_whole_receptor=round(trimmed_nsday / full_nsday, 2),
+    )
+    print(
+        f"MD ({name}): {result['poses']} poses, {result['atoms_simulated']} atoms simulated, "
+        f"{result['seconds_per_pose']} s/pose = {result['poses_per_hour']} poses/h, {result['ns_per_day']} ns/day; "
+        f"whole receptor ({result['baseline']['atoms_simulated']} atoms): {result['baseline']['ns_per_day']} ns/day; "
+        f"ratio {result['ratio_ns_per_day_vs_whole_receptor']}x"
+    )
     return result
 
 
@@ -156,11 +193,17 @@ def bench_featurize(plan: Plan) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         rows = [featurize_rate(poses, receptor, workers, plan.repeats, Path(tmp)) for workers in (None, 1, 2)]
     by = {r["workers"]: r for r in rows}
-    result = dict(complexes=len(poses), runs=rows, complexes_per_second_1_worker=by[1]["warm_rate"],
-                  complexes_per_second_2_workers=by[2]["warm_rate"],
-                  ratio_2_vs_1_workers=round(by[2]["warm_rate"] / by[1]["warm_rate"], 2))
-    print(f"featurize: {len(poses)} complexes; in-process {by[0]['warm_rate']}/s, 1 worker {by[1]['warm_rate']}/s, "
-          f"2 workers {by[2]['warm_rate']}/s; ratio {result['ratio_2_vs_1_workers']}x")
+    result = dict(
+        complexes=len(poses),
+        runs=rows,
+        complexes_per_second_1_worker=by[1]["warm_rate"],
+        complexes_per_second_2_workers=by[2]["warm_rate"],
+        ratio_2_vs_1_workers=round(by[2]["warm_rate"] / by[1]["warm_rate"], 2),
+    )
+    print(
+        f"featurize: {len(poses)} complexes; in-process {by[0]['warm_rate']}/s, 1 worker {by[1]['warm_rate']}/s, "
+        f"2 workers {by[2]['warm_rate']}/s; ratio {result['ratio_2_vs_1_workers']}x"
+    )
     return result
 
 
@@ -172,16 +215,35 @@ def bench_score(plan: Plan, device: str) -> dict:
         files, model = write_inputs(graphs, plan.score_complexes, 8, 5, Path(tmp))
         rows = [score_rate(files, model, workers, plan.repeats, 256, device)[0] for workers in (None, 1, 2)]
     by = {r["workers"]: r for r in rows}
-    result = dict(device=device, complexes=plan.score_complexes, ensemble_members=5, runs=rows,
-                  complexes_per_second_1_worker=by[1]["warm_rate"], complexes_per_second_2_workers=by[2]["warm_rate"],
-                  ratio_2_vs_1_workers=round(by[2]["warm_rate"] / by[1]["warm_rate"], 2))
-    print(f"GNN scoring ({device}): {plan.score_complexes} complexes x 5 members; in-process {by[0]['warm_rate']}/s, "
-          f"1 worker {by[1]['warm_rate']}/s, 2 workers {by[2]['warm_rate']}/s; ratio {result['ratio_2_vs_1_workers']}x")
+    result = dict(
+        device=device,
+        complexes=plan.score_complexes,
+        ensemble_members=5,
+        runs=rows,
+        complexes_per_second_1_worker=by[1]["warm_rate"],
+        complexes_per_second_2_workers=by[2]["warm_rate"],
+        ratio_2_vs_1_workers=round(by[2]["warm_rate"] / by[1]["warm_rate"], 2),
+    )
+    print(
+        f"GNN scoring ({device}): {plan.score_complexes} complexes x 5 members; in-process {by[0]['warm_rate']}/s, "
+        f"1 worker {by[1]['warm_rate']}/s, 2 workers {by[2]['warm_rate']}/s; ratio {result['ratio_2_vs_1_workers']}x"
+    )
     return result
 
 
-STAGES = ["split_library", "prepare_receptor", "prepare_ligands", "dock", "featurize", "select_poses", "refine",
-          "featurize_refined", "score", "rank", "report"]
+STAGES = [
+    "split_library",
+    "prepare_receptor",
+    "prepare_ligands",
+    "dock",
+    "featurize",
+    "select_poses",
+    "refine",
+    "featurize_refined",
+    "score",
+    "rank",
+    "report",
+]
 
 
 def stage_times(run_dir: Path) -> pd.DataFrame:
@@ -190,8 +252,11 @@ def stage_times(run_dir: Path) -> pd.DataFrame:
     for tsv in sorted((run_dir / "benchmarks").glob("*/*.tsv")):
         row = pd.read_csv(tsv, sep="\t").iloc[0]
         rows.append(dict(stage=tsv.parent.name, seconds=float(row["s"]), cpu_seconds=float(row.get("cpu_time", 0.0))))
-    table = pd.DataFrame(rows).groupby("stage").agg(jobs=("seconds", "size"), seconds=("seconds", "sum"),
-                                                      cpu_seconds=("cpu_seconds", "sum"))
+    table = (
+        pd.DataFrame(rows)
+        .groupby("stage")
+        .agg(jobs=("seconds", "size"), seconds=("seconds", "sum"), cpu_seconds=("cpu_seconds", "sum"))
+    )
     return table.reindex([s for s in STAGES if s in table.index])
 
 
@@ -208,9 +273,13 @@ def _vina_alone(run_dir: Path, box, exhaustiveness: int, cores: int, seed: int) 
         for k in range(cores):
             out = Path(tmp) / f"out{k}"
             out.mkdir()
-            procs.append(subprocess.Popen(
-                cli_batch_command(vina_cli(), receptor, box, files[k::cores], exhaustiveness, 1, out, seed=seed),
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            procs.append(
+                subprocess.Popen(
+                    cli_batch_command(vina_cli(), receptor, box, files[k::cores], exhaustiveness, 1, out, seed=seed),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         for proc in procs:
             if proc.wait() != 0:
                 raise RuntimeError("vina CLI failed on the end-to-end run's ligands")
@@ -232,15 +301,20 @@ def bench_end_to_end(plan: Plan, cores: int) -> dict:
     work = Path(tempfile.mkdtemp())
     mixed.to_csv(work / "library.csv", index=False)
     config.update(run=name)
-    config["library"] = dict(config["library"], path=str(work / "library.csv"),
-                             chunk_size=max(1, -(-len(mixed) // cores)))
+    config["library"] = dict(
+        config["library"], path=str(work / "library.csv"), chunk_size=max(1, -(-len(mixed) // cores))
+    )
     config["refine"] = dict(config["refine"], top_n=plan.e2e_refine, batch_size=plan.e2e_refine)
     config["report"] = dict(config.get("report", {}), top_n=min(25, len(mixed)))
     configfile = work / "config.yaml"
     configfile.write_text(yaml.safe_dump(config, sort_keys=False))
     start = time.perf_counter()
-    proc = subprocess.run(["snakemake", "--cores", str(cores), "--configfile", str(configfile), "--quiet", "all"],
-                          cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run(
+        ["snakemake", "--cores", str(cores), "--configfile", str(configfile), "--quiet", "all"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise RuntimeError(f"the end-to-end demo run failed:\n{proc.stderr[-3000:]}")
@@ -254,19 +328,38 @@ def bench_end_to_end(plan: Plan, cores: int) -> dict:
     vina_rate = 3600 * len(mixed) / vina_s
     total = float(stages["seconds"].sum())
     result = dict(
-        config="config/config.yaml (demo) on the first compounds of its library", compounds=len(mixed), ranked=ranked,
-        failed=failed, cores=cores, exhaustiveness=config["docking"]["exhaustiveness"], refined=plan.e2e_refine,
-        wall_seconds=round(wall, 1), compounds_per_hour=round(rate, 1),
-        stages={s: dict(jobs=int(r.jobs), seconds=round(r.seconds, 1), cpu_seconds=round(r.cpu_seconds, 1),
-                        share_of_job_seconds=round(r.seconds / total, 3)) for s, r in stages.iterrows()},
-        baseline=dict(setting="vina CLI docking the same prepared ligands alone (same box, exhaustiveness, seed; "
-                              f"{cores} batch processes x 1 CPU)", seconds=round(vina_s, 1),
-                      compounds_per_hour=round(vina_rate, 1)),
+        config="config/config.yaml (demo) on the first compounds of its library",
+        compounds=len(mixed),
+        ranked=ranked,
+        failed=failed,
+        cores=cores,
+        exhaustiveness=config["docking"]["exhaustiveness"],
+        refined=plan.e2e_refine,
+        wall_seconds=round(wall, 1),
+        compounds_per_hour=round(rate, 1),
+        stages={
+            s: dict(
+                jobs=int(r.jobs),
+                seconds=round(r.seconds, 1),
+                cpu_seconds=round(r.cpu_seconds, 1),
+                share_of_job_seconds=round(r.seconds / total, 3),
+            )
+            for s, r in stages.iterrows()
+        },
+        baseline=dict(
+            setting="vina CLI docking the same prepared ligands alone (same box, exhaustiveness, seed; "
+            f"{cores} batch processes x 1 CPU)",
+            seconds=round(vina_s, 1),
+            compounds_per_hour=round(vina_rate, 1),
+        ),
         ratio_vs_docking_alone=round(rate / vina_rate, 3),
         note="stage seconds are the sums of Snakemake's per-job wall times (jobs run 2 at a time, so they add up "
-             "to more than the wall time); the end-to-end time includes Snakemake's own start-up and scheduling")
-    print(f"end to end: {len(mixed)} demo compounds ({ranked} ranked, {failed} failed) in {wall:.0f} s = "
-          f"{rate:.1f} compounds/h; vina CLI docking alone {vina_rate:.1f}/h; ratio {result['ratio_vs_docking_alone']}")
+        "to more than the wall time); the end-to-end time includes Snakemake's own start-up and scheduling",
+    )
+    print(
+        f"end to end: {len(mixed)} demo compounds ({ranked} ranked, {failed} failed) in {wall:.0f} s = "
+        f"{rate:.1f} compounds/h; vina CLI docking alone {vina_rate:.1f}/h; ratio {result['ratio_vs_docking_alone']}"
+    )
     for stage, r in result["stages"].items():
         print(f"    {stage:<18} {r['jobs']:>3} jobs {r['seconds']:>8.1f} s  ({100 * r['share_of_job_seconds']:4.1f}%)")
     return result
@@ -281,48 +374,94 @@ def summary_rows(results: dict) -> list[tuple[str, str, str, str]]:
     d = results.get("docking")
     if d:
         e = d["engines"]
-        rows.append(("docking, pipeline (ligands/h)", f"{e['pipeline']['ligands_per_hour']:.1f}",
-                     f"vina {e['vina CLI']['version'].split()[-1]} CLI {e['vina CLI']['ligands_per_hour']:.1f}",
-                     f"{d['ratio_pipeline_vs_cli']:.3f}"))
-        rows.append(("docking, pipeline (ligands/h)", f"{e['pipeline']['ligands_per_hour']:.1f}",
-                     f"vina 1.1.2 (dockstring) {e['vina 1.1.2']['ligands_per_hour']:.1f}",
-                     f"{d['ratio_pipeline_vs_112']:.3f}"))
+        rows.append(
+            (
+                "docking, pipeline (ligands/h)",
+                f"{e['pipeline']['ligands_per_hour']:.1f}",
+                f"vina {e['vina CLI']['version'].split()[-1]} CLI {e['vina CLI']['ligands_per_hour']:.1f}",
+                f"{d['ratio_pipeline_vs_cli']:.3f}",
+            )
+        )
+        rows.append(
+            (
+                "docking, pipeline (ligands/h)",
+                f"{e['pipeline']['ligands_per_hour']:.1f}",
+                f"vina 1.1.2 (dockstring) {e['vina 1.1.2']['ligands_per_hour']:.1f}",
+                f"{d['ratio_pipeline_vs_112']:.3f}",
+            )
+        )
     for key in ("md", "md_gpu"):
         m = results.get(key)
         if m:
-            rows.append((f"MD {m['platform']}, {m['atoms_simulated']} atoms (ns/day)", f"{m['ns_per_day']:.2f}",
-                         f"whole receptor, {m['baseline']['atoms_simulated']} atoms {m['baseline']['ns_per_day']:.2f}",
-                         f"{m['ratio_ns_per_day_vs_whole_receptor']:.2f}"))
+            rows.append(
+                (
+                    f"MD {m['platform']}, {m['atoms_simulated']} atoms (ns/day)",
+                    f"{m['ns_per_day']:.2f}",
+                    f"whole receptor, {m['baseline']['atoms_simulated']} atoms {m['baseline']['ns_per_day']:.2f}",
+                    f"{m['ratio_ns_per_day_vs_whole_receptor']:.2f}",
+                )
+            )
             rows.append((f"MD {m['platform']} (poses/h)", f"{m['poses_per_hour']:.1f}", "", ""))
     if results.get("md") and results.get("md_gpu"):
         cpu, gpu = results["md"], results["md_gpu"]
-        rows.append((f"MD {gpu['platform']} vs CPU, same machine (poses/h)", f"{gpu['poses_per_hour']:.1f}",
-                     f"CPU {cpu['poses_per_hour']:.1f}", f"{gpu['poses_per_hour'] / cpu['poses_per_hour']:.2f}"))
+        rows.append(
+            (
+                f"MD {gpu['platform']} vs CPU, same machine (poses/h)",
+                f"{gpu['poses_per_hour']:.1f}",
+                f"CPU {cpu['poses_per_hour']:.1f}",
+                f"{gpu['poses_per_hour'] / cpu['poses_per_hour']:.2f}",
+            )
+        )
     for key, label in (("featurize", "featurize"), ("score", "GNN scoring")):
         f = results.get(key)
         if f:
-            rows.append((f"{label}, 2 Dask workers (complexes/s)", f"{f['complexes_per_second_2_workers']:.1f}",
-                         f"1 worker {f['complexes_per_second_1_worker']:.1f}", f"{f['ratio_2_vs_1_workers']:.2f}"))
+            rows.append(
+                (
+                    f"{label}, 2 Dask workers (complexes/s)",
+                    f"{f['complexes_per_second_2_workers']:.1f}",
+                    f"1 worker {f['complexes_per_second_1_worker']:.1f}",
+                    f"{f['ratio_2_vs_1_workers']:.2f}",
+                )
+            )
     if results.get("score") and results.get("score_gpu"):
         cpu, gpu = ({r["workers"]: r for r in results[k]["runs"]} for k in ("score", "score_gpu"))
-        rows.append(("GNN scoring CUDA, in-process (complexes/s)", f"{gpu[0]['warm_rate']:.1f}",
-                     f"CPU in-process {cpu[0]['warm_rate']:.1f}", f"{gpu[0]['warm_rate'] / cpu[0]['warm_rate']:.2f}"))
+        rows.append(
+            (
+                "GNN scoring CUDA, in-process (complexes/s)",
+                f"{gpu[0]['warm_rate']:.1f}",
+                f"CPU in-process {cpu[0]['warm_rate']:.1f}",
+                f"{gpu[0]['warm_rate'] / cpu[0]['warm_rate']:.2f}",
+            )
+        )
         g = results["score_gpu"]
-        rows.append(("GNN scoring CUDA, 2 Dask workers (complexes/s)", f"{g['complexes_per_second_2_workers']:.1f}",
-                     f"1 worker {g['complexes_per_second_1_worker']:.1f}", f"{g['ratio_2_vs_1_workers']:.2f}"))
+        rows.append(
+            (
+                "GNN scoring CUDA, 2 Dask workers (complexes/s)",
+                f"{g['complexes_per_second_2_workers']:.1f}",
+                f"1 worker {g['complexes_per_second_1_worker']:.1f}",
+                f"{g['ratio_2_vs_1_workers']:.2f}",
+            )
+        )
     t = results.get("end_to_end")
     if t:
-        rows.append(("end to end, demo config (compounds/h)", f"{t['compounds_per_hour']:.1f}",
-                     f"vina CLI docking alone {t['baseline']['compounds_per_hour']:.1f}",
-                     f"{t['ratio_vs_docking_alone']:.3f}"))
+        rows.append(
+            (
+                "end to end, demo config (compounds/h)",
+                f"{t['compounds_per_hour']:.1f}",
+                f"vina CLI docking alone {t['baseline']['compounds_per_hour']:.1f}",
+                f"{t['ratio_vs_docking_alone']:.3f}",
+            )
+        )
     return rows
 
 
 def print_table(rows: list[tuple[str, str, str, str]]) -> str:
     header = ("figure", "value", "baseline (same run)", "ratio")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
-             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines = [
+        "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
     lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
     text = "\n".join(lines)
     print(text)
@@ -332,11 +471,16 @@ def print_table(rows: list[tuple[str, str, str, str]]) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small sizes: under 15 minutes on 2 cores")
-    parser.add_argument("--only", nargs="*", choices=["docking", "md", "featurize", "score", "end_to_end"],
-                        help="run only these parts")
+    parser.add_argument(
+        "--only", nargs="*", choices=["docking", "md", "featurize", "score", "end_to_end"], help="run only these parts"
+    )
     parser.add_argument("--cores", type=int, default=os.cpu_count())
-    parser.add_argument("--score-complexes", type=int, default=None,
-                        help="complexes scored by the GNN benchmark (default: the plan's; more gives a GPU work)")
+    parser.add_argument(
+        "--score-complexes",
+        type=int,
+        default=None,
+        help="complexes scored by the GNN benchmark (default: the plan's; more gives a GPU work)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default results/<machine>-<date>.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -373,18 +517,31 @@ def main(argv: list[str] | None = None) -> None:
     total = time.perf_counter() - start
     print()
     table = print_table(summary_rows(results))
-    print(f"\n{'quick' if args.quick else 'full'} run: {total / 60:.1f} min; load average {load_before[0]:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs; GPU: {gpu or 'none'}")
+    print(
+        f"\n{'quick' if args.quick else 'full'} run: {total / 60:.1f} min; load average {load_before[0]:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} CPUs; GPU: {gpu or 'none'}"
+    )
     date = time.strftime("%Y-%m-%d")
     out = args.out or HERE / "results" / f"{machine_name()}-{date}.json"
     document = dict(
-        benchmark="run", mode="quick" if args.quick else "full", date=date, command="python benchmarks/run.py "
-        + " ".join(argv if argv is not None else sys.argv[1:]), plan=plan.__dict__,
-        machine=dict(name=machine_name(), platform=platform.platform(), cpus=os.cpu_count(),
-                     python=platform.python_version(), gpu=gpu,
-                     load_average_before=[round(x, 2) for x in load_before],
-                     load_average_after=[round(x, 2) for x in os.getloadavg()]),
-        seconds=dict(seconds, total=round(total, 1)), table=table, results=results)
+        benchmark="run",
+        mode="quick" if args.quick else "full",
+        date=date,
+        command="python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        plan=plan.__dict__,
+        machine=dict(
+            name=machine_name(),
+            platform=platform.platform(),
+            cpus=os.cpu_count(),
+            python=platform.python_version(),
+            gpu=gpu,
+            load_average_before=[round(x, 2) for x in load_before],
+            load_average_after=[round(x, 2) for x in os.getloadavg()],
+        ),
+        seconds=dict(seconds, total=round(total, 1)),
+        table=table,
+        results=results,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(document, indent=1, default=str) + "\n")
     print(f"wrote {out.relative_to(REPO) if out.is_relative_to(REPO) else out}")

@@ -32,8 +32,24 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CACHE = HERE / ".cache" / "split_memory"
 LIMIT_MB, LIMIT_S = 500.0, 60.0
-FRAGMENTS = ["c1ccccc1", "c1ccncc1", "C(=O)N", "C(=O)O", "CCO", "N1CCNCC1", "C1CCOCC1", "c1ccc2[nH]ccc2c1",
-             "S(=O)(=O)N", "C(F)(F)F", "Cl", "OC", "C#N", "CC(C)", "c1cnoc1", "N(C)C"]
+FRAGMENTS = [
+    "c1ccccc1",
+    "c1ccncc1",
+    "C(=O)N",
+    "C(=O)O",
+    "CCO",
+    "N1CCNCC1",
+    "C1CCOCC1",
+    "c1ccc2[nH]ccc2c1",
+    "S(=O)(=O)N",
+    "C(F)(F)F",
+    "Cl",
+    "OC",
+    "C#N",
+    "CC(C)",
+    "c1cnoc1",
+    "N(C)C",
+]
 
 
 def generate_library(path: Path, lines: int, seed: int = 7) -> dict:
@@ -56,8 +72,7 @@ def generate_library(path: Path, lines: int, seed: int = 7) -> dict:
             duplicates += cid != i
             smiles = "C" + "".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(2, 6)))
             handle.write(f"{smiles} ZINC{cid:012d}\n")
-    info = {"lines": lines, "rows": lines - 1, "empty": empty, "duplicates": duplicates,
-            "bytes": path.stat().st_size}
+    info = {"lines": lines, "rows": lines - 1, "empty": empty, "duplicates": duplicates, "bytes": path.stat().st_size}
     stamp.write_text(json.dumps(info))
     return info
 
@@ -78,8 +93,20 @@ def run_split(library: Path, chunk_size: int, out: Path) -> dict:
     """``vscreen split`` in a child process: its wall time, CPU time and own peak RSS."""
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    cmd = [sys.executable, "-c", CHILD, str(out / "peak_kb"), "split", str(library), "--out-dir", str(out / "chunks"),
-           "--failures", str(out / "failures.csv"), "--chunk-size", str(chunk_size)]
+    cmd = [
+        sys.executable,
+        "-c",
+        CHILD,
+        str(out / "peak_kb"),
+        "split",
+        str(library),
+        "--out-dir",
+        str(out / "chunks"),
+        "--failures",
+        str(out / "failures.csv"),
+        "--chunk-size",
+        str(chunk_size),
+    ]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
     stderr = proc.stderr.read()
@@ -94,10 +121,17 @@ def run_split(library: Path, chunk_size: int, out: Path) -> dict:
     with open(out / "failures.csv") as handle:
         failures = sum(1 for _ in handle) - 1
     shutil.rmtree(out)
-    return {"chunk_size": chunk_size, "seconds": round(seconds, 2), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
-            "peak_rss_mb": round(peak_kb / 1024, 1),
-            "rows": manifest["rows"], "accepted": manifest["accepted"], "failed": failures, "chunks": files,
-            "chunks_expected": math.ceil(manifest["accepted"] / chunk_size)}
+    return {
+        "chunk_size": chunk_size,
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_mb": round(peak_kb / 1024, 1),
+        "rows": manifest["rows"],
+        "accepted": manifest["accepted"],
+        "failed": failures,
+        "chunks": files,
+        "chunks_expected": math.ceil(manifest["accepted"] / chunk_size),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,22 +144,35 @@ def main(argv: list[str] | None = None) -> int:
     library = CACHE / f"library_{args.lines}.smi"
     t0 = time.perf_counter()
     info = generate_library(library, args.lines)
-    print(f"library: {library.relative_to(REPO)}, {info['lines']:,} lines, {info['bytes'] / 1e6:.1f} MB "
-          f"({time.perf_counter() - t0:.1f} s to make or reuse)")
+    print(
+        f"library: {library.relative_to(REPO)}, {info['lines']:,} lines, {info['bytes'] / 1e6:.1f} MB "
+        f"({time.perf_counter() - t0:.1f} s to make or reuse)"
+    )
     load = os.getloadavg()[0]
     results = [run_split(library, size, CACHE / "out") for size in args.chunk_sizes]
 
-    print(f"\n{'chunk size':>10} {'chunks':>8} {'rows':>9} {'rejected':>8} {'time s':>7} {'CPU s':>6} {'peak MB':>8}  within limits")
+    print(
+        f"\n{'chunk size':>10} {'chunks':>8} {'rows':>9} {'rejected':>8} {'time s':>7} {'CPU s':>6} {'peak MB':>8}  within limits"
+    )
     for r in results:
         r["within_limits"] = r["seconds"] < LIMIT_S and r["peak_rss_mb"] < LIMIT_MB
-        r["accounted"] = r["accepted"] + r["failed"] == r["rows"] == info["rows"] and r["chunks"] == r["chunks_expected"]
-        print(f"{r['chunk_size']:>10} {r['chunks']:>8,} {r['rows']:>9,} {r['failed']:>8} {r['seconds']:>7.1f} {r['cpu_seconds']:>6.1f} "
-              f"{r['peak_rss_mb']:>8.1f}  {'yes' if r['within_limits'] else 'NO'}"
-              f"{'' if r['accounted'] else '  (rows or chunks do not add up!)'}")
-    report = {"benchmark": "split_memory", "library": info, "limits": {"peak_rss_mb": LIMIT_MB, "seconds": LIMIT_S},
-              "results": results, "load_average_1min_at_start": round(load, 2),
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-              "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+        r["accounted"] = (
+            r["accepted"] + r["failed"] == r["rows"] == info["rows"] and r["chunks"] == r["chunks_expected"]
+        )
+        print(
+            f"{r['chunk_size']:>10} {r['chunks']:>8,} {r['rows']:>9,} {r['failed']:>8} {r['seconds']:>7.1f} {r['cpu_seconds']:>6.1f} "
+            f"{r['peak_rss_mb']:>8.1f}  {'yes' if r['within_limits'] else 'NO'}"
+            f"{'' if r['accounted'] else '  (rows or chunks do not add up!)'}"
+        )
+    report = {
+        "benchmark": "split_memory",
+        "library": info,
+        "limits": {"peak_rss_mb": LIMIT_MB, "seconds": LIMIT_S},
+        "results": results,
+        "load_average_1min_at_start": round(load, 2),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"\nwrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")

@@ -53,7 +53,9 @@ def read_vina_config(path: str | Path) -> Box:
     path = Path(path)
     if not path.is_file():
         raise BoxError(f"box file '{path}' does not exist; check box.vina_config")
-    values = dict(re.findall(r"^\s*(center_[xyz]|size_[xyz])\s*=\s*([-+0-9.eE]+)", path.read_text(), flags=re.MULTILINE))
+    values = dict(
+        re.findall(r"^\s*(center_[xyz]|size_[xyz])\s*=\s*([-+0-9.eE]+)", path.read_text(), flags=re.MULTILINE)
+    )
     missing = [k for k in ("center_x", "center_y", "center_z", "size_x", "size_y", "size_z") if k not in values]
     if missing:
         raise BoxError(f"box file '{path}' lacks {', '.join(missing)}")
@@ -67,10 +69,12 @@ def read_ligand_coordinates(path: str | Path) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise BoxError(f"reference ligand '{path}' does not exist; check box.reference_ligand")
-    readers = {".sdf": lambda p: next(iter(Chem.SDMolSupplier(str(p), removeHs=False, sanitize=False)), None),
-               ".mol": lambda p: Chem.MolFromMolFile(str(p), removeHs=False, sanitize=False),
-               ".mol2": lambda p: Chem.MolFromMol2File(str(p), removeHs=False, sanitize=False),
-               ".pdb": lambda p: Chem.MolFromPDBFile(str(p), removeHs=False, sanitize=False)}
+    readers = {
+        ".sdf": lambda p: next(iter(Chem.SDMolSupplier(str(p), removeHs=False, sanitize=False)), None),
+        ".mol": lambda p: Chem.MolFromMolFile(str(p), removeHs=False, sanitize=False),
+        ".mol2": lambda p: Chem.MolFromMol2File(str(p), removeHs=False, sanitize=False),
+        ".pdb": lambda p: Chem.MolFromPDBFile(str(p), removeHs=False, sanitize=False),
+    }
     reader = readers.get(path.suffix.lower())
     if reader is None:
         raise BoxError(f"reference ligand '{path}' must be .sdf, .mol, .mol2 or .pdb")
@@ -120,12 +124,16 @@ def check_box_on_receptor(box: Box, receptor_xyz: np.ndarray, min_atoms: int = 2
         raise BoxError(
             f"the docking box centred at {tuple(round(c, 2) for c in box.center)} holds {inside} receptor atoms: "
             f"it lies outside the protein (which spans {np.round(lo, 1).tolist()} to {np.round(hi, 1).tolist()} Å); "
-            f"fix {fix}")
+            f"fix {fix}"
+        )
     return inside
 
 
 def read_pdb_coordinates(path: str | Path) -> np.ndarray:
     """Coordinates (N×3, Å) of all ATOM/HETATM records of a PDB file."""
-    xyz = [(float(line[30:38]), float(line[38:46]), float(line[46:54]))
-           for line in Path(path).read_text().splitlines() if line.startswith(("ATOM", "HETATM"))]
+    xyz = [
+        (float(line[30:38]), float(line[38:46]), float(line[46:54]))
+        for line in Path(path).read_text().splitlines()
+        if line.startswith(("ATOM", "HETATM"))
+    ]
     return np.asarray(xyz, dtype=float).reshape(-1, 3)

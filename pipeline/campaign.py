@@ -27,7 +27,6 @@ class CampaignError(RuntimeError):
     """A round's Snakemake run failed (a job crashed or was refused): the campaign stops, loudly."""
 
 
-
 @dataclass(frozen=True)
 class CampaignRun:
     """One workflow run of a campaign.
@@ -78,8 +77,16 @@ def snakemake(run: CampaignRun, files: list[str] | None = None, cores: int = 2, 
     Failing compounds are logged by the workflow, not raised; ``--keep-going`` lets one
     failed job leave the others running. Returns Snakemake's exit status.
     """
-    cmd = ["snakemake", "--cores", str(cores), "--configfile", str(run.configfile),
-           "--rerun-triggers", "mtime", "--keep-going"]
+    cmd = [
+        "snakemake",
+        "--cores",
+        str(cores),
+        "--configfile",
+        str(run.configfile),
+        "--rerun-triggers",
+        "mtime",
+        "--keep-going",
+    ]
     if quiet:
         cmd += ["--quiet", "rules"]
     if files:
@@ -94,7 +101,9 @@ def _check(run: CampaignRun, status: int) -> None:
         raise CampaignError(f"{run.name}: snakemake exited with status {status}; see {run.run_dir / 'logs'}")
 
 
-def dock_in_rounds(runs: list[CampaignRun], hours: float, cores: int = 2, chunks_per_round: int = 2) -> dict[str, tuple[int, int]]:
+def dock_in_rounds(
+    runs: list[CampaignRun], hours: float, cores: int = 2, chunks_per_round: int = 2
+) -> dict[str, tuple[int, int]]:
     """Dock and featurize the runs' chunks round-robin until done or ``hours`` have passed.
 
     A round starts only before the deadline, so the call can overrun it by one round.

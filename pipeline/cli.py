@@ -49,10 +49,24 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_split(args: argparse.Namespace) -> int:
     from .library import split_library
 
-    summary = split_library(args.library, args.out_dir, args.failures, args.chunk_size, args.format,
-                            args.id_column, args.smiles_column, args.id_property)
-    log.info("split %s: %d rows, %d accepted, %d rejected, %d chunks", args.library, summary.rows,
-             summary.accepted, summary.failed, summary.chunks)
+    summary = split_library(
+        args.library,
+        args.out_dir,
+        args.failures,
+        args.chunk_size,
+        args.format,
+        args.id_column,
+        args.smiles_column,
+        args.id_property,
+    )
+    log.info(
+        "split %s: %d rows, %d accepted, %d rejected, %d chunks",
+        args.library,
+        summary.rows,
+        summary.accepted,
+        summary.failed,
+        summary.chunks,
+    )
     return 0
 
 
@@ -63,16 +77,36 @@ def cmd_prepare_receptor(args: argparse.Namespace) -> int:
 
     spec = args.receptor or args.dockstring
     source = resolve_receptor_source(spec)
-    box = box_from_config(dict(center=args.center, size=args.size, reference_ligand=args.reference_ligand,
-                               padding=args.padding, vina_config=args.vina_config), args.dockstring)
+    box = box_from_config(
+        dict(
+            center=args.center,
+            size=args.size,
+            reference_ligand=args.reference_ligand,
+            padding=args.padding,
+            vina_config=args.vina_config,
+        ),
+        args.dockstring,
+    )
     out = Path(args.out_dir)
-    report = prepare_receptor(source, out / "receptor.pdb", out / "receptor.pdbqt", ph=args.ph,
-                              keep_waters=args.keep_waters, keep_heterogens=args.keep_heterogens)
+    report = prepare_receptor(
+        source,
+        out / "receptor.pdb",
+        out / "receptor.pdbqt",
+        ph=args.ph,
+        keep_waters=args.keep_waters,
+        keep_heterogens=args.keep_heterogens,
+    )
     inside = check_box_on_receptor(box, read_pdb_coordinates(out / "receptor.pdb"))
     box.to_json(out / "box.json")
     write_text_atomic(out / "receptor.json", json.dumps(dict(report.to_dict(), box_atoms=inside), indent=1))
-    log.info("receptor %s: %d residues, %d atoms; box %s holds %d atoms", spec, report.n_residues, report.n_atoms,
-             box, inside)
+    log.info(
+        "receptor %s: %d residues, %d atoms; box %s holds %d atoms",
+        spec,
+        report.n_residues,
+        report.n_atoms,
+        box,
+        inside,
+    )
     return 0
 
 
@@ -80,9 +114,14 @@ def cmd_prepare_ligands(args: argparse.Namespace) -> int:
     from .ligands import LigandSettings, prepare_chunk
 
     sdf, table, failures, _ = _chunk_outputs(args.chunk, args.out_dir)
-    settings = LigandSettings(ph=args.ph, seed=args.seed, max_heavy_atoms=args.max_heavy_atoms,
-                              min_heavy_atoms=args.min_heavy_atoms, embed_attempts=args.embed_attempts,
-                              time_limit=args.time_limit)
+    settings = LigandSettings(
+        ph=args.ph,
+        seed=args.seed,
+        max_heavy_atoms=args.max_heavy_atoms,
+        min_heavy_atoms=args.min_heavy_atoms,
+        embed_attempts=args.embed_attempts,
+        time_limit=args.time_limit,
+    )
     done, failed = prepare_chunk(args.chunk, sdf, table, failures, settings)
     log.info("prepared %s: %d ok, %d failed", args.chunk, done, failed)
     return 0
@@ -94,10 +133,18 @@ def cmd_dock(args: argparse.Namespace) -> int:
 
     sdf, table, failures, _ = _chunk_outputs(args.ligands, args.out_dir)
     rec = Path(args.receptor_dir)
-    settings = DockingSettings(exhaustiveness=args.exhaustiveness, n_poses=args.n_poses, energy_range=args.energy_range,
-                               seed=args.seed, threads=args.threads, scoring=args.scoring, time_limit=args.time_limit)
-    done, failed = dock_chunk(args.ligands, rec / "receptor.pdbqt", Box.from_json(rec / "box.json"), settings,
-                              sdf, table, failures)
+    settings = DockingSettings(
+        exhaustiveness=args.exhaustiveness,
+        n_poses=args.n_poses,
+        energy_range=args.energy_range,
+        seed=args.seed,
+        threads=args.threads,
+        scoring=args.scoring,
+        time_limit=args.time_limit,
+    )
+    done, failed = dock_chunk(
+        args.ligands, rec / "receptor.pdbqt", Box.from_json(rec / "box.json"), settings, sdf, table, failures
+    )
     log.info("docked %s: %d ok, %d failed", args.ligands, done, failed)
     return 0
 
@@ -118,13 +165,20 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
     cfg = _run_config(args.config)
     settings = FeaturizeSettings.from_config(cfg["featurize"])
-    outputs = (out / "features" / f"{stem}.parquet", out / "graphs" / f"{stem}.pt", out / "features" / f"{stem}.failures.csv")
+    outputs = (
+        out / "features" / f"{stem}.parquet",
+        out / "graphs" / f"{stem}.pt",
+        out / "features" / f"{stem}.failures.csv",
+    )
     with dask_client(DaskSettings.from_config(cfg["dask"])) as client:
         if args.refined:
-            summary = featurize_refined_batch(poses, poses.with_suffix(".parquet"), poses.parent / "frames",
-                                              args.receptor, *outputs, settings, client)
+            summary = featurize_refined_batch(
+                poses, poses.with_suffix(".parquet"), poses.parent / "frames", args.receptor, *outputs, settings, client
+            )
         else:
-            summary = featurize_docked_chunk(poses, poses.with_suffix(".parquet"), args.receptor, *outputs, settings, client)
+            summary = featurize_docked_chunk(
+                poses, poses.with_suffix(".parquet"), args.receptor, *outputs, settings, client
+            )
     if faults.inject("graphs", stem) == "corrupt":  # tests: an unreadable graph file, as a full disk would leave
         outputs[1].write_bytes(b"\x00 not a graph file")
     log.info("featurized %s: %s", args.poses, summary)
@@ -144,13 +198,27 @@ def cmd_select(args: argparse.Namespace) -> int:
     cfg = _run_config(args.config)["refine"]
     layout = RunLayout(args.run_dir)
     # only the columns the selection reads: a million compounds' pose tables in full would not fit
-    frames = [pd.read_parquet(layout.docked_table(c), columns=["id", "pose", "docking_score"]).assign(chunk=c)
-              for c in layout.chunks()]
-    poses = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else \
-        pd.DataFrame({"id": pd.Series(dtype=str), "pose": pd.Series(dtype="int64"),
-                      "docking_score": pd.Series(dtype=float), "chunk": pd.Series(dtype=str)})
-    selected = select_poses(poses, cfg["top_fraction"], cfg["top_n"], cfg["poses_per_compound"]) \
-        if cfg["enabled"] and len(poses) else pd.DataFrame(columns=SELECTION_COLUMNS)
+    frames = [
+        pd.read_parquet(layout.docked_table(c), columns=["id", "pose", "docking_score"]).assign(chunk=c)
+        for c in layout.chunks()
+    ]
+    poses = (
+        pd.concat([f for f in frames if len(f)], ignore_index=True)
+        if any(len(f) for f in frames)
+        else pd.DataFrame(
+            {
+                "id": pd.Series(dtype=str),
+                "pose": pd.Series(dtype="int64"),
+                "docking_score": pd.Series(dtype=float),
+                "chunk": pd.Series(dtype=str),
+            }
+        )
+    )
+    selected = (
+        select_poses(poses, cfg["top_fraction"], cfg["top_n"], cfg["poses_per_compound"])
+        if cfg["enabled"] and len(poses)
+        else pd.DataFrame(columns=SELECTION_COLUMNS)
+    )
     # each selected pose carries its chunk, so a refine job reads only the docked SDFs it needs
     chunk_of = poses[["id", "chunk"]].drop_duplicates("id")
     selected = selected.merge(chunk_of, on="id", how="left")[[*SELECTION_COLUMNS, "chunk"]]
@@ -162,8 +230,12 @@ def cmd_select(args: argparse.Namespace) -> int:
         write_parquet_atomic(part, out / f"{names[-1]}.parquet")
     # the manifest, not the folder, says which batches this selection made (a larger earlier one leaves files)
     write_manifest(out, "batches", names)
-    log.info("selected %d poses of %d compounds for refinement (%d batches)", len(selected), selected["id"].nunique(),
-             len(names))
+    log.info(
+        "selected %d poses of %d compounds for refinement (%d batches)",
+        len(selected),
+        selected["id"].nunique(),
+        len(names),
+    )
     return 0
 
 
@@ -175,17 +247,25 @@ def cmd_refine(args: argparse.Namespace) -> int:
     from .refine.selection import load_poses
 
     run_cfg = _run_config(args.config)
-    settings = RefineSettings.from_dict({k: v for k, v in run_cfg["refine"].items() if k not in SELECTION_KEYS}
-                                        | {"seed": run_cfg["seed"]})
+    settings = RefineSettings.from_dict(
+        {k: v for k, v in run_cfg["refine"].items() if k not in SELECTION_KEYS} | {"seed": run_cfg["seed"]}
+    )
     layout = RunLayout(args.run_dir)
     stem = Path(args.batch).name.split(".")[0]
     selected = pd.read_parquet(args.batch)
     # only the chunks that hold this batch's poses (every chunk for a batch table without them)
     chunks = sorted(set(selected["chunk"])) if "chunk" in selected.columns else layout.chunks()
     poses, missing = load_poses([layout.docked_sdf(c) for c in chunks], selected)
-    done, failed = refine_batch(layout.receptor_pdb, poses, settings, layout.refined_sdf(stem),
-                                layout.refined_table(stem), layout.frames_dir, layout.refined_failures(stem),
-                                known_failures=missing)
+    done, failed = refine_batch(
+        layout.receptor_pdb,
+        poses,
+        settings,
+        layout.refined_sdf(stem),
+        layout.refined_table(stem),
+        layout.frames_dir,
+        layout.refined_failures(stem),
+        known_failures=missing,
+    )
     log.info("refined %s: %d ok, %d failed", args.batch, done, failed + len(missing))
     return 0
 
@@ -207,16 +287,32 @@ def cmd_score(args: argparse.Namespace) -> int:
     refined = [layout.graph_file(b) for b in layout.batches()]
     # a persistent Dask fault raises InfrastructureError: the job fails loudly, nothing is written
     with dask_client(DaskSettings.from_config(cfg["dask"])) as client:
-        result = score_library(files, model, client, ids=ids, refined=refined, batch_size=score["batch_size"],
-                               device=score["device"], precision=score["precision"], expect_schema=DEFAULT_SCHEMA,
-                               models_dir=score["models_dir"])
+        result = score_library(
+            files,
+            model,
+            client,
+            ids=ids,
+            refined=refined,
+            batch_size=score["batch_size"],
+            device=score["device"],
+            precision=score["precision"],
+            expect_schema=DEFAULT_SCHEMA,
+            models_dir=score["models_dir"],
+        )
     table = result.table
     out = Path(args.out) if args.out else layout.scores
     write_failures(result.rows().to_dict("records"), layout.score_failures)
     write_scores(table, out)
-    log.info("scored %d complexes of %d compounds with model %s -> %s; %d compounds failed, %d refined scores lost "
-             "(%s)", len(table), table["id"].nunique(), model, out, len(result.failures), len(result.warnings),
-             layout.score_failures)
+    log.info(
+        "scored %d complexes of %d compounds with model %s -> %s; %d compounds failed, %d refined scores lost (%s)",
+        len(table),
+        table["id"].nunique(),
+        model,
+        out,
+        len(result.failures),
+        len(result.warnings),
+        layout.score_failures,
+    )
     return 0
 
 
@@ -235,11 +331,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("training needs a model name: set 'train.name' (e.g. --config train='{name: mymodel}')")
     run = Path(args.run_dir)
     assay = args.assay or cfg["library"]["path"]
-    summary = train_from_files(RunLayout(run).graph_files(), assay, models_dir / name, TrainSettings.from_config(section),
-                               failures_csv=run / "train_failures.csv")
-    log.info("trained %s: %d compounds (%d graphs), %d assay rows left out (see %s), %.0f s; held-out metrics: %s",
-             summary.model_dir, summary.compounds, summary.graphs, summary.failed, run / "train_failures.csv",
-             summary.seconds, json.dumps(summary.metrics, default=str)[:400])
+    summary = train_from_files(
+        RunLayout(run).graph_files(),
+        assay,
+        models_dir / name,
+        TrainSettings.from_config(section),
+        failures_csv=run / "train_failures.csv",
+    )
+    log.info(
+        "trained %s: %d compounds (%d graphs), %d assay rows left out (see %s), %.0f s; held-out metrics: %s",
+        summary.model_dir,
+        summary.compounds,
+        summary.graphs,
+        summary.failed,
+        run / "train_failures.csv",
+        summary.seconds,
+        json.dumps(summary.metrics, default=str)[:400],
+    )
     return 0
 
 
@@ -254,11 +362,20 @@ def cmd_rank(args: argparse.Namespace) -> int:
     elif score["enabled"]:
         log.warning("no %s: ranking by docking score (run 'vscreen score' first for GNN scores)", layout.scores)
         score = dict(score, enabled=False)
-    result = rank_run(layout, scores, layout.score_failures if scores is not None else None,
-                      rank_by=score["rank_by"] if score["enabled"] else "docking",
-                      consensus_weight=score["consensus_weight"])
-    log.info("ranked %d compounds, %d failures, %d pose warnings -> %s", result.n_ranked,
-             result.failures.num_rows, result.warnings.num_rows, layout.ranking)
+    result = rank_run(
+        layout,
+        scores,
+        layout.score_failures if scores is not None else None,
+        rank_by=score["rank_by"] if score["enabled"] else "docking",
+        consensus_weight=score["consensus_weight"],
+    )
+    log.info(
+        "ranked %d compounds, %d failures, %d pose warnings -> %s",
+        result.n_ranked,
+        result.failures.num_rows,
+        result.warnings.num_rows,
+        layout.ranking,
+    )
     return 0
 
 
@@ -267,10 +384,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     run = Path(args.run_dir)
     config = args.config or (run / "config.yaml" if (run / "config.yaml").is_file() else None)
-    summary = build_report(run, _run_config(str(config) if config else None), args.out, args.top_hits,
-                           args.figures_dir, args.top_n)
-    log.info("wrote %s (%d top hits, %d figures) and %s (%d poses)", summary.html, summary.top_rows,
-             len(summary.figures), summary.top_hits, summary.top_hits_written)
+    summary = build_report(
+        run, _run_config(str(config) if config else None), args.out, args.top_hits, args.figures_dir, args.top_n
+    )
+    log.info(
+        "wrote %s (%d top hits, %d figures) and %s (%d poses)",
+        summary.html,
+        summary.top_rows,
+        len(summary.figures),
+        summary.top_hits,
+        summary.top_hits_written,
+    )
     return 0
 
 
@@ -285,27 +409,41 @@ def _add_box_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``vscreen`` with all subcommands."""
-    parser = argparse.ArgumentParser(prog="vscreen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="vscreen", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func, help: str, example: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=f"{help}\n\nexample:\n  {example}",
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(
+            name,
+            help=help,
+            description=f"{help}\n\nexample:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         p.set_defaults(func=func)
         return p
 
-    p = add("check-config", cmd_check_config,
-            "validate a run config and its inputs (library not empty, receptor file, box on the protein, model), "
-            "and print it with defaults filled in",
-            "vscreen check-config config/config.yaml --show")
+    p = add(
+        "check-config",
+        cmd_check_config,
+        "validate a run config and its inputs (library not empty, receptor file, box on the protein, model), "
+        "and print it with defaults filled in",
+        "vscreen check-config config/config.yaml --show",
+    )
     p.add_argument("config")
     p.add_argument("--show", action="store_true", help="print the full config")
-    p.add_argument("--no-files", action="store_true",
-                   help="check the config only, not its files (library, receptor, box, model)")
+    p.add_argument(
+        "--no-files", action="store_true", help="check the config only, not its files (library, receptor, box, model)"
+    )
 
-    p = add("split", cmd_split, "read a library (.smi/.csv/.sdf[.gz]), sanitize ids, write Parquet chunks",
-            "vscreen split library.smi --out-dir results/mine/chunks --failures results/mine/failures/input.csv")
+    p = add(
+        "split",
+        cmd_split,
+        "read a library (.smi/.csv/.sdf[.gz]), sanitize ids, write Parquet chunks",
+        "vscreen split library.smi --out-dir results/mine/chunks --failures results/mine/failures/input.csv",
+    )
     p.add_argument("library")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--failures", required=True, help="CSV for rejected rows")
@@ -315,9 +453,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smiles-column", default="smiles")
     p.add_argument("--id-property", default=None)
 
-    p = add("prepare-receptor", cmd_prepare_receptor,
-            "repair and protonate a receptor (PDBFixer), write receptor.pdb, receptor.pdbqt and box.json",
-            "vscreen prepare-receptor --receptor 1iep_receptorH.pdb --vina-config 1iep_box.txt --out-dir results/mine/receptor")
+    p = add(
+        "prepare-receptor",
+        cmd_prepare_receptor,
+        "repair and protonate a receptor (PDBFixer), write receptor.pdb, receptor.pdbqt and box.json",
+        "vscreen prepare-receptor --receptor 1iep_receptorH.pdb --vina-config 1iep_box.txt --out-dir results/mine/receptor",
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--receptor", help=".pdb or .pdbqt file")
     src.add_argument("--dockstring", help="name of a dockstring target, e.g. ACHE")
@@ -329,9 +470,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .isolation import parse_time_limit  # light (no engine imported): --time-limit of prepare-ligands, dock
 
-    p = add("prepare-ligands", cmd_prepare_ligands,
-            "standardize, protonate, embed in 3D and type for Vina one chunk of compounds",
-            "vscreen prepare-ligands results/mine/chunks/chunk_00000.parquet --out-dir results/mine/ligands")
+    p = add(
+        "prepare-ligands",
+        cmd_prepare_ligands,
+        "standardize, protonate, embed in 3D and type for Vina one chunk of compounds",
+        "vscreen prepare-ligands results/mine/chunks/chunk_00000.parquet --out-dir results/mine/ligands",
+    )
     p.add_argument("chunk", help="chunk Parquet written by 'vscreen split'")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--ph", type=float, default=7.4)
@@ -339,12 +483,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-heavy-atoms", type=int, default=80)
     p.add_argument("--min-heavy-atoms", type=int, default=4)
     p.add_argument("--embed-attempts", type=int, default=3)
-    p.add_argument("--time-limit", type=parse_time_limit, default=120.0, metavar="SECONDS",
-                   help="wall-clock limit per compound, in an isolated worker process ('none' = no limit; "
-                        "default 120)")
+    p.add_argument(
+        "--time-limit",
+        type=parse_time_limit,
+        default=120.0,
+        metavar="SECONDS",
+        help="wall-clock limit per compound, in an isolated worker process ('none' = no limit; default 120)",
+    )
 
-    p = add("dock", cmd_dock, "dock one prepared chunk with AutoDock Vina (maps computed once per chunk)",
-            "vscreen dock results/mine/ligands/chunk_00000.parquet --receptor-dir results/mine/receptor --out-dir results/mine/docked")
+    p = add(
+        "dock",
+        cmd_dock,
+        "dock one prepared chunk with AutoDock Vina (maps computed once per chunk)",
+        "vscreen dock results/mine/ligands/chunk_00000.parquet --receptor-dir results/mine/receptor --out-dir results/mine/docked",
+    )
     p.add_argument("ligands", help="ligand table Parquet written by 'vscreen prepare-ligands'")
     p.add_argument("--receptor-dir", required=True, help="folder with receptor.pdbqt and box.json")
     p.add_argument("--out-dir", required=True)
@@ -354,58 +506,90 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--scoring", default="vina", choices=["vina", "vinardo"])
-    p.add_argument("--time-limit", type=parse_time_limit, default=600.0, metavar="SECONDS",
-                   help="wall-clock limit per ligand (Vina + pose export), in an isolated worker process "
-                        "('none' = no limit; default 600)")
+    p.add_argument(
+        "--time-limit",
+        type=parse_time_limit,
+        default=600.0,
+        metavar="SECONDS",
+        help="wall-clock limit per ligand (Vina + pose export), in an isolated worker process "
+        "('none' = no limit; default 600)",
+    )
 
-    p = add("featurize", cmd_featurize,
-            "interaction fingerprints (ProLIF) and complex graphs (PyG) of one docked chunk, as Dask tasks",
-            "vscreen featurize results/mine/docked/chunk_00000.sdf --receptor results/mine/receptor/receptor.pdb "
-            "--out-dir results/mine --config mine.yaml")
+    p = add(
+        "featurize",
+        cmd_featurize,
+        "interaction fingerprints (ProLIF) and complex graphs (PyG) of one docked chunk, as Dask tasks",
+        "vscreen featurize results/mine/docked/chunk_00000.sdf --receptor results/mine/receptor/receptor.pdb "
+        "--out-dir results/mine --config mine.yaml",
+    )
     p.add_argument("poses", help="docked chunk SDF or refined batch SDF (its .parquet table beside it)")
-    p.add_argument("--refined", action="store_true",
-                   help="the SDF is a refined batch: read MD frames from frames/ beside it, report persistence")
+    p.add_argument(
+        "--refined",
+        action="store_true",
+        help="the SDF is a refined batch: read MD frames from frames/ beside it, report persistence",
+    )
     p.add_argument("--receptor", required=True, help="MD-ready receptor PDB (with hydrogens)")
     p.add_argument("--out-dir", required=True, help="run folder: writes features/<chunk>.parquet and graphs/<chunk>.pt")
     p.add_argument("--config", help="run config for the featurize and dask sections (default: built-in defaults)")
 
-    p = add("select", cmd_select, "choose the docked poses to refine by MD and split them into batches",
-            "vscreen select --run-dir results/mine --out-dir results/mine/refine_batches --config mine.yaml")
+    p = add(
+        "select",
+        cmd_select,
+        "choose the docked poses to refine by MD and split them into batches",
+        "vscreen select --run-dir results/mine --out-dir results/mine/refine_batches --config mine.yaml",
+    )
     p.add_argument("--run-dir", required=True)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--config", help="run config (refine section); default: built-in defaults")
 
-    p = add("refine", cmd_refine, "refine one batch of docked poses with OpenMM (minimize + Langevin MD)",
-            "vscreen refine results/mine/refine_batches/batch_00000.parquet --run-dir results/mine --config mine.yaml")
+    p = add(
+        "refine",
+        cmd_refine,
+        "refine one batch of docked poses with OpenMM (minimize + Langevin MD)",
+        "vscreen refine results/mine/refine_batches/batch_00000.parquet --run-dir results/mine --config mine.yaml",
+    )
     p.add_argument("batch", help="batch Parquet written by 'vscreen select'")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--config", help="run config (refine section, seed); default: built-in defaults")
 
-    p = add("score", cmd_score,
-            "score every complex graph of a run with a GNN ensemble, as Dask tasks (model loaded once per worker)",
-            "vscreen score --run-dir results/mine --config results/mine/config.yaml")
+    p = add(
+        "score",
+        cmd_score,
+        "score every complex graph of a run with a GNN ensemble, as Dask tasks (model loaded once per worker)",
+        "vscreen score --run-dir results/mine --config results/mine/config.yaml",
+    )
     p.add_argument("--run-dir", required=True, help="run folder with graphs/*.pt; writes scores.parquet")
     p.add_argument("--config", help="run config (score and dask sections); default: built-in defaults")
     p.add_argument("--model", help="model name or folder (default: score.model from the config)")
     p.add_argument("--out", help="output Parquet (default: <run-dir>/scores.parquet)")
 
-    p = add("train", cmd_train,
-            "train a GNN ensemble on a run's complexes and an assay table; writes models/<name>/",
-            "vscreen train --run-dir results/myassay --config results/myassay/config.yaml --name myassay")
+    p = add(
+        "train",
+        cmd_train,
+        "train a GNN ensemble on a run's complexes and an assay table; writes models/<name>/",
+        "vscreen train --run-dir results/myassay --config results/myassay/config.yaml --name myassay",
+    )
     p.add_argument("--run-dir", required=True, help="run folder whose graphs/*.pt are the assay compounds' complexes")
     p.add_argument("--config", help="run config (train section; library.path is the assay by default)")
     p.add_argument("--name", help="model name (default: train.name from the config)")
     p.add_argument("--assay", help="assay table: id, smiles and value or active (default: the run's library)")
 
-    p = add("rank", cmd_rank, "collate a run into ranking.csv and failures.csv",
-            "vscreen rank --run-dir results/mine --config results/mine/config.yaml")
+    p = add(
+        "rank",
+        cmd_rank,
+        "collate a run into ranking.csv and failures.csv",
+        "vscreen rank --run-dir results/mine --config results/mine/config.yaml",
+    )
     p.add_argument("--run-dir", required=True)
     p.add_argument("--config", help="run config (score section: GNN scores and rank_by); default: built-in defaults")
 
-    p = add("report", cmd_report,
-            "write report.html (self-contained: settings, funnel, top hits, figures, enrichment), its figures "
-            "and top_hits.sdf for a ranked run",
-            "vscreen report --run-dir results/mine --config results/mine/config.yaml --top-n 50")
+    p = add(
+        "report",
+        cmd_report,
+        "write report.html (self-contained: settings, funnel, top hits, figures, enrichment), its figures "
+        "and top_hits.sdf for a ranked run",
+        "vscreen report --run-dir results/mine --config results/mine/config.yaml --top-n 50",
+    )
     p.add_argument("--run-dir", required=True, help="run folder with ranking.csv (after 'vscreen rank')")
     p.add_argument("--config", help="run config (default: <run-dir>/config.yaml)")
     p.add_argument("--top-n", type=int, help="compounds in the top-hits table and SDF (default: report.top_n)")
@@ -421,8 +605,9 @@ def main(argv: list[str] | None = None) -> int:
     Known user errors (bad config, missing file, bad box) print one line and exit 2.
     """
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("distributed", "MDAnalysis"):  # cluster start/stop chatter drowns the stage's own lines
         logging.getLogger(noisy).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     from .errors import user_errors

@@ -82,7 +82,9 @@ def validate_config(config: dict[str, Any]) -> dict[str, Any]:
 def _check_choices(cfg: dict) -> None:
     rec = cfg["receptor"]
     if bool(rec["path"]) == bool(rec["dockstring"]):
-        raise ConfigError("config needs exactly one of 'receptor.path' (a .pdb/.pdbqt file) or 'receptor.dockstring' (a target name)")
+        raise ConfigError(
+            "config needs exactly one of 'receptor.path' (a .pdb/.pdbqt file) or 'receptor.dockstring' (a target name)"
+        )
     box = cfg["box"]
     given = [k for k in ("center", "reference_ligand", "vina_config") if box.get(k)]
     if len(given) > 1:
@@ -90,7 +92,9 @@ def _check_choices(cfg: dict) -> None:
     if box.get("center") and not box.get("size"):
         raise ConfigError("config key 'box.size' is required when 'box.center' is given (three edge lengths in Å)")
     if not given and not rec["dockstring"]:
-        raise ConfigError("config needs a docking box: 'box.center' + 'box.size', 'box.reference_ligand' or 'box.vina_config'")
+        raise ConfigError(
+            "config needs a docking box: 'box.center' + 'box.size', 'box.reference_ligand' or 'box.vina_config'"
+        )
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> dict[str, Any]:

@@ -101,11 +101,14 @@ class DaskSettings:
     def from_config(cls, section: Mapping[str, Any] | None) -> DaskSettings:
         """Build from a config section (missing keys take the defaults)."""
         section = dict(section or {})
-        unknown = sorted(set(section) - {"scheduler", "n_workers", "threads_per_worker", "address", "memory_limit",
-                                         "slurm_options"})
+        unknown = sorted(
+            set(section) - {"scheduler", "n_workers", "threads_per_worker", "address", "memory_limit", "slurm_options"}
+        )
         if unknown:
-            raise ConfigError(f"unknown config key 'dask.{unknown[0]}'; allowed keys here: address, memory_limit, "
-                              "n_workers, scheduler, slurm_options, threads_per_worker")
+            raise ConfigError(
+                f"unknown config key 'dask.{unknown[0]}'; allowed keys here: address, memory_limit, "
+                "n_workers, scheduler, slurm_options, threads_per_worker"
+            )
         return cls(**section)
 
 
@@ -118,11 +121,15 @@ def _slurm_cluster(settings: DaskSettings):
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError as exc:
-        raise ConfigError("'dask.scheduler: slurm' needs the dask-jobqueue package, which is not installed "
-                          "(pip install dask-jobqueue, or conda install -c conda-forge dask-jobqueue)") from exc
+        raise ConfigError(
+            "'dask.scheduler: slurm' needs the dask-jobqueue package, which is not installed "
+            "(pip install dask-jobqueue, or conda install -c conda-forge dask-jobqueue)"
+        ) from exc
     memory = "4GB" if settings.memory_limit == "auto" else settings.memory_limit
     options = dict(settings.slurm_options)
-    options.setdefault("job_script_prologue", [f"export {k}={v}" for k, v in _worker_env(settings.threads_per_worker).items()])
+    options.setdefault(
+        "job_script_prologue", [f"export {k}={v}" for k, v in _worker_env(settings.threads_per_worker).items()]
+    )
     cluster = SLURMCluster(cores=settings.threads_per_worker, processes=1, memory=memory, **options)
     cluster.adapt(minimum=1, maximum=settings.n_workers)
     return cluster
@@ -148,9 +155,14 @@ def make_client(settings: DaskSettings | None = None):
     if settings.scheduler == "slurm":
         cluster = _slurm_cluster(settings)
     else:
-        cluster = LocalCluster(n_workers=settings.n_workers, threads_per_worker=settings.threads_per_worker,
-                               processes=True, memory_limit=settings.memory_limit, dashboard_address=None,
-                               env=_worker_env(settings.threads_per_worker))
+        cluster = LocalCluster(
+            n_workers=settings.n_workers,
+            threads_per_worker=settings.threads_per_worker,
+            processes=True,
+            memory_limit=settings.memory_limit,
+            dashboard_address=None,
+            env=_worker_env(settings.threads_per_worker),
+        )
     client = Client(cluster)
     client._vscreen_owns_cluster = True  # so close_client stops what make_client started
     log.info("Dask %s cluster: %s", settings.scheduler, client)
@@ -214,8 +226,14 @@ def _summary(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def run_tasks(client, func: Callable, tasks: Sequence[tuple], names: Sequence[str] | None = None,
-              retries: int = TASK_RETRIES, what: str = "task") -> Iterator[tuple[int, Any]]:
+def run_tasks(
+    client,
+    func: Callable,
+    tasks: Sequence[tuple],
+    names: Sequence[str] | None = None,
+    retries: int = TASK_RETRIES,
+    what: str = "task",
+) -> Iterator[tuple[int, Any]]:
     """Run ``func(*args)`` for every ``args`` of ``tasks`` on a client; yield ``(index, result)`` as each finishes.
 
     Parameters
@@ -271,15 +289,24 @@ def run_tasks(client, func: Callable, tasks: Sequence[tuple], names: Sequence[st
                     raise InfrastructureError(
                         f"{what} {names[i]} hit a Dask infrastructure fault {failures[i]} times, the last one "
                         f"{error}; no compound was recorded as failed - check the cluster (workers, scheduler, "
-                        f"memory) and rerun") from exc
-                log.warning("%s %s: Dask infrastructure fault (%s); resubmitting (retry %d of %d)", what, names[i],
-                            error, failures[i], retries)
+                        f"memory) and rerun"
+                    ) from exc
+                log.warning(
+                    "%s %s: Dask infrastructure fault (%s); resubmitting (retry %d of %d)",
+                    what,
+                    names[i],
+                    error,
+                    failures[i],
+                    retries,
+                )
                 del owner[future]
                 try:
                     again = submit(i)
                 except Exception as exc2:  # the client itself is gone (closed, scheduler unreachable)
-                    raise InfrastructureError(f"{what} {names[i]} could not be resubmitted after {error}: "
-                                              f"{_summary(exc2)}; check the cluster and rerun") from exc2
+                    raise InfrastructureError(
+                        f"{what} {names[i]} could not be resubmitted after {error}: "
+                        f"{_summary(exc2)}; check the cluster and rerun"
+                    ) from exc2
                 owner[again] = i
                 pending.add(again)
                 continue

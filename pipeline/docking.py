@@ -131,9 +131,16 @@ def _dock_in_worker(docker: Docker, item: tuple[str, str]) -> list[tuple[bytes, 
     seconds = time.perf_counter() - start
     out = []
     for number, (pose, energy) in enumerate(zip(poses, energies), start=1):
-        row = dict(id=compound_id, pose=number, docking_score=float(energy[0]), inter=float(energy[1]),
-                   intra=float(energy[2]), torsional=float(energy[3]), intra_best_pose=float(energy[4]),
-                   dock_seconds=seconds)
+        row = dict(
+            id=compound_id,
+            pose=number,
+            docking_score=float(energy[0]),
+            inter=float(energy[1]),
+            intra=float(energy[2]),
+            torsional=float(energy[3]),
+            intra_best_pose=float(energy[4]),
+            dock_seconds=seconds,
+        )
         for key in ("pose", "docking_score", "inter", "intra"):
             pose.SetProp(key, str(row[key]))
         out.append((pack_mol(pose), row))
@@ -147,8 +154,15 @@ def _docking_reason(compound_id: str, exc: BaseException) -> str:
     return unexpected_error(f"dock {compound_id}", exc)
 
 
-def dock_chunk(ligands: str | Path, receptor_pdbqt: str | Path, box: Box, settings: DockingSettings,
-               out_sdf: str | Path, out_table: str | Path, failures: str | Path) -> tuple[int, int]:
+def dock_chunk(
+    ligands: str | Path,
+    receptor_pdbqt: str | Path,
+    box: Box,
+    settings: DockingSettings,
+    out_sdf: str | Path,
+    out_table: str | Path,
+    failures: str | Path,
+) -> tuple[int, int]:
     """Dock every ligand of a prepared chunk; write poses SDF, pose table and failures.
 
     ``ligands`` is the Parquet table written by ligand preparation (needs ``id`` and
@@ -159,10 +173,16 @@ def dock_chunk(ligands: str | Path, receptor_pdbqt: str | Path, box: Box, settin
     table = pd.read_parquet(ligands)
     rows, failed = [], []
     with atomic_sdf(out_sdf) as writer:
-        outcomes = run_isolated(zip(table["id"], zip(table["id"], table["pdbqt"])), _dock_in_worker,
-                                init=partial(Docker, receptor_pdbqt, box, settings), time_limit=settings.time_limit,
-                                stage=STAGE, desc=f"dock {Path(ligands).stem}", unit="lig",
-                                describe_error=_docking_reason)
+        outcomes = run_isolated(
+            zip(table["id"], zip(table["id"], table["pdbqt"])),
+            _dock_in_worker,
+            init=partial(Docker, receptor_pdbqt, box, settings),
+            time_limit=settings.time_limit,
+            stage=STAGE,
+            desc=f"dock {Path(ligands).stem}",
+            unit="lig",
+            describe_error=_docking_reason,
+        )
         for cid, result, reason in outcomes:
             if reason is not None:
                 failed.append(dict(id=cid, stage=STAGE, reason=reason))

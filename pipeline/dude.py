@@ -32,8 +32,14 @@ def read_smi(path: str | os.PathLike) -> list[tuple[str, str]]:
     return pairs
 
 
-def sample_library(folder: str | os.PathLike, decoys_per_active: float | None = None, n_decoys: int | None = None,
-                   max_actives: int | None = None, seed: int = 2026, shuffle: bool = False) -> pd.DataFrame:
+def sample_library(
+    folder: str | os.PathLike,
+    decoys_per_active: float | None = None,
+    n_decoys: int | None = None,
+    max_actives: int | None = None,
+    seed: int = 2026,
+    shuffle: bool = False,
+) -> pd.DataFrame:
     """All actives of a DUD-E target folder plus a seeded sample of its decoys.
 
     Parameters

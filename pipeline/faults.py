@@ -115,8 +115,10 @@ def _first_time(fault: Fault, compound_id: str) -> bool:
     """Claim the one firing of a ``-once`` fault (an O_EXCL marker file: atomic across processes)."""
     folder = os.environ.get(DIR_ENV)
     if not folder:
-        raise FaultSpecError(f"{ENV}: the -once action of {fault.stage}:{fault.compound_id} needs {DIR_ENV} "
-                             "(a folder for its marker file)")
+        raise FaultSpecError(
+            f"{ENV}: the -once action of {fault.stage}:{fault.compound_id} needs {DIR_ENV} "
+            "(a folder for its marker file)"
+        )
     # ids may hold characters a file name cannot: name the marker by a digest
     digest = hashlib.sha1(f"{fault.stage}\0{compound_id}\0{fault.action}".encode()).hexdigest()[:16]
     marker = Path(folder) / f"{fault.stage}.{fault.action}.{digest}"

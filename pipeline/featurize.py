@@ -108,8 +108,12 @@ class FeaturizeSettings:
 
     def schema(self) -> GraphSchema:
         """The graph schema these settings produce."""
-        return GraphSchema(interactions=self.interactions, rbf_size=self.rbf_size,
-                           pocket_cutoff=self.pocket_cutoff, contact_cutoff=self.contact_cutoff)
+        return GraphSchema(
+            interactions=self.interactions,
+            rbf_size=self.rbf_size,
+            pocket_cutoff=self.pocket_cutoff,
+            contact_cutoff=self.contact_cutoff,
+        )
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None) -> FeaturizeSettings:
@@ -224,13 +228,20 @@ def _read_sdf_records(sdf: str | os.PathLike) -> list[dict]:
         cid = mol.GetProp("_Name") if mol is not None else text.split("\n", 1)[0].strip()
         pose = _record_prop(text, "pose")
         score = _record_prop(text, "docking_score")
-        records.append(dict(id=cid or f"record{i + 1}", pose=int(pose) if pose and pose.isdigit() else 1,
-                            docking_score=_number(score), mol=mol))
+        records.append(
+            dict(
+                id=cid or f"record{i + 1}",
+                pose=int(pose) if pose and pose.isdigit() else 1,
+                docking_score=_number(score),
+                mol=mol,
+            )
+        )
     return records
 
 
-def read_docked_poses(sdf: str | os.PathLike, table: str | os.PathLike | pd.DataFrame | None = None,
-                      poses_per_compound: int = 1) -> tuple[list[PoseInput], list[dict]]:
+def read_docked_poses(
+    sdf: str | os.PathLike, table: str | os.PathLike | pd.DataFrame | None = None, poses_per_compound: int = 1
+) -> tuple[list[PoseInput], list[dict]]:
     """Choose the poses of a docked chunk to featurize.
 
     Parameters
@@ -267,9 +278,11 @@ def read_docked_poses(sdf: str | os.PathLike, table: str | os.PathLike | pd.Data
     return poses, failures
 
 
-def read_refined_poses(sdf: str | os.PathLike, table: str | os.PathLike | pd.DataFrame | None = None,
-                       frames: Mapping[tuple[str, int], Any] | Callable[[str, int], Any] | None = None
-                       ) -> tuple[list[PoseInput], list[dict]]:
+def read_refined_poses(
+    sdf: str | os.PathLike,
+    table: str | os.PathLike | pd.DataFrame | None = None,
+    frames: Mapping[tuple[str, int], Any] | Callable[[str, int], Any] | None = None,
+) -> tuple[list[PoseInput], list[dict]]:
     """Poses of the refinement stage: refined SDF, its metrics table and the MD frames.
 
     Parameters
@@ -302,14 +315,17 @@ def read_refined_poses(sdf: str | os.PathLike, table: str | os.PathLike | pd.Dat
     for rec in sorted(records, key=lambda r: (r["id"], r["pose"])):
         key = (rec["id"], rec["pose"])
         if rec["mol"] is None:
-            failures.append(dict(id=rec["id"], stage=STAGE, reason=f"pose {rec['pose']}: SDF record cannot be read by RDKit"))
+            failures.append(
+                dict(id=rec["id"], stage=STAGE, reason=f"pose {rec['pose']}: SDF record cannot be read by RDKit")
+            )
             continue
         found = frames(*key) if callable(frames) else (frames or {}).get(key)
         values = metrics.get(key, {})
         if "docking_score" not in values and not math.isnan(rec["docking_score"]):
             values = dict(values, docking_score=rec["docking_score"])
-        poses.append(PoseInput(id=rec["id"], pose=rec["pose"], source="refined", ligand=rec["mol"],
-                               metrics=values, frames=found))
+        poses.append(
+            PoseInput(id=rec["id"], pose=rec["pose"], source="refined", ligand=rec["mol"], metrics=values, frames=found)
+        )
     return poses, failures
 
 
@@ -329,12 +345,15 @@ def read_frames(path: str | os.PathLike) -> list[tuple]:
 
 def _persistence_summary(values: Mapping[str, float], threshold: float) -> dict[str, float]:
     fractions = list(values.values())
-    return dict(persistence_mean=float(np.mean(fractions)) if fractions else 0.0,
-                n_persistent=float(sum(f >= threshold for f in fractions)))
+    return dict(
+        persistence_mean=float(np.mean(fractions)) if fractions else 0.0,
+        n_persistent=float(sum(f >= threshold for f in fractions)),
+    )
 
 
-def featurize_pose(pose: PoseInput, receptor, settings: FeaturizeSettings = FeaturizeSettings()
-                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+def featurize_pose(
+    pose: PoseInput, receptor, settings: FeaturizeSettings = FeaturizeSettings()
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fingerprint and graph of one pose.
 
     Parameters
@@ -406,7 +425,9 @@ def _featurize_poses(receptor_pdb: str, poses: Sequence[PoseInput], settings: Fe
 # --------------------------------------------------------------------------- the batch
 
 
-def fingerprint_table(rows: Sequence[Mapping[str, Any]], interactions: Sequence[str] = INTERACTION_TYPES) -> pd.DataFrame:
+def fingerprint_table(
+    rows: Sequence[Mapping[str, Any]], interactions: Sequence[str] = INTERACTION_TYPES
+) -> pd.DataFrame:
     """The featurization table from pose rows (see the module docstring for the columns)."""
     names = tuple(interactions)
     counts = [f"n_{name}" for name in names]
@@ -426,13 +447,19 @@ def _tasks(poses: Sequence[PoseInput], size: int, n_workers: int) -> list[list[P
     """Chunks of at most ``size`` poses, at least two per worker when there are enough poses."""
     n_tasks = max(math.ceil(len(poses) / max(size, 1)), min(len(poses), 2 * n_workers))
     per = math.ceil(len(poses) / n_tasks) if n_tasks else 1
-    return [list(poses[i:i + per]) for i in range(0, len(poses), per)]
+    return [list(poses[i : i + per]) for i in range(0, len(poses), per)]
 
 
-def featurize_batch(poses: Sequence[PoseInput], receptor_pdb: str | os.PathLike, out_table: str | os.PathLike,
-                    out_graphs: str | os.PathLike, failures_csv: str | os.PathLike,
-                    settings: FeaturizeSettings = FeaturizeSettings(), client=None,
-                    failures: Sequence[dict] = ()) -> FeaturizeSummary:
+def featurize_batch(
+    poses: Sequence[PoseInput],
+    receptor_pdb: str | os.PathLike,
+    out_table: str | os.PathLike,
+    out_graphs: str | os.PathLike,
+    failures_csv: str | os.PathLike,
+    settings: FeaturizeSettings = FeaturizeSettings(),
+    client=None,
+    failures: Sequence[dict] = (),
+) -> FeaturizeSummary:
     """Featurize a batch of poses and write the table, the graphs and the failures.
 
     Parameters
@@ -485,15 +512,22 @@ def featurize_batch(poses: Sequence[PoseInput], receptor_pdb: str | os.PathLike,
     write_parquet_atomic(fingerprint_table(rows, settings.interactions), out_table)
     save_graphs(out_graphs, graphs, settings.schema())
     write_failures(failed, failures_csv)
-    summary = FeaturizeSummary(poses=len(poses) + len(failures), featurized=len(rows), failed=len(failed),
-                               seconds=time.perf_counter() - start)
-    log.info("featurized %s: %d poses, %d failed, %.1f s", Path(out_table).stem, summary.featurized, summary.failed,
-             summary.seconds)
+    summary = FeaturizeSummary(
+        poses=len(poses) + len(failures), featurized=len(rows), failed=len(failed), seconds=time.perf_counter() - start
+    )
+    log.info(
+        "featurized %s: %d poses, %d failed, %.1f s",
+        Path(out_table).stem,
+        summary.featurized,
+        summary.failed,
+        summary.seconds,
+    )
     return summary
 
 
-def _run_on_client(client, tasks: list[list[PoseInput]], receptor_pdb: str, settings: FeaturizeSettings,
-                   desc: str) -> list[tuple]:
+def _run_on_client(
+    client, tasks: list[list[PoseInput]], receptor_pdb: str, settings: FeaturizeSettings, desc: str
+) -> list[tuple]:
     from .dask_cluster import run_tasks
 
     # Genuine per-pose errors are failure rows already (_featurize_poses catches them). What
@@ -502,19 +536,26 @@ def _run_on_client(client, tasks: list[list[PoseInput]], receptor_pdb: str, sett
     # worker must never fail good poses for good. A task is pure (its poses in, their rows
     # out), so a rerun after a killed worker - Dask's own or ours - gives the same rows.
     names = [f"task {k} ({chunk[0].id} ... {chunk[-1].id}, {len(chunk)} poses)" for k, chunk in enumerate(tasks)]
-    done = run_tasks(client, _featurize_poses, [(receptor_pdb, chunk, settings) for chunk in tasks], names=names,
-                     what=desc)
+    done = run_tasks(
+        client, _featurize_poses, [(receptor_pdb, chunk, settings) for chunk in tasks], names=names, what=desc
+    )
     by_task: list[list[tuple]] = [[] for _ in tasks]
     for k, rows in progress(done, total=len(tasks), desc=desc, unit="task"):
         by_task[k] = rows
     return [row for rows in by_task for row in rows]
 
 
-def featurize_refined_batch(refined_sdf: str | os.PathLike, refined_table: str | os.PathLike,
-                            frames_dir: str | os.PathLike, receptor_pdb: str | os.PathLike,
-                            out_table: str | os.PathLike, out_graphs: str | os.PathLike,
-                            failures_csv: str | os.PathLike, settings: FeaturizeSettings = FeaturizeSettings(),
-                            client=None) -> FeaturizeSummary:
+def featurize_refined_batch(
+    refined_sdf: str | os.PathLike,
+    refined_table: str | os.PathLike,
+    frames_dir: str | os.PathLike,
+    receptor_pdb: str | os.PathLike,
+    out_table: str | os.PathLike,
+    out_graphs: str | os.PathLike,
+    failures_csv: str | os.PathLike,
+    settings: FeaturizeSettings = FeaturizeSettings(),
+    client=None,
+) -> FeaturizeSummary:
     """Featurize the poses of one refinement batch, with interaction persistence over their MD frames."""
     from .refine.frames import frame_stem
 
@@ -523,10 +564,16 @@ def featurize_refined_batch(refined_sdf: str | os.PathLike, refined_table: str |
     return featurize_batch(poses, receptor_pdb, out_table, out_graphs, failures_csv, settings, client, failures)
 
 
-def featurize_docked_chunk(docked_sdf: str | os.PathLike, docked_table: str | os.PathLike | None,
-                           receptor_pdb: str | os.PathLike, out_table: str | os.PathLike,
-                           out_graphs: str | os.PathLike, failures_csv: str | os.PathLike,
-                           settings: FeaturizeSettings = FeaturizeSettings(), client=None) -> FeaturizeSummary:
+def featurize_docked_chunk(
+    docked_sdf: str | os.PathLike,
+    docked_table: str | os.PathLike | None,
+    receptor_pdb: str | os.PathLike,
+    out_table: str | os.PathLike,
+    out_graphs: str | os.PathLike,
+    failures_csv: str | os.PathLike,
+    settings: FeaturizeSettings = FeaturizeSettings(),
+    client=None,
+) -> FeaturizeSummary:
     """Read a docked chunk (SDF + pose table), choose the poses and featurize them (see :func:`featurize_batch`)."""
     poses, failures = read_docked_poses(docked_sdf, docked_table, settings.poses_per_compound)
     return featurize_batch(poses, receptor_pdb, out_table, out_graphs, failures_csv, settings, client, failures)

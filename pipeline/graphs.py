@@ -46,20 +46,64 @@ from .interactions import INTERACTION_TYPES, Receptor, residue_flags
 #: Version of the graph layout; bump it whenever a feature is added, removed or reordered.
 SCHEMA_VERSION = "vscreen-graph/1"
 
-AMINO_ACIDS = ("ALA", "ARG", "ASN", "ASP", "CYS", "GLN", "GLU", "GLY", "HIS", "ILE",
-               "LEU", "LYS", "MET", "PHE", "PRO", "SER", "THR", "TRP", "TYR", "VAL")
+AMINO_ACIDS = (
+    "ALA",
+    "ARG",
+    "ASN",
+    "ASP",
+    "CYS",
+    "GLN",
+    "GLU",
+    "GLY",
+    "HIS",
+    "ILE",
+    "LEU",
+    "LYS",
+    "MET",
+    "PHE",
+    "PRO",
+    "SER",
+    "THR",
+    "TRP",
+    "TYR",
+    "VAL",
+)
 #: Protonation and force-field variants of the standard amino acids.
-_RESIDUE_ALIASES = {"HID": "HIS", "HIE": "HIS", "HIP": "HIS", "HSD": "HIS", "HSE": "HIS", "HSP": "HIS",
-                    "CYX": "CYS", "CYM": "CYS", "ASH": "ASP", "GLH": "GLU", "LYN": "LYS", "MSE": "MET"}
+_RESIDUE_ALIASES = {
+    "HID": "HIS",
+    "HIE": "HIS",
+    "HIP": "HIS",
+    "HSD": "HIS",
+    "HSE": "HIS",
+    "HSP": "HIS",
+    "CYX": "CYS",
+    "CYM": "CYS",
+    "ASH": "ASP",
+    "GLH": "GLU",
+    "LYN": "LYS",
+    "MSE": "MET",
+}
 _BACKBONE = frozenset({"N", "CA", "C", "O", "OXT"})
 _METALS = frozenset({"Li", "Na", "K", "Mg", "Ca", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Cd", "Hg"})
-_HYBRIDIZATION = {Chem.HybridizationType.SP: "SP", Chem.HybridizationType.SP2: "SP2",
-                  Chem.HybridizationType.SP3: "SP3", Chem.HybridizationType.SP3D: "SP3D",
-                  Chem.HybridizationType.SP3D2: "SP3D2"}
+_HYBRIDIZATION = {
+    Chem.HybridizationType.SP: "SP",
+    Chem.HybridizationType.SP2: "SP2",
+    Chem.HybridizationType.SP3: "SP3",
+    Chem.HybridizationType.SP3D: "SP3D",
+    Chem.HybridizationType.SP3D2: "SP3D2",
+}
 
 #: Global features, in order. Units: kcal/mol for energies and scores, Å for RMSDs.
-GLOBAL_NAMES = ("docking_score", "rmsd_mean", "rmsd_max", "rmsd_final", "pocket_backbone_rmsd",
-                "interaction_energy", "persistence_mean", "n_persistent")
+GLOBAL_NAMES = (
+    "docking_score",
+    "rmsd_mean",
+    "rmsd_max",
+    "rmsd_final",
+    "pocket_backbone_rmsd",
+    "interaction_energy",
+    "persistence_mean",
+    "n_persistent",
+)
 
 
 class GraphError(VscreenError, ValueError):
@@ -97,15 +141,26 @@ class GraphSchema:
     @property
     def node_feature_names(self) -> list[str]:
         """Column names of ``x``."""
-        return ([f"element={e}" for e in self.elements] + [f"hybridization={h}" for h in self.hybridizations]
-                + ["aromatic"] + [f"charge={c}" for c in self.charges] + [f"num_h={n}" for n in self.hydrogen_counts]
-                + ["is_ligand"] + [f"residue={r}" for r in self.residues] + ["backbone", "side_chain"])
+        return (
+            [f"element={e}" for e in self.elements]
+            + [f"hybridization={h}" for h in self.hybridizations]
+            + ["aromatic"]
+            + [f"charge={c}" for c in self.charges]
+            + [f"num_h={n}" for n in self.hydrogen_counts]
+            + ["is_ligand"]
+            + [f"residue={r}" for r in self.residues]
+            + ["backbone", "side_chain"]
+        )
 
     @property
     def edge_feature_names(self) -> list[str]:
         """Column names of ``edge_attr``."""
-        return ([f"kind={k}" for k in self.edge_kinds] + [f"bond={b}" for b in self.bond_types]
-                + [f"rbf={c:.3f}" for c in self.rbf_centers] + [f"interaction={i}" for i in self.interactions])
+        return (
+            [f"kind={k}" for k in self.edge_kinds]
+            + [f"bond={b}" for b in self.bond_types]
+            + [f"rbf={c:.3f}" for c in self.rbf_centers]
+            + [f"interaction={i}" for i in self.interactions]
+        )
 
     @property
     def node_dim(self) -> int:
@@ -127,8 +182,13 @@ class GraphSchema:
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists, strings, numbers) with the fields plus the derived names and sizes."""
         out: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-        out.update(node_feature_names=self.node_feature_names, edge_feature_names=self.edge_feature_names,
-                   node_dim=self.node_dim, edge_dim=self.edge_dim, global_dim=self.global_dim)
+        out.update(
+            node_feature_names=self.node_feature_names,
+            edge_feature_names=self.edge_feature_names,
+            node_dim=self.node_dim,
+            edge_dim=self.edge_dim,
+            global_dim=self.global_dim,
+        )
         return out
 
     @classmethod
@@ -172,11 +232,14 @@ def atom_features(atom: Chem.Atom, schema: GraphSchema, is_ligand: bool) -> list
     charge = atom.GetFormalCharge()
     n_h = atom.GetTotalNumHs(includeNeighbors=True)
     hyb = _HYBRIDIZATION.get(atom.GetHybridization(), "other")
-    row = (_one_hot(schema.elements, _element(atom, schema)) + _one_hot(schema.hybridizations, hyb)
-           + [float(atom.GetIsAromatic())]
-           + _one_hot(schema.charges, "negative" if charge < 0 else "positive" if charge > 0 else "neutral")
-           + _one_hot(schema.hydrogen_counts, str(n_h) if n_h < 3 else "3+")
-           + [float(is_ligand)])
+    row = (
+        _one_hot(schema.elements, _element(atom, schema))
+        + _one_hot(schema.hybridizations, hyb)
+        + [float(atom.GetIsAromatic())]
+        + _one_hot(schema.charges, "negative" if charge < 0 else "positive" if charge > 0 else "neutral")
+        + _one_hot(schema.hydrogen_counts, str(n_h) if n_h < 3 else "3+")
+        + [float(is_ligand)]
+    )
     if is_ligand:
         return row + [0.0] * (len(schema.residues) + 2)
     info = atom.GetPDBResidueInfo()
@@ -193,10 +256,10 @@ def _bond_type(bond: Chem.Bond, schema: GraphSchema) -> int:
 class _ProteinTables:
     """Per receptor and schema, computed once: heavy-atom features and heavy-heavy bonds."""
 
-    is_heavy: np.ndarray                    # bool, per receptor atom
-    features: np.ndarray                    # float32, per receptor atom (zeros for hydrogens)
-    bonds: np.ndarray                       # int64 (M, 2), heavy-heavy
-    bond_types: np.ndarray                  # int64 (M,)
+    is_heavy: np.ndarray  # bool, per receptor atom
+    features: np.ndarray  # float32, per receptor atom (zeros for hydrogens)
+    bonds: np.ndarray  # int64 (M, 2), heavy-heavy
+    bond_types: np.ndarray  # int64 (M,)
     residue_keys: np.ndarray = field(repr=False)
 
 
@@ -229,7 +292,9 @@ def rbf(distances: np.ndarray, schema: GraphSchema) -> np.ndarray:
     return np.exp(-(((np.asarray(distances, dtype=np.float64)[:, None] - centers[None, :]) / width) ** 2))
 
 
-def global_features(metrics: Mapping[str, float | None] | None, schema: GraphSchema = DEFAULT_SCHEMA) -> tuple[np.ndarray, np.ndarray]:
+def global_features(
+    metrics: Mapping[str, float | None] | None, schema: GraphSchema = DEFAULT_SCHEMA
+) -> tuple[np.ndarray, np.ndarray]:
     """Global feature vector and its mask (1 known, 0 missing), each of shape ``(1, global_dim)``.
 
     ``metrics`` maps names of :attr:`GraphSchema.global_names` to values; missing
@@ -244,22 +309,33 @@ def global_features(metrics: Mapping[str, float | None] | None, schema: GraphSch
     return values, mask
 
 
-def _edge_block(src: np.ndarray, dst: np.ndarray, kind: int, bond: np.ndarray | None, dist: np.ndarray,
-                flags: np.ndarray | None, schema: GraphSchema) -> tuple[np.ndarray, np.ndarray]:
+def _edge_block(
+    src: np.ndarray,
+    dst: np.ndarray,
+    kind: int,
+    bond: np.ndarray | None,
+    dist: np.ndarray,
+    flags: np.ndarray | None,
+    schema: GraphSchema,
+) -> tuple[np.ndarray, np.ndarray]:
     n_kind, n_bond, n_int = len(schema.edge_kinds), len(schema.bond_types), len(schema.interactions)
     attr = np.zeros((len(src), schema.edge_dim), dtype=np.float64)
     attr[:, kind] = 1.0
     if bond is not None:
         attr[np.arange(len(src)), n_kind + bond] = 1.0
-    attr[:, n_kind + n_bond:n_kind + n_bond + schema.rbf_size] = rbf(dist, schema)
+    attr[:, n_kind + n_bond : n_kind + n_bond + schema.rbf_size] = rbf(dist, schema)
     if flags is not None:
         attr[:, -n_int:] = flags
     return np.stack([src, dst]), attr
 
 
-def complex_graph(ligand: Chem.Mol, receptor: Receptor, fingerprint: Mapping[str, float] | None = None,
-                  metrics: Mapping[str, float | None] | None = None,
-                  schema: GraphSchema = DEFAULT_SCHEMA) -> dict[str, np.ndarray | int]:
+def complex_graph(
+    ligand: Chem.Mol,
+    receptor: Receptor,
+    fingerprint: Mapping[str, float] | None = None,
+    metrics: Mapping[str, float | None] | None = None,
+    schema: GraphSchema = DEFAULT_SCHEMA,
+) -> dict[str, np.ndarray | int]:
     """The graph of one protein-ligand complex, as NumPy arrays.
 
     Parameters
@@ -302,20 +378,26 @@ def complex_graph(ligand: Chem.Mol, receptor: Receptor, fingerprint: Mapping[str
     near = receptor.atoms_near(lig_xyz, schema.pocket_cutoff)
     pocket = near[tables.is_heavy[near]]
     if len(pocket) == 0:
-        raise GraphError(f"no protein heavy atom within {schema.pocket_cutoff} Å of the ligand (pose outside the pocket?)")
+        raise GraphError(
+            f"no protein heavy atom within {schema.pocket_cutoff} Å of the ligand (pose outside the pocket?)"
+        )
     n_lig = len(lig_heavy)
     pocket_xyz = receptor.xyz[pocket]
 
     # node features
     lig_index = {int(a): k for k, a in enumerate(lig_heavy)}
-    x_lig = np.array([atom_features(ligand.GetAtomWithIdx(int(a)), schema, is_ligand=True) for a in lig_heavy],
-                     dtype=np.float32)
+    x_lig = np.array(
+        [atom_features(ligand.GetAtomWithIdx(int(a)), schema, is_ligand=True) for a in lig_heavy], dtype=np.float32
+    )
     x = np.concatenate([x_lig, tables.features[pocket]])
 
     blocks = []
     # ligand bonds
-    lig_bonds = [(lig_index[b.GetBeginAtomIdx()], lig_index[b.GetEndAtomIdx()], _bond_type(b, schema))
-                 for b in ligand.GetBonds() if b.GetBeginAtomIdx() in lig_index and b.GetEndAtomIdx() in lig_index]
+    lig_bonds = [
+        (lig_index[b.GetBeginAtomIdx()], lig_index[b.GetEndAtomIdx()], _bond_type(b, schema))
+        for b in ligand.GetBonds()
+        if b.GetBeginAtomIdx() in lig_index and b.GetEndAtomIdx() in lig_index
+    ]
     if lig_bonds:
         lb = np.array(lig_bonds, dtype=np.int64)
         d = np.linalg.norm(lig_xyz[lb[:, 0]] - lig_xyz[lb[:, 1]], axis=1)
@@ -344,9 +426,15 @@ def complex_graph(ligand: Chem.Mol, receptor: Receptor, fingerprint: Mapping[str
     edge_attr = np.concatenate([edge_attr, edge_attr])
     order = np.lexsort((edge_index[1], edge_index[0]))
     values, mask = global_features(metrics, schema)
-    return dict(x=x, edge_index=np.ascontiguousarray(edge_index[:, order]),
-                edge_attr=edge_attr[order].astype(np.float32), globals=values, globals_mask=mask,
-                pos=np.concatenate([lig_xyz, pocket_xyz]).astype(np.float32), n_ligand_atoms=n_lig)
+    return dict(
+        x=x,
+        edge_index=np.ascontiguousarray(edge_index[:, order]),
+        edge_attr=edge_attr[order].astype(np.float32),
+        globals=values,
+        globals_mask=mask,
+        pos=np.concatenate([lig_xyz, pocket_xyz]).astype(np.float32),
+        n_ligand_atoms=n_lig,
+    )
 
 
 # --------------------------------------------------------------------------- files
@@ -355,7 +443,9 @@ def complex_graph(ligand: Chem.Mol, receptor: Receptor, fingerprint: Mapping[str
 _TENSOR_KEYS = ("x", "edge_index", "edge_attr", "globals", "globals_mask", "pos")
 
 
-def save_graphs(path: str | os.PathLike, graphs: Sequence[Mapping[str, Any]], schema: GraphSchema = DEFAULT_SCHEMA) -> None:
+def save_graphs(
+    path: str | os.PathLike, graphs: Sequence[Mapping[str, Any]], schema: GraphSchema = DEFAULT_SCHEMA
+) -> None:
     """Write graphs and their schema atomically with ``torch.save``.
 
     The file holds ``{"schema": schema.to_dict(), "graphs": [dict, ...]}``; each
@@ -406,6 +496,8 @@ def load_graphs(path: str | os.PathLike, expect: GraphSchema | None = None) -> t
     payload = torch.load(path, weights_only=True)
     schema = GraphSchema.from_dict(payload["schema"])
     if expect is not None and schema != expect:
-        raise GraphError(f"graph file '{path}' has schema {schema.version} with different features than expected "
-                         f"({expect.version}); featurize again with the scorer's settings")
+        raise GraphError(
+            f"graph file '{path}' has schema {schema.version} with different features than expected "
+            f"({expect.version}); featurize again with the scorer's settings"
+        )
     return schema, [Data(**graph) for graph in payload["graphs"]]

@@ -46,8 +46,18 @@ with warnings.catch_warnings(record=True):
 
 #: Interactions computed by default, in the order used for count columns and graph edge flags.
 INTERACTION_TYPES: tuple[str, ...] = (
-    "Hydrophobic", "HBDonor", "HBAcceptor", "Anionic", "Cationic", "CationPi", "PiCation",
-    "PiStacking", "XBDonor", "XBAcceptor", "MetalDonor", "MetalAcceptor",
+    "Hydrophobic",
+    "HBDonor",
+    "HBAcceptor",
+    "Anionic",
+    "Cationic",
+    "CationPi",
+    "PiCation",
+    "PiStacking",
+    "XBDonor",
+    "XBAcceptor",
+    "MetalDonor",
+    "MetalAcceptor",
 )
 #: Residues within this distance (Å) of any ligand atom are searched for interactions (ProLIF's default).
 VICINITY_CUTOFF = 6.0
@@ -159,8 +169,10 @@ def protein_from_pdb(path: str | os.PathLike) -> Chem.Mol:
         raise InteractionError(f"cannot read receptor PDB '{path}'")
     n_h = sum(atom.GetAtomicNum() == 1 for atom in mol.GetAtoms())
     if n_h < 0.2 * mol.GetNumAtoms():
-        raise InteractionError(f"receptor '{path}' has {n_h} hydrogens in {mol.GetNumAtoms()} atoms; "
-                               "interaction fingerprints need all of them (use the prepared receptor.pdb)")
+        raise InteractionError(
+            f"receptor '{path}' has {n_h} hydrogens in {mol.GetNumAtoms()} atoms; "
+            "interaction fingerprints need all of them (use the prepared receptor.pdb)"
+        )
     rw = Chem.RWMol(mol)
     _fix_histidine_tautomers(rw)
     _charges_from_hydrogens(rw)
@@ -273,8 +285,9 @@ def ligand_molecule(ligand: Chem.Mol) -> plf.Molecule:
     mol = Chem.Mol(ligand)
     for atom in mol.GetAtoms():
         # one residue for the whole ligand, whatever residue info a tool left on it
-        atom.SetMonomerInfo(Chem.AtomPDBResidueInfo(f" {atom.GetSymbol():<3.3}", residueName="LIG",
-                                                    residueNumber=1, chainId=""))
+        atom.SetMonomerInfo(
+            Chem.AtomPDBResidueInfo(f" {atom.GetSymbol():<3.3}", residueName="LIG", residueNumber=1, chainId="")
+        )
     molecule = plf.Molecule(mol, residues=[])
     molecule.residues = ResidueGroup([RigidResidue(molecule)])
     return molecule
@@ -292,9 +305,12 @@ def fingerprinter(interactions: tuple[str, ...] = INTERACTION_TYPES) -> plf.Fing
     return plf.Fingerprint(list(interactions))
 
 
-def pose_fingerprint(ligand: Chem.Mol | plf.Molecule, protein: ProteinLike | str | os.PathLike,
-                     interactions: Sequence[str] = INTERACTION_TYPES,
-                     vicinity_cutoff: float = VICINITY_CUTOFF) -> dict[str, bool]:
+def pose_fingerprint(
+    ligand: Chem.Mol | plf.Molecule,
+    protein: ProteinLike | str | os.PathLike,
+    interactions: Sequence[str] = INTERACTION_TYPES,
+    vicinity_cutoff: float = VICINITY_CUTOFF,
+) -> dict[str, bool]:
     """Interactions of one ligand pose with the protein.
 
     Parameters
@@ -340,8 +356,9 @@ def _frame_pair(frame) -> tuple:
     return protein, ligand
 
 
-def trajectory_persistence(frames: Iterable, interactions: Sequence[str] = INTERACTION_TYPES,
-                           vicinity_cutoff: float = VICINITY_CUTOFF) -> dict[str, float]:
+def trajectory_persistence(
+    frames: Iterable, interactions: Sequence[str] = INTERACTION_TYPES, vicinity_cutoff: float = VICINITY_CUTOFF
+) -> dict[str, float]:
     """Fraction of frames in which each residue-interaction pair is present.
 
     Parameters
@@ -389,7 +406,9 @@ def fingerprint_sort_key(key: str, interactions: Sequence[str] = INTERACTION_TYP
     return (resid.chain or "", resid.number or 0, resid.name or "", rank, interaction)
 
 
-def interaction_counts(fingerprint: Mapping[str, float], interactions: Sequence[str] = INTERACTION_TYPES) -> dict[str, float]:
+def interaction_counts(
+    fingerprint: Mapping[str, float], interactions: Sequence[str] = INTERACTION_TYPES
+) -> dict[str, float]:
     """Per interaction type, the number of residues making it.
 
     Parameters
@@ -412,7 +431,9 @@ def interaction_counts(fingerprint: Mapping[str, float], interactions: Sequence[
     return counts
 
 
-def residue_flags(fingerprint: Mapping[str, float], interactions: Sequence[str] = INTERACTION_TYPES) -> dict[str, np.ndarray]:
+def residue_flags(
+    fingerprint: Mapping[str, float], interactions: Sequence[str] = INTERACTION_TYPES
+) -> dict[str, np.ndarray]:
     """Per residue key (``MET318.A``), a vector of interaction values in the order of ``interactions``."""
     index = {name: k for k, name in enumerate(interactions)}
     flags: dict[str, np.ndarray] = {}

@@ -123,8 +123,10 @@ def atomic_sdf(path: str | os.PathLike) -> Iterator[SDFRecordWriter]:
             writer.close()
         found = count_sdf_records(tmp)
         if found != writer.written:
-            raise OutputError(f"{path}: wrote {writer.written} molecules but the file holds {found} "
-                              "(disk full or quota exceeded?); the output was not replaced")
+            raise OutputError(
+                f"{path}: wrote {writer.written} molecules but the file holds {found} "
+                "(disk full or quota exceeded?); the output was not replaced"
+            )
 
 
 @contextlib.contextmanager

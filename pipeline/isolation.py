@@ -59,8 +59,20 @@ from .progress import progress
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Outcome", "IsolatedWorker", "WorkerStartError", "run_isolated", "unexpected_error", "describe_exit",
-           "time_limit_reason", "format_seconds", "pack_mol", "unpack_mol", "check_time_limit", "parse_time_limit"]
+__all__ = [
+    "Outcome",
+    "IsolatedWorker",
+    "WorkerStartError",
+    "run_isolated",
+    "unexpected_error",
+    "describe_exit",
+    "time_limit_reason",
+    "format_seconds",
+    "pack_mol",
+    "unpack_mol",
+    "check_time_limit",
+    "parse_time_limit",
+]
 
 #: ``prctl`` option: signal the calling process gets when its parent dies (linux/prctl.h).
 _PR_SET_PDEATHSIG = 1
@@ -185,9 +197,15 @@ def _init_error_message(exc: BaseException) -> tuple[BaseException, str]:
         return RuntimeError(f"{type(exc).__name__}: {exc}"), text
 
 
-def _child_main(conn: Connection, parent_end: Connection | None, work: Callable[[Any, Any], Any],
-                init: Callable[[], Any] | None, describe_error: Callable[[Hashable, BaseException], str],
-                parent_pid: int, log_level: int) -> None:
+def _child_main(
+    conn: Connection,
+    parent_end: Connection | None,
+    work: Callable[[Any, Any], Any],
+    init: Callable[[], Any] | None,
+    describe_error: Callable[[Hashable, BaseException], str],
+    parent_pid: int,
+    log_level: int,
+) -> None:
     """The worker loop: ``init()`` once, then one ``(key, item)`` at a time until ``None`` or EOF."""
     _die_with_parent(parent_pid)
     if not logging.getLogger().handlers:  # spawn: a fresh interpreter; log like the job does
@@ -275,10 +293,16 @@ class IsolatedWorker:
     Outcome(key='a', result=42, reason=None)
     """
 
-    def __init__(self, work: Callable[[Any, Any], Any], *, init: Callable[[], Any] | None = None,
-                 time_limit: float | None = None, stage: str = "work",
-                 describe_error: Callable[[Hashable, BaseException], str] | None = None,
-                 start_method: str = "fork"):
+    def __init__(
+        self,
+        work: Callable[[Any, Any], Any],
+        *,
+        init: Callable[[], Any] | None = None,
+        time_limit: float | None = None,
+        stage: str = "work",
+        describe_error: Callable[[Hashable, BaseException], str] | None = None,
+        start_method: str = "fork",
+    ):
         self.work = work
         self.init = init
         self.time_limit = check_time_limit(time_limit)
@@ -308,16 +332,26 @@ class IsolatedWorker:
         parent_conn, child_conn = self._context.Pipe(duplex=True)
         forked = self.start_method == "fork"
         process = self._context.Process(
-            target=_child_main, name=f"vscreen-{self.stage}-worker", daemon=True,
-            args=(child_conn, parent_conn if forked else None, self.work, self.init, self.describe_error,
-                  os.getpid(), logging.getLogger().getEffectiveLevel()))
+            target=_child_main,
+            name=f"vscreen-{self.stage}-worker",
+            daemon=True,
+            args=(
+                child_conn,
+                parent_conn if forked else None,
+                self.work,
+                self.init,
+                self.describe_error,
+                os.getpid(),
+                logging.getLogger().getEffectiveLevel(),
+            ),
+        )
         # a forked child would write a second copy of whatever the parent still has buffered
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
             except (AttributeError, OSError, ValueError):
                 pass
-        with warnings.catch_warnings(), (contextlib.nullcontext() if forked else _main_script_hidden()):
+        with warnings.catch_warnings(), contextlib.nullcontext() if forked else _main_script_hidden():
             # Python >= 3.12 warns on fork() with threads running; the parent's only threads are
             # tqdm's monitor (a sleeping pure-Python thread) and the child never touches tqdm
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -399,8 +433,12 @@ class IsolatedWorker:
         """
         if self._process is not None and not self._process.is_alive():
             # died between items (nothing was running in it): not any item's fault
-            log.warning("%s worker %s ended between items (%s); starting a new one", self.stage, self.pid,
-                        describe_exit(self._reap()))
+            log.warning(
+                "%s worker %s ended between items (%s); starting a new one",
+                self.stage,
+                self.pid,
+                describe_exit(self._reap()),
+            )
         if self._process is None:
             self._start()
         assert self._conn is not None
@@ -428,10 +466,18 @@ class IsolatedWorker:
         return Outcome(key, None, payload)
 
 
-def run_isolated(items: Iterable[tuple[Hashable, Any]], work: Callable[[Any, Any], Any], *,
-                 init: Callable[[], Any] | None = None, time_limit: float | None, stage: str, desc: str,
-                 unit: str = "it", describe_error: Callable[[Hashable, BaseException], str] | None = None,
-                 start_method: str = "fork") -> Iterator[Outcome]:
+def run_isolated(
+    items: Iterable[tuple[Hashable, Any]],
+    work: Callable[[Any, Any], Any],
+    *,
+    init: Callable[[], Any] | None = None,
+    time_limit: float | None,
+    stage: str,
+    desc: str,
+    unit: str = "it",
+    describe_error: Callable[[Hashable, BaseException], str] | None = None,
+    start_method: str = "fork",
+) -> Iterator[Outcome]:
     """Run ``work`` on every ``(key, item)`` in an :class:`IsolatedWorker`, in order, with a progress bar.
 
     Parameters
@@ -452,7 +498,8 @@ def run_isolated(items: Iterable[tuple[Hashable, Any]], work: Callable[[Any, Any
     items: Sequence[tuple[Hashable, Any]] = list(items)
     if not items:
         return
-    with IsolatedWorker(work, init=init, time_limit=time_limit, stage=stage, describe_error=describe_error,
-                        start_method=start_method) as worker:
+    with IsolatedWorker(
+        work, init=init, time_limit=time_limit, stage=stage, describe_error=describe_error, start_method=start_method
+    ) as worker:
         for key, item in progress(items, total=len(items), desc=desc, unit=unit):
             yield worker.submit(key, item)

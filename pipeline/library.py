@@ -103,8 +103,9 @@ def transliterate(text: str) -> str:
     """
     if text.isascii():
         return text
-    return "".join(c if c.isascii() else "" if unicodedata.combining(c) else _spell(c)
-                   for c in unicodedata.normalize("NFKD", text))
+    return "".join(
+        c if c.isascii() else "" if unicodedata.combining(c) else _spell(c) for c in unicodedata.normalize("NFKD", text)
+    )
 
 
 def id_suffix(input_id: str, digits: int = SUFFIX_HEX) -> str:
@@ -216,10 +217,16 @@ def detect_format(path: str | Path) -> str:
     name = Path(path).name.lower()
     if name.endswith(".gz"):
         name = name[:-3]
-    for suffixes, fmt in (((".smi", ".smiles", ".txt", ".ism"), "smi"), ((".csv", ".tsv"), "csv"), ((".sdf", ".sd", ".mol"), "sdf")):
+    for suffixes, fmt in (
+        ((".smi", ".smiles", ".txt", ".ism"), "smi"),
+        ((".csv", ".tsv"), "csv"),
+        ((".sdf", ".sd", ".mol"), "sdf"),
+    ):
         if name.endswith(suffixes):
             return fmt
-    raise LibraryError(f"cannot tell the format of library '{path}' from its name; use .smi, .csv or .sdf (optionally .gz), or set library.format")
+    raise LibraryError(
+        f"cannot tell the format of library '{path}' from its name; use .smi, .csv or .sdf (optionally .gz), or set library.format"
+    )
 
 
 def _open_text(path: str | Path) -> IO[str]:
@@ -250,14 +257,18 @@ def _find_column(columns: list[str], wanted: str, path: str | Path) -> str:
     for column in columns:
         if column.strip().lower() == wanted.lower():
             return column
-    raise LibraryError(f"library '{path}' has no column '{wanted}' (columns: {', '.join(columns)}); set library.id_column / library.smiles_column")
+    raise LibraryError(
+        f"library '{path}' has no column '{wanted}' (columns: {', '.join(columns)}); set library.id_column / library.smiles_column"
+    )
 
 
 def iter_csv(path: str | Path, id_column: str = "id", smiles_column: str = "smiles") -> Iterator[Record]:
     """Yield records of a CSV/TSV file with an id and a SMILES column (names matched case-insensitively)."""
     sep = "\t" if ".tsv" in Path(path).name.lower() else ","
     with _open_text(path) as handle:
-        reader = pd.read_csv(handle, sep=sep, dtype=str, keep_default_na=False, chunksize=50_000, skip_blank_lines=False)
+        reader = pd.read_csv(
+            handle, sep=sep, dtype=str, keep_default_na=False, chunksize=50_000, skip_blank_lines=False
+        )
         line = 1
         id_col = smi_col = None
         for frame in reader:
@@ -315,8 +326,13 @@ def iter_sdf(path: str | Path, id_property: str | None = None) -> Iterator[Recor
                 yield Record(line, name, Chem.MolToSmiles(mol))
 
 
-def iter_library(path: str | Path, fmt: str = "auto", id_column: str = "id", smiles_column: str = "smiles",
-                 id_property: str | None = None) -> Iterator[Record]:
+def iter_library(
+    path: str | Path,
+    fmt: str = "auto",
+    id_column: str = "id",
+    smiles_column: str = "smiles",
+    id_property: str | None = None,
+) -> Iterator[Record]:
     """Yield every row of a library file as a :class:`Record`, whatever its format."""
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "smi":
@@ -341,9 +357,16 @@ class SplitSummary:
         return dict(rows=self.rows, accepted=self.accepted, failed=self.failed, chunks=self.chunks)
 
 
-def split_library(path: str | Path, out_dir: str | Path, failures_path: str | Path, chunk_size: int = 25,
-                  fmt: str = "auto", id_column: str = "id", smiles_column: str = "smiles",
-                  id_property: str | None = None) -> SplitSummary:
+def split_library(
+    path: str | Path,
+    out_dir: str | Path,
+    failures_path: str | Path,
+    chunk_size: int = 25,
+    fmt: str = "auto",
+    id_column: str = "id",
+    smiles_column: str = "smiles",
+    id_property: str | None = None,
+) -> SplitSummary:
     """Stream a library into Parquet chunks of ``chunk_size`` rows, and write rejected rows.
 
     Parameters
@@ -377,9 +400,16 @@ def split_library(path: str | Path, out_dir: str | Path, failures_path: str | Pa
         cid, first = ids.claim(record.input_id, record.line, f"{stem}_line{record.line}")
         if first is not None:
             # repr: a duplicated id with a line break inside stays on one line of the reason
-            failures.append(dict(id=cid, stage="input", reason=(
-                f"line {record.line}: duplicate id {record.input_id.strip()!r} (id '{cid}' first used on line {first}); "
-                "this row was not screened - give it a unique id")))
+            failures.append(
+                dict(
+                    id=cid,
+                    stage="input",
+                    reason=(
+                        f"line {record.line}: duplicate id {record.input_id.strip()!r} (id '{cid}' first used on line {first}); "
+                        "this row was not screened - give it a unique id"
+                    ),
+                )
+            )
             continue
         if record.problem:
             failures.append(dict(id=cid, stage="input", reason=f"line {record.line}: {record.problem}"))

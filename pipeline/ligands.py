@@ -89,7 +89,8 @@ def check_no_bonded_metals(mol: Chem.Mol) -> None:
     bonded = sorted({a.GetSymbol() for a in mol.GetAtoms() if a.GetSymbol() not in VINA_ELEMENTS and a.GetDegree() > 0})
     if bonded:
         raise PreparationError(
-            f"contains {', '.join(bonded)} bonded to the molecule: metal complexes are not supported by Vina's scoring function")
+            f"contains {', '.join(bonded)} bonded to the molecule: metal complexes are not supported by Vina's scoring function"
+        )
 
 
 def standardize(mol: Chem.Mol) -> Chem.Mol:
@@ -106,12 +107,17 @@ def check_composition(mol: Chem.Mol, settings: LigandSettings) -> None:
     elements = sorted({atom.GetSymbol() for atom in mol.GetAtoms()} - VINA_ELEMENTS)
     if elements:
         raise PreparationError(
-            f"contains {', '.join(elements)}: metal and other unusual elements are not supported by Vina's scoring function")
+            f"contains {', '.join(elements)}: metal and other unusual elements are not supported by Vina's scoring function"
+        )
     heavy = mol.GetNumHeavyAtoms()
     if heavy > settings.max_heavy_atoms:
-        raise PreparationError(f"too large: {heavy} heavy atoms (limit ligands.max_heavy_atoms = {settings.max_heavy_atoms})")
+        raise PreparationError(
+            f"too large: {heavy} heavy atoms (limit ligands.max_heavy_atoms = {settings.max_heavy_atoms})"
+        )
     if heavy < settings.min_heavy_atoms:
-        raise PreparationError(f"too small: {heavy} heavy atoms (limit ligands.min_heavy_atoms = {settings.min_heavy_atoms})")
+        raise PreparationError(
+            f"too small: {heavy} heavy atoms (limit ligands.min_heavy_atoms = {settings.min_heavy_atoms})"
+        )
 
 
 def protonate(mol: Chem.Mol, ph: float) -> Chem.Mol:
@@ -163,8 +169,10 @@ def embed(mol: Chem.Mol, seed: int, attempts: int = 3, timeout: int = 0) -> Chem
         timed_out = timed_out or (timeout > 0 and time.monotonic() - start >= timeout)
     else:
         if timed_out:
-            raise PreparationError(f"3D embedding failed after {attempts} attempts (ETKDG stopped at its "
-                                   f"{timeout} s share of ligands.time_limit)")
+            raise PreparationError(
+                f"3D embedding failed after {attempts} attempts (ETKDG stopped at its "
+                f"{timeout} s share of ligands.time_limit)"
+            )
         raise PreparationError(f"3D embedding failed after {attempts} attempts (strained or impossible geometry)")
     if AllChem.MMFFHasAllMoleculeParams(mol):
         AllChem.MMFFOptimizeMolecule(mol, maxIters=500)
@@ -201,9 +209,15 @@ def prepare_ligand(compound_id: str, smiles: str, settings: LigandSettings) -> t
     mol3d = embed(mol, compound_seed(compound_id, settings.seed), settings.embed_attempts, embed_timeout(settings))
     pdbqt = to_pdbqt(mol3d)
     mol3d.SetProp("_Name", compound_id)
-    row = dict(id=compound_id, smiles=smiles, prepared_smiles=Chem.MolToSmiles(mol),
-               heavy_atoms=mol.GetNumHeavyAtoms(), formal_charge=Chem.GetFormalCharge(mol),
-               rotatable_bonds=rdMolDescriptors.CalcNumRotatableBonds(mol), pdbqt=pdbqt)
+    row = dict(
+        id=compound_id,
+        smiles=smiles,
+        prepared_smiles=Chem.MolToSmiles(mol),
+        heavy_atoms=mol.GetNumHeavyAtoms(),
+        formal_charge=Chem.GetFormalCharge(mol),
+        rotatable_bonds=rdMolDescriptors.CalcNumRotatableBonds(mol),
+        pdbqt=pdbqt,
+    )
     return mol3d, row
 
 
@@ -223,8 +237,9 @@ def _preparation_reason(compound_id: str, exc: BaseException) -> str:
     return unexpected_error(f"prepare {compound_id}", exc)
 
 
-def prepare_chunk(chunk: str | Path, out_sdf: str | Path, out_table: str | Path, failures: str | Path,
-                  settings: LigandSettings) -> tuple[int, int]:
+def prepare_chunk(
+    chunk: str | Path, out_sdf: str | Path, out_table: str | Path, failures: str | Path, settings: LigandSettings
+) -> tuple[int, int]:
     """Prepare every compound of one input chunk (Parquet with ``id, smiles``).
 
     Writes the SDF, the ligand table and the failures CSV atomically; returns
@@ -234,9 +249,15 @@ def prepare_chunk(chunk: str | Path, out_sdf: str | Path, out_table: str | Path,
     compounds = pd.read_parquet(chunk)
     rows, failed = [], []
     with atomic_sdf(out_sdf) as writer:
-        outcomes = run_isolated(zip(compounds["id"], zip(compounds["id"], compounds["smiles"])),
-                                partial(_prepare_in_worker, settings), time_limit=settings.time_limit, stage=STAGE,
-                                desc=f"prepare {Path(chunk).stem}", unit="cpd", describe_error=_preparation_reason)
+        outcomes = run_isolated(
+            zip(compounds["id"], zip(compounds["id"], compounds["smiles"])),
+            partial(_prepare_in_worker, settings),
+            time_limit=settings.time_limit,
+            stage=STAGE,
+            desc=f"prepare {Path(chunk).stem}",
+            unit="cpd",
+            describe_error=_preparation_reason,
+        )
         for cid, result, reason in outcomes:
             if reason is not None:
                 failed.append(dict(id=cid, stage=STAGE, reason=reason))

@@ -36,11 +36,14 @@ def check_library(library: dict[str, Any]) -> None:
         The file is missing, its format is unknown, a named column is absent, or it has no
         rows. Only the first record is read, so this is cheap for any library size.
     """
-    records = iter_library(library["path"], library["format"], library["id_column"], library["smiles_column"],
-                           library["id_property"])
+    records = iter_library(
+        library["path"], library["format"], library["id_column"], library["smiles_column"], library["id_property"]
+    )
     if next(iter(records), None) is None:
-        raise LibraryError(f"library '{library['path']}' is empty (no compound rows); "
-                           "point library.path at a file with at least one compound")
+        raise LibraryError(
+            f"library '{library['path']}' is empty (no compound rows); "
+            "point library.path at a file with at least one compound"
+        )
 
 
 def check_receptor(receptor: dict[str, Any]) -> Path:
@@ -66,8 +69,9 @@ def check_receptor(receptor: dict[str, Any]) -> Path:
     if receptor["path"]:
         path = Path(receptor["path"])
         if not path.is_file():
-            raise ReceptorError(f"receptor file '{path}' does not exist; fix receptor.path in your config "
-                                "(a .pdb or .pdbqt file)")
+            raise ReceptorError(
+                f"receptor file '{path}' does not exist; fix receptor.path in your config (a .pdb or .pdbqt file)"
+            )
     return resolve_receptor_source(receptor["path"] or receptor["dockstring"])
 
 
@@ -95,11 +99,19 @@ def check_box(box: dict[str, Any], receptor_file: str | Path, dockstring: str | 
     built = box_from_config(box, dockstring)
     xyz = read_pdb_coordinates(receptor_file)
     if not len(xyz):
-        raise BoxError(f"receptor file '{receptor_file}' has no ATOM/HETATM records, so the box cannot be checked; "
-                       "give a PDB or PDBQT file")
-    fix = ("box.center" if box.get("center") else "box.reference_ligand (is it posed in this receptor's frame?)"
-           if box.get("reference_ligand") else "the center in box.vina_config" if box.get("vina_config")
-           else "the box: give box.center and box.size")
+        raise BoxError(
+            f"receptor file '{receptor_file}' has no ATOM/HETATM records, so the box cannot be checked; "
+            "give a PDB or PDBQT file"
+        )
+    fix = (
+        "box.center"
+        if box.get("center")
+        else "box.reference_ligand (is it posed in this receptor's frame?)"
+        if box.get("reference_ligand")
+        else "the center in box.vina_config"
+        if box.get("vina_config")
+        else "the box: give box.center and box.size"
+    )
     check_box_on_receptor(built, xyz, fix=fix)
     return built
 
@@ -136,6 +148,8 @@ def check_model(score: dict[str, Any]) -> Path:
         folder = resolve_model_dir(score["model"], score["models_dir"])
         read_card(folder)
     except ModelError as exc:
-        raise ModelError(f"{exc}; set score.model to one of them (or to a model folder), "
-                         "or score.enabled: false to rank by docking score") from None
+        raise ModelError(
+            f"{exc}; set score.model to one of them (or to a model folder), "
+            "or score.enabled: false to rank by docking score"
+        ) from None
     return folder

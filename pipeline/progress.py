@@ -61,5 +61,15 @@ def progress(items: Iterable[T], total: int | None = None, desc: str = "", unit:
     """
     interactive = sys.stderr.isatty()
     stream = sys.stderr if interactive else LineWriter(sys.stderr)
-    return iter(tqdm(items, total=total, desc=desc, unit=unit, file=stream,
-                     mininterval=0.5 if interactive else 10.0, ascii=not interactive, dynamic_ncols=interactive))
+    return iter(
+        tqdm(
+            items,
+            total=total,
+            desc=desc,
+            unit=unit,
+            file=stream,
+            mininterval=0.5 if interactive else 10.0,
+            ascii=not interactive,
+            dynamic_ncols=interactive,
+        )
+    )

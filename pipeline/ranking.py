@@ -65,25 +65,68 @@ from .layout import RunLayout
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AccountingError", "RankedRun", "RANKING_COLUMNS", "SCORE_COLUMNS", "MD_COLUMNS", "MD_STATUS_COLUMNS",
-           "MD_STATUSES", "RANK_BY", "best_poses", "collect_failures", "key_interactions", "interaction_summary",
-           "md_summary", "persistent_interactions", "gnn_summary", "order_ranking", "build_ranking",
-           "check_accounting", "write_ranking", "rank_run", "write_table_csv"]
+__all__ = [
+    "AccountingError",
+    "RankedRun",
+    "RANKING_COLUMNS",
+    "SCORE_COLUMNS",
+    "MD_COLUMNS",
+    "MD_STATUS_COLUMNS",
+    "MD_STATUSES",
+    "RANK_BY",
+    "best_poses",
+    "collect_failures",
+    "key_interactions",
+    "interaction_summary",
+    "md_summary",
+    "persistent_interactions",
+    "gnn_summary",
+    "order_ranking",
+    "build_ranking",
+    "check_accounting",
+    "write_ranking",
+    "rank_run",
+    "write_table_csv",
+]
 
-RANKING_COLUMNS = ["rank", "id", "input_id", "smiles", "prepared_smiles", "docking_score", "n_poses",
-                   "heavy_atoms", "formal_charge", "rotatable_bonds"]
+RANKING_COLUMNS = [
+    "rank",
+    "id",
+    "input_id",
+    "smiles",
+    "prepared_smiles",
+    "docking_score",
+    "n_poses",
+    "heavy_atoms",
+    "formal_charge",
+    "rotatable_bonds",
+]
 # with GNN scoring, these follow the docking score (in this order, where present)
 SCORE_COLUMNS = ["gnn_score", "gnn_spread", "consensus_score", "gnn_score_refined", "gnn_spread_refined"]
-MD_COLUMNS = {"pose": "md_pose", "rmsd_mean": "md_rmsd_mean", "rmsd_max": "md_rmsd_max", "rmsd_final": "md_rmsd_final",
-              "pocket_backbone_rmsd": "md_pocket_backbone_rmsd", "interaction_energy": "md_interaction_energy",
-              "interaction_energy_std": "md_interaction_energy_std"}
+MD_COLUMNS = {
+    "pose": "md_pose",
+    "rmsd_mean": "md_rmsd_mean",
+    "rmsd_max": "md_rmsd_max",
+    "rmsd_final": "md_rmsd_final",
+    "pocket_backbone_rmsd": "md_pocket_backbone_rmsd",
+    "interaction_energy": "md_interaction_energy",
+    "interaction_energy_std": "md_interaction_energy_std",
+}
 #: Last columns of the ranking: what happened to the compound in the optional MD stage.
 MD_STATUS_COLUMNS = ["md_status", "md_reason"]
 MD_STATUSES = ("refined", "failed", "not selected")
 RANK_BY = ("docking", "gnn", "consensus")
 #: Interaction types listed first in the ``interactions`` column, in this order; others follow in column order.
-KEY_INTERACTION_PRIORITY = ("HBDonor", "HBAcceptor", "Cationic", "Anionic", "CationPi", "PiCation", "PiStacking",
-                            "XBDonor")
+KEY_INTERACTION_PRIORITY = (
+    "HBDonor",
+    "HBAcceptor",
+    "Cationic",
+    "Anionic",
+    "CationPi",
+    "PiCation",
+    "PiStacking",
+    "XBDonor",
+)
 LIGAND_FIELDS = ["id", "prepared_smiles", "heavy_atoms", "formal_charge", "rotatable_bonds"]
 NO_MD_RECORD = "no refinement result and no recorded failure"
 #: Prefix of the reason of a ``scores.failures.csv`` row about a refined batch (see :mod:`pipeline.scoring.score`).
@@ -114,13 +157,18 @@ class AccountingError(RuntimeError):
 
         parts = []
         if self.missing:
-            parts.append(f"{len(self.missing)} input ids are in neither the ranking nor the failures ({few(self.missing)})")
+            parts.append(
+                f"{len(self.missing)} input ids are in neither the ranking nor the failures ({few(self.missing)})"
+            )
         if self.twice:
             parts.append(f"{len(self.twice)} ids are counted twice ({few(self.twice)})")
         if self.unknown:
             parts.append(f"{len(self.unknown)} failure rows name ids that are not inputs ({few(self.unknown)})")
-        super().__init__("the run does not account for every input row exactly once: " + "; ".join(parts)
-                         + ". A stage lost or duplicated compounds; please report this with the run folder.")
+        super().__init__(
+            "the run does not account for every input row exactly once: "
+            + "; ".join(parts)
+            + ". A stage lost or duplicated compounds; please report this with the run folder."
+        )
 
 
 # --------------------------------------------------------------------------- small tables
@@ -129,9 +177,14 @@ class AccountingError(RuntimeError):
 def _read_failure_table(path: str | os.PathLike) -> pa.Table:
     """A failures CSV (``id, stage, reason``) as Arrow strings; empty cells stay empty strings, not nulls."""
     return pacsv.read_csv(
-        path, parse_options=pacsv.ParseOptions(newlines_in_values=True),
-        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in FAILURE_COLUMNS},
-                                             include_columns=FAILURE_COLUMNS, strings_can_be_null=False))
+        path,
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in FAILURE_COLUMNS},
+            include_columns=FAILURE_COLUMNS,
+            strings_can_be_null=False,
+        ),
+    )
 
 
 def _empty_failures() -> pa.Table:
@@ -153,17 +206,22 @@ def best_poses(pose_tables: Iterable[str | Path]) -> pd.DataFrame:
     frames = [pd.read_parquet(p, columns=["id", "pose", "docking_score"]) for p in pose_tables]
     frames = [f for f in frames if len(f)]
     if not frames:
-        return pd.DataFrame({"id": pd.Series(dtype=str), "docking_score": pd.Series(dtype=float),
-                             "n_poses": pd.Series(dtype="int64")})
+        return pd.DataFrame(
+            {"id": pd.Series(dtype=str), "docking_score": pd.Series(dtype=float), "n_poses": pd.Series(dtype="int64")}
+        )
     poses = pd.concat(frames, ignore_index=True)
     grouped = poses.groupby("id", sort=False)
-    return pd.DataFrame({"docking_score": grouped["docking_score"].min(), "n_poses": grouped["pose"].count()}).reset_index()
+    return pd.DataFrame(
+        {"docking_score": grouped["docking_score"].min(), "n_poses": grouped["pose"].count()}
+    ).reset_index()
 
 
 def _priority_key(pair: str) -> tuple[bool, int]:
     kind = pair.split(":")[1]
-    return (kind not in KEY_INTERACTION_PRIORITY,
-            KEY_INTERACTION_PRIORITY.index(kind) if kind in KEY_INTERACTION_PRIORITY else 0)
+    return (
+        kind not in KEY_INTERACTION_PRIORITY,
+        KEY_INTERACTION_PRIORITY.index(kind) if kind in KEY_INTERACTION_PRIORITY else 0,
+    )
 
 
 def _join_present(names: Sequence[str], matrix: np.ndarray, top: int) -> pa.Array:
@@ -220,10 +278,14 @@ def _best_pose_interactions(path: Path, top: int) -> pa.Table | None:
     table = _first_per_id(_strings(table), [("id", "ascending", "at_end"), ("pose", "ascending", "at_end")])
     counts = [c for c in table.column_names if c.startswith("n_")]
     pairs = sorted((c for c in table.column_names if ":" in c), key=_priority_key)  # stable: column order in ties
-    matrix = np.column_stack([pc.fill_null(table[c], False).to_numpy(zero_copy_only=False).astype(bool)
-                              for c in pairs]) if pairs else np.zeros((table.num_rows, 0), bool)
-    return pa.table({"id": table["id"], **{c: table[c] for c in counts},
-                     "interactions": _join_present(pairs, matrix, top)})
+    matrix = (
+        np.column_stack([pc.fill_null(table[c], False).to_numpy(zero_copy_only=False).astype(bool) for c in pairs])
+        if pairs
+        else np.zeros((table.num_rows, 0), bool)
+    )
+    return pa.table(
+        {"id": table["id"], **{c: table[c] for c in counts}, "interactions": _join_present(pairs, matrix, top)}
+    )
 
 
 def interaction_summary(feature_tables: Iterable[str | Path], top: int = 6) -> pd.DataFrame:
@@ -299,13 +361,20 @@ def _best_rows(table: pa.Table) -> pa.Table:
     """
     ids, score = _array(table["id"]), _array(_nan_to_null(table["gnn_score"]))
     keys = pa.table({"id": ids, "gnn_score": score, "pose": _array(table["pose"])})
-    order = pc.sort_indices(keys, sort_keys=[("id", "ascending", "at_end"), ("gnn_score", "descending", "at_end"),
-                                             ("pose", "ascending", "at_end")])
+    order = pc.sort_indices(
+        keys,
+        sort_keys=[
+            ("id", "ascending", "at_end"),
+            ("gnn_score", "descending", "at_end"),
+            ("pose", "ascending", "at_end"),
+        ],
+    )
     if len(order) > 1:
         ranked = ids.take(order)
         order = order.filter(pa.concat_arrays([pa.array([True]), pc.not_equal(ranked[1:], ranked[:-1])]))
-    return pa.table({"id": ids.take(order), "gnn_score": score.take(order),
-                     "gnn_spread": _array(table["gnn_spread"]).take(order)})
+    return pa.table(
+        {"id": ids.take(order), "gnn_score": score.take(order), "gnn_spread": _array(table["gnn_spread"]).take(order)}
+    )
 
 
 def _gnn_summary_arrow(scores: pa.Table) -> tuple[pa.Table, pa.Table]:
@@ -339,8 +408,9 @@ def _zscore(values: pd.Series) -> pd.Series:
 
 def _consensus(gnn: np.ndarray, docking: np.ndarray, weight: float) -> np.ndarray:
     """``w * z(gnn_score) + (1 - w) * z(-docking_score)``, population z-scores over the ranked library."""
-    return (weight * _zscore(pd.Series(gnn, dtype=float))
-            + (1 - weight) * _zscore(-pd.Series(docking, dtype=float))).to_numpy()
+    return (
+        weight * _zscore(pd.Series(gnn, dtype=float)) + (1 - weight) * _zscore(-pd.Series(docking, dtype=float))
+    ).to_numpy()
 
 
 def _rank_order(keys: pa.Table, rank_by: str) -> pa.Array:
@@ -365,10 +435,13 @@ def order_ranking(ranking: pd.DataFrame, rank_by: str = "docking", consensus_wei
     """
     ranking = ranking.drop(columns=["rank"], errors="ignore").reset_index(drop=True)
     if rank_by == "consensus":
-        ranking["consensus_score"] = _consensus(ranking["gnn_score"].to_numpy(dtype=float),
-                                                ranking["docking_score"].to_numpy(dtype=float), consensus_weight)
-    keys = {"id": pa.array(ranking["id"].astype(str).to_numpy(dtype=object), pa.string()),
-            "docking_score": pa.array(ranking["docking_score"].to_numpy(dtype=float), from_pandas=True)}
+        ranking["consensus_score"] = _consensus(
+            ranking["gnn_score"].to_numpy(dtype=float), ranking["docking_score"].to_numpy(dtype=float), consensus_weight
+        )
+    keys = {
+        "id": pa.array(ranking["id"].astype(str).to_numpy(dtype=object), pa.string()),
+        "docking_score": pa.array(ranking["docking_score"].to_numpy(dtype=float), from_pandas=True),
+    }
     if rank_by != "docking":
         score = "gnn_score" if rank_by == "gnn" else "consensus_score"
         keys[score] = pa.array(ranking[score].to_numpy(dtype=float), from_pandas=True)
@@ -481,8 +554,10 @@ def _chunk_summary(layout: RunLayout, chunk: str, top: int) -> tuple[pa.Table, p
     found, (at_ligand, at_docking) = _inner_positions(inputs["id"], ligands["id"], docking["id"])
     summary = {name: inputs[name].filter(found) for name in ("id", "input_id", "smiles")}
     summary |= {name: ligands[name].take(at_ligand) for name in LIGAND_FIELDS[1:]}
-    summary |= {"docking_score": docking["docking_score_min"].take(at_docking),
-                "n_poses": docking["pose_count"].take(at_docking)}
+    summary |= {
+        "docking_score": docking["docking_score_min"].take(at_docking),
+        "n_poses": docking["pose_count"].take(at_docking),
+    }
     table = pa.table(summary)
     features = _best_pose_interactions(layout.feature_table(chunk), top)
     if features is not None:
@@ -515,18 +590,33 @@ def _compact_schema(schema: pa.Schema) -> pa.Schema:
 
 
 def _base_schema(counts: list[str]) -> pa.Schema:
-    fields = [("id", pa.string()), ("input_id", pa.string()), ("smiles", pa.string()),
-              ("prepared_smiles", pa.string()), ("heavy_atoms", pa.int32()), ("formal_charge", pa.int32()),
-              ("rotatable_bonds", pa.int32()), ("docking_score", pa.float64()), ("n_poses", pa.int32())]
+    fields = [
+        ("id", pa.string()),
+        ("input_id", pa.string()),
+        ("smiles", pa.string()),
+        ("prepared_smiles", pa.string()),
+        ("heavy_atoms", pa.int32()),
+        ("formal_charge", pa.int32()),
+        ("rotatable_bonds", pa.int32()),
+        ("docking_score", pa.float64()),
+        ("n_poses", pa.int32()),
+    ]
     return pa.schema(fields + [(c, _compact(c)) for c in counts] + [("interactions", pa.string())])
 
 
 def _docked_table(docked: _Docked) -> pa.Table:
     """The chunk summaries as one table of one schema (chunks without features get empty interaction columns)."""
     schema = _base_schema(docked.counts)
-    tables = [pa.table({f.name: table[f.name].cast(f.type) if f.name in table.column_names
-                        else pa.nulls(table.num_rows, f.type) for f in schema}, schema=schema)
-              for table in docked.summaries]
+    tables = [
+        pa.table(
+            {
+                f.name: table[f.name].cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+                for f in schema
+            },
+            schema=schema,
+        )
+        for table in docked.summaries
+    ]
     return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
@@ -567,14 +657,16 @@ def _refined(layout: RunLayout, batches: Sequence[str], threshold: float, top: i
     persistent = persistent_interactions([layout.feature_table(b) for b in batches], threshold, top)
     selected = _read_tables([layout.batch_table(b) for b in batches], ["id"])
     refine_rows = _concat_failures(_read_failure_table(layout.refined_failures(b)) for b in batches)
-    feature_rows = _concat_failures(_read_failure_table(layout.feature_failures(b)) for b in batches
-                                    if layout.feature_failures(b).is_file())
+    feature_rows = _concat_failures(
+        _read_failure_table(layout.feature_failures(b)) for b in batches if layout.feature_failures(b).is_file()
+    )
     selected_ids = set() if selected is None else set(selected["id"].astype(str))
     return md, persistent, selected_ids, refine_rows, feature_rows
 
 
-def _md_status(ids: pa.ChunkedArray, md: pd.DataFrame, refine_rows: pa.Table, selected: set[str]
-               ) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+def _md_status(
+    ids: pa.ChunkedArray, md: pd.DataFrame, refine_rows: pa.Table, selected: set[str]
+) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
     """``md_status`` and ``md_reason`` of every ranked compound (see the module docstring)."""
     refined = set(md["id"].astype(str))
     reasons = _group_reasons(refine_rows).to_pandas() if refine_rows.num_rows else pd.DataFrame(columns=FAILURE_COLUMNS)
@@ -658,9 +750,15 @@ def _ordered(table: pa.Table, failed: pa.Array, rank_by: str, consensus_weight: 
     return table, order.filter(ranked.take(order))
 
 
-def build_ranking(run: RunLayout | str | os.PathLike, scores: str | os.PathLike | pd.DataFrame | pa.Table | None = None,
-                  score_failures: str | os.PathLike | None = None, rank_by: str = "docking",
-                  consensus_weight: float = 0.5, persistence_threshold: float = 0.5, top: int = 6) -> RankedRun:
+def build_ranking(
+    run: RunLayout | str | os.PathLike,
+    scores: str | os.PathLike | pd.DataFrame | pa.Table | None = None,
+    score_failures: str | os.PathLike | None = None,
+    rank_by: str = "docking",
+    consensus_weight: float = 0.5,
+    persistence_threshold: float = 0.5,
+    top: int = 6,
+) -> RankedRun:
     """Collate a run folder into its ranking, failures and warnings (see the module docstring).
 
     Parameters
@@ -714,8 +812,9 @@ def build_ranking(run: RunLayout | str | os.PathLike, scores: str | os.PathLike 
 
     fatal, kept = _late_failures(_concat_failures([*docked.featurize, score_rows]), table, rank_by)
     warnings = _concat_failures([kept, refine_rows, refined_feature_rows, refined_score_rows])
-    failures = _concat_failures([_read_failure_table(layout.input_failures), *docked.primary["prepare"],
-                                 *docked.primary["dock"], fatal])
+    failures = _concat_failures(
+        [_read_failure_table(layout.input_failures), *docked.primary["prepare"], *docked.primary["dock"], fatal]
+    )
     table, order = _ordered(table, fatal["id"].combine_chunks(), rank_by, consensus_weight)
     _release_memory()
 
@@ -726,8 +825,9 @@ def build_ranking(run: RunLayout | str | os.PathLike, scores: str | os.PathLike 
     return RankedRun(table, order, failures, warnings, gaps)
 
 
-def check_accounting(accepted: pa.ChunkedArray | pa.Array, ranked: pa.ChunkedArray | pa.Array,
-                     failed: pa.ChunkedArray | pa.Array) -> None:
+def check_accounting(
+    accepted: pa.ChunkedArray | pa.Array, ranked: pa.ChunkedArray | pa.Array, failed: pa.ChunkedArray | pa.Array
+) -> None:
     """Check that every accepted id is ranked or failed exactly once (input rejections are rows of their own).
 
     Parameters
@@ -744,6 +844,7 @@ def check_accounting(accepted: pa.ChunkedArray | pa.Array, ranked: pa.ChunkedArr
     AccountingError
         With the ids that are missing, counted twice or unknown.
     """
+
     def single(ids: pa.ChunkedArray | pa.Array) -> pa.Array:
         ids = ids.combine_chunks() if isinstance(ids, pa.ChunkedArray) else ids
         return ids.cast(pa.string())
@@ -799,9 +900,13 @@ def write_ranking(result: RankedRun, run: RunLayout | str | os.PathLike, batch_r
     _write_csv_batches(result.warnings, layout.pose_warnings, batch_rows)
 
 
-def rank_run(run: RunLayout | str | os.PathLike, scores: str | os.PathLike | None = None,
-             score_failures: str | os.PathLike | None = None, rank_by: str = "docking",
-             consensus_weight: float = 0.5) -> RankedRun:
+def rank_run(
+    run: RunLayout | str | os.PathLike,
+    scores: str | os.PathLike | None = None,
+    score_failures: str | os.PathLike | None = None,
+    rank_by: str = "docking",
+    consensus_weight: float = 0.5,
+) -> RankedRun:
     """:func:`build_ranking` then :func:`write_ranking`: the ``rank`` stage (nothing is written on an error)."""
     result = build_ranking(run, scores, score_failures, rank_by, consensus_weight)
     write_ranking(result, run)

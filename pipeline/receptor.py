@@ -95,8 +95,20 @@ AMBER_FILES = ("amber14-all.xml", "implicit/obc2.xml")
 AMBER_FILES_WITH_IONS = ("amber14-all.xml", "amber14/tip3p.xml", "implicit/obc2.xml")
 
 # AutoDock atom type -> element, for types whose element is not just the type's letters.
-_AD_TYPE_ELEMENT = {"A": "C", "NA": "N", "NS": "N", "OA": "O", "OS": "O", "SA": "S",
-                    "HD": "H", "HS": "H", "CG0": "C", "CG1": "C", "G0": "C", "G1": "C"}
+_AD_TYPE_ELEMENT = {
+    "A": "C",
+    "NA": "N",
+    "NS": "N",
+    "OA": "O",
+    "OS": "O",
+    "SA": "S",
+    "HD": "H",
+    "HS": "H",
+    "CG0": "C",
+    "CG1": "C",
+    "G0": "C",
+    "G1": "C",
+}
 _X_H_LENGTH = {"C": 1.09, "N": 1.01, "O": 0.96, "S": 1.34}  # ideal bond lengths to hydrogen, A
 _WATER_NAMES = frozenset({"HOH", "WAT", "H2O", "DOD", "TIP3", "SOL"})
 
@@ -372,7 +384,8 @@ def _regroup_interrupted_residues(atoms: list[_Atom]) -> tuple[list[_Atom], list
     order = sorted(groups, key=lambda key: main_run[key][0])
     notes = [
         f"{groups[key][0].residue_label}: records split over input lines {', '.join(map(str, lines))}; merged"
-        for key, lines in first_line.items() if len(lines) > 1
+        for key, lines in first_line.items()
+        if len(lines) > 1
     ]
     return [atom for key in order for atom in groups[key]], notes
 
@@ -383,8 +396,10 @@ def _split_docking_metals(atoms: list[_Atom], keep_names: set[str]) -> tuple[lis
     for atom in atoms:
         per_residue[atom.residue_key].append(atom)
     metals = [
-        group[0] for group in per_residue.values()
-        if len(group) == 1 and group[0].element.upper() in DOCKING_METALS
+        group[0]
+        for group in per_residue.values()
+        if len(group) == 1
+        and group[0].element.upper() in DOCKING_METALS
         and group[0].line[17:20].strip().upper() not in keep_names
     ]
     metal_ids = {id(a) for a in metals}
@@ -536,7 +551,8 @@ def _remove_heterogens(fixer, keep_waters: bool, keep_names: set[str]) -> list[s
     app, _, _, protein, nucleic = _openmm_modules()
     polymer = protein | nucleic
     doomed = [
-        r for r in fixer.topology.residues()
+        r
+        for r in fixer.topology.residues()
         if r.name not in polymer and r.name not in keep_names and not (keep_waters and _is_water(r))
     ]
     waters = [r for r in doomed if _is_water(r)]
@@ -583,8 +599,10 @@ def _polymer_segments(chain, positions, polymer: set[str], nucleic: set[str]) ->
             continue
         if segments:
             last = segments[-1][-1]
-            breaks.append(f"{chain.id}:{last.name} {last.id}{last.insertionCode.strip()} / "
-                          f"{chain.id}:{residue.name} {residue.id}{residue.insertionCode.strip()}")
+            breaks.append(
+                f"{chain.id}:{last.name} {last.id}{last.insertionCode.strip()} / "
+                f"{chain.id}:{residue.name} {residue.id}{residue.insertionCode.strip()}"
+            )
         segments.append([residue])
     return segments, others, breaks
 
@@ -702,9 +720,12 @@ def _metal_coordination_variants(topology, positions: np.ndarray, metals: np.nda
     if len(metals) == 0:
         return variants, thiolates
     for residue in topology.residues():
-        near = {a.name for a in residue.atoms()
-                if a.name in ("ND1", "NE2", "SG")
-                and np.min(np.linalg.norm(metals - positions[a.index], axis=1)) < METAL_COORDINATION_CUTOFF}
+        near = {
+            a.name
+            for a in residue.atoms()
+            if a.name in ("ND1", "NE2", "SG")
+            and np.min(np.linalg.norm(metals - positions[a.index], axis=1)) < METAL_COORDINATION_CUTOFF
+        }
         if residue.name == "HIS" and near:
             variants[residue.index] = "HIE" if "ND1" in near else "HID"
         elif residue.name == "CYS" and "SG" in near and not _is_chain_end(residue):
@@ -1022,12 +1043,19 @@ def prepare_receptor(
     write_text_atomic(out_pdb, pdb_text)
     write_text_atomic(out_pdbqt, pdbqt_text)
     report = ReceptorReport(
-        source=str(path), n_residues=topology.getNumResidues(), n_atoms=topology.getNumAtoms(),
-        n_chains=topology.getNumChains(), chain_breaks=info["breaks"], added_heavy_atoms=info["added_heavy"],
-        added_hydrogens=info["added_h"], ph=ph,
+        source=str(path),
+        n_residues=topology.getNumResidues(),
+        n_atoms=topology.getNumAtoms(),
+        n_chains=topology.getNumChains(),
+        chain_breaks=info["breaks"],
+        added_heavy_atoms=info["added_heavy"],
+        added_hydrogens=info["added_h"],
+        ph=ph,
         removed_heterogens=info["removed"] + [m.residue_label for m in metals if not keep_metals],
-        docking_only_atoms=[m.residue_label for m in docking_metals], input_repairs=notes + info["repairs"],
-        pdbqt_heavy_atoms=_heavy_atom_count(pdbqt_text, True), seconds=round(time.perf_counter() - start, 2),
+        docking_only_atoms=[m.residue_label for m in docking_metals],
+        input_repairs=notes + info["repairs"],
+        pdbqt_heavy_atoms=_heavy_atom_count(pdbqt_text, True),
+        seconds=round(time.perf_counter() - start, 2),
     )
     log.info("receptor %s prepared in %.1f s: %s", path.name, report.seconds, json.dumps(report.to_dict()))
     return report

@@ -87,7 +87,8 @@ def acquire(run_dir: str | os.PathLike, pid: int | None = None) -> Path:
     if held is not None and int(held.get("pid", -1)) != pid and owner_alive(held):
         raise RunLockedError(
             f"run folder {run_dir} is being written by another Snakemake process (PID {held.get('pid')} on "
-            f"{held.get('host')}); wait for it to finish or stop it. If it is gone, delete {path}")
+            f"{held.get('host')}); wait for it to finish or stop it. If it is gone, delete {path}"
+        )
     record = dict(host=socket.gethostname(), pid=pid, start_time=_start_time(pid))
     write_text_atomic(path, json.dumps(record))
     return path

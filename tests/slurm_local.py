@@ -105,44 +105,86 @@ class LocalSlurm:
         """The text of slurm.conf."""
         r, p = self.root, self.ports
         node = self._node_line()
-        partitions = [f"PartitionName={name} Nodes={self.node} Default={'YES' if i == 0 else 'NO'} MaxTime=INFINITE State=UP"
-                      for i, name in enumerate(self.partitions)]
-        return "\n".join([
-            MARKER,
-            f"ClusterName={self.cluster}",
-            f"SlurmctldHost={self.node}(127.0.0.1)",
-            f"SlurmctldPort={p['slurmctld']}", f"SlurmdPort={p['slurmd']}",
-            "SlurmUser=root", "SlurmdUser=root",
-            "AuthType=auth/munge", "CredType=cred/munge", f"AuthInfo=socket={self.munge_socket}",
-            f"StateSaveLocation={r}/state", f"SlurmdSpoolDir={r}/spool",
-            f"SlurmctldPidFile={r}/slurmctld.pid", f"SlurmdPidFile={r}/slurmd.pid",
-            f"SlurmctldLogFile={r}/log/slurmctld.log", f"SlurmdLogFile={r}/log/slurmd.log",
-            "ProctrackType=proctrack/linuxproc", "TaskPlugin=task/none", "MpiDefault=none",
-            "SelectType=select/cons_tres", "SelectTypeParameters=CR_Core_Memory", "DefMemPerCPU=1000",
-            "SchedulerType=sched/backfill", "ReturnToService=2", "MinJobAge=600",
-            "JobAcctGatherType=jobacct_gather/linux", "JobAcctGatherFrequency=30",
-            # sacct reads slurmdbd; the munge socket for that connection is AccountingStoragePass
-            "AccountingStorageType=accounting_storage/slurmdbd", "AccountingStorageHost=127.0.0.1",
-            f"AccountingStoragePort={p['slurmdbd']}", f"AccountingStoragePass={self.munge_socket}",
-            "AccountingStoreFlags=job_comment",  # the Snakemake executor names the rule in the comment
-            node, *partitions, ""])
+        partitions = [
+            f"PartitionName={name} Nodes={self.node} Default={'YES' if i == 0 else 'NO'} MaxTime=INFINITE State=UP"
+            for i, name in enumerate(self.partitions)
+        ]
+        return "\n".join(
+            [
+                MARKER,
+                f"ClusterName={self.cluster}",
+                f"SlurmctldHost={self.node}(127.0.0.1)",
+                f"SlurmctldPort={p['slurmctld']}",
+                f"SlurmdPort={p['slurmd']}",
+                "SlurmUser=root",
+                "SlurmdUser=root",
+                "AuthType=auth/munge",
+                "CredType=cred/munge",
+                f"AuthInfo=socket={self.munge_socket}",
+                f"StateSaveLocation={r}/state",
+                f"SlurmdSpoolDir={r}/spool",
+                f"SlurmctldPidFile={r}/slurmctld.pid",
+                f"SlurmdPidFile={r}/slurmd.pid",
+                f"SlurmctldLogFile={r}/log/slurmctld.log",
+                f"SlurmdLogFile={r}/log/slurmd.log",
+                "ProctrackType=proctrack/linuxproc",
+                "TaskPlugin=task/none",
+                "MpiDefault=none",
+                "SelectType=select/cons_tres",
+                "SelectTypeParameters=CR_Core_Memory",
+                "DefMemPerCPU=1000",
+                "SchedulerType=sched/backfill",
+                "ReturnToService=2",
+                "MinJobAge=600",
+                "JobAcctGatherType=jobacct_gather/linux",
+                "JobAcctGatherFrequency=30",
+                # sacct reads slurmdbd; the munge socket for that connection is AccountingStoragePass
+                "AccountingStorageType=accounting_storage/slurmdbd",
+                "AccountingStorageHost=127.0.0.1",
+                f"AccountingStoragePort={p['slurmdbd']}",
+                f"AccountingStoragePass={self.munge_socket}",
+                "AccountingStoreFlags=job_comment",  # the Snakemake executor names the rule in the comment
+                node,
+                *partitions,
+                "",
+            ]
+        )
 
     def slurmdbd_conf(self) -> str:
         """The text of slurmdbd.conf."""
         r, p = self.root, self.ports
-        return "\n".join([
-            "AuthType=auth/munge", f"AuthInfo=socket={self.munge_socket}",
-            "DbdHost=localhost", "DbdAddr=127.0.0.1", f"DbdPort={p['slurmdbd']}", "SlurmUser=root",
-            "StorageType=accounting_storage/mysql", "StorageHost=127.0.0.1", f"StoragePort={p['mariadb']}",
-            f"StorageUser={DB_USER}", f"StoragePass={DB_PASSWORD}", "StorageLoc=slurm_acct_db",
-            f"LogFile={r}/log/slurmdbd.log", f"PidFile={r}/slurmdbd.pid", ""])
+        return "\n".join(
+            [
+                "AuthType=auth/munge",
+                f"AuthInfo=socket={self.munge_socket}",
+                "DbdHost=localhost",
+                "DbdAddr=127.0.0.1",
+                f"DbdPort={p['slurmdbd']}",
+                "SlurmUser=root",
+                "StorageType=accounting_storage/mysql",
+                "StorageHost=127.0.0.1",
+                f"StoragePort={p['mariadb']}",
+                f"StorageUser={DB_USER}",
+                f"StoragePass={DB_PASSWORD}",
+                "StorageLoc=slurm_acct_db",
+                f"LogFile={r}/log/slurmdbd.log",
+                f"PidFile={r}/slurmdbd.pid",
+                "",
+            ]
+        )
 
     # ------------------------------------------------------------------ processes
 
     def _spawn(self, name: str, cmd: list[str], env: dict | None = None) -> None:
         log = open(self.root / "log" / f"{name}.out", "w")
-        self.procs[name] = subprocess.Popen(["nice", "-n", "10", *cmd], stdout=log, stderr=subprocess.STDOUT,
-                                            env=env, cwd=self.root, start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            ["nice", "-n", "10", *cmd],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.root,
+            start_new_session=True,
+        )
 
     def _wait(self, what: str, ready, timeout: float = 60) -> None:
         deadline = time.time() + timeout
@@ -173,25 +215,58 @@ class LocalSlurm:
         key = r / "munge" / "munge.key"
         subprocess.run(["mungekey", "--create", f"--keyfile={key}"], check=True, capture_output=True)
         os.chmod(key, 0o400)
-        self._spawn("munged", ["munged", "--foreground", "--force", f"--key-file={key}", f"--socket={self.munge_socket}",
-                               f"--pid-file={r}/munge/munged.pid", f"--log-file={r}/log/munged.log",
-                               f"--seed-file={r}/munge/munged.seed", "--num-threads=4"])
+        self._spawn(
+            "munged",
+            [
+                "munged",
+                "--foreground",
+                "--force",
+                f"--key-file={key}",
+                f"--socket={self.munge_socket}",
+                f"--pid-file={r}/munge/munged.pid",
+                f"--log-file={r}/log/munged.log",
+                f"--seed-file={r}/munge/munged.seed",
+                "--num-threads=4",
+            ],
+        )
         self._wait("munged", self.munge_socket.exists)
 
-        installed = self._run("mariadb-install-db", "--no-defaults", f"--datadir={r}/db", "--user=root",
-                              "--auth-root-authentication-method=normal", "--skip-test-db")
+        installed = self._run(
+            "mariadb-install-db",
+            "--no-defaults",
+            f"--datadir={r}/db",
+            "--user=root",
+            "--auth-root-authentication-method=normal",
+            "--skip-test-db",
+        )
         if installed.returncode != 0:
             raise RuntimeError(f"mariadb-install-db failed:\n{installed.stdout[-2000:]}{installed.stderr[-2000:]}")
         sql_socket = r / "mariadb.sock"
-        self._spawn("mariadb", ["mariadbd", "--no-defaults", f"--datadir={r}/db", f"--socket={sql_socket}",
-                                f"--port={self.ports['mariadb']}", "--bind-address=127.0.0.1", "--user=root",
-                                f"--pid-file={r}/mariadb.pid", f"--log-error={r}/log/mariadb.log",
-                                "--innodb-buffer-pool-size=64M"])
+        self._spawn(
+            "mariadb",
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={r}/db",
+                f"--socket={sql_socket}",
+                f"--port={self.ports['mariadb']}",
+                "--bind-address=127.0.0.1",
+                "--user=root",
+                f"--pid-file={r}/mariadb.pid",
+                f"--log-error={r}/log/mariadb.log",
+                "--innodb-buffer-pool-size=64M",
+            ],
+        )
         self._wait("MariaDB", sql_socket.exists)
-        grants = "".join(f"CREATE USER '{DB_USER}'@'{h}' IDENTIFIED BY '{DB_PASSWORD}'; "
-                         f"GRANT ALL ON slurm_acct_db.* TO '{DB_USER}'@'{h}'; " for h in ("127.0.0.1", "localhost"))
-        self._wait("MariaDB accepting SQL",
-                   lambda: self._run("mariadb", f"--socket={sql_socket}", "-u", "root", "-e", grants).returncode == 0)
+        grants = "".join(
+            f"CREATE USER '{DB_USER}'@'{h}' IDENTIFIED BY '{DB_PASSWORD}'; "
+            f"GRANT ALL ON slurm_acct_db.* TO '{DB_USER}'@'{h}'; "
+            for h in ("127.0.0.1", "localhost")
+        )
+        self._wait(
+            "MariaDB accepting SQL",
+            lambda: self._run("mariadb", f"--socket={sql_socket}", "-u", "root", "-e", grants).returncode == 0,
+        )
 
         self._spawn("slurmdbd", ["slurmdbd", "-D"], env=dict(os.environ, SLURM_CONF=str(r / "slurm.conf")))
         self._wait("slurmdbd", lambda: self._run("sacctmgr", "-n", "list", "cluster").returncode == 0)
@@ -230,8 +305,15 @@ class LocalSlurm:
 
     def sacct(self, *fields: str, since: str = "now-1days") -> list[dict[str, str]]:
         """Every job (allocations only, no steps) since ``since``, as dicts of ``fields``."""
-        out = self._run("sacct", "--allusers", "-X", "--parsable2", "--noheader", f"--starttime={since}",
-                        "--format=" + ",".join(f"{f}%200" for f in fields))
+        out = self._run(
+            "sacct",
+            "--allusers",
+            "-X",
+            "--parsable2",
+            "--noheader",
+            f"--starttime={since}",
+            "--format=" + ",".join(f"{f}%200" for f in fields),
+        )
         if out.returncode != 0:
             raise RuntimeError(f"sacct failed: {out.stderr}")
         return [dict(zip(fields, line.split("|"))) for line in out.stdout.splitlines() if line.strip()]

@@ -47,11 +47,19 @@ def test_pipeline_and_vina_programs_dock_the_same_work(tmp_path):
     files = docking_speed.write_ligand_files(ligands, tmp_path / "pdbqt")
     assert [f.name for f in files] == ["imatinib.pdbqt"]
     results = {}
-    for name, run in [("pipeline", lambda w: docking_speed.run_pipeline(tmp_path / "r.pdbqt", box, ligands, 2, 2, w)),
-                      ("cli", lambda w: docking_speed.run_cli_batch(docking_speed.vina_cli(), tmp_path / "r.pdbqt",
-                                                                    box, files, 2, 2, w)),
-                      ("1.1.2", lambda w: docking_speed.run_cli_per_ligand(docking_speed.vina_112(),
-                                                                           tmp_path / "r.pdbqt", box, files, 2, 2, w))]:
+    for name, run in [
+        ("pipeline", lambda w: docking_speed.run_pipeline(tmp_path / "r.pdbqt", box, ligands, 2, 2, w)),
+        (
+            "cli",
+            lambda w: docking_speed.run_cli_batch(docking_speed.vina_cli(), tmp_path / "r.pdbqt", box, files, 2, 2, w),
+        ),
+        (
+            "1.1.2",
+            lambda w: docking_speed.run_cli_per_ligand(
+                docking_speed.vina_112(), tmp_path / "r.pdbqt", box, files, 2, 2, w
+            ),
+        ),
+    ]:
         work = tmp_path / name
         work.mkdir()
         results[name] = run(work)
@@ -69,11 +77,16 @@ def test_campaign_docks_in_rounds_and_resumes(tmp_path):
     """No time: only the split; then every chunk; a third call finds nothing to do. Per-job timings are kept."""
     library = pd.read_csv(REPO / "resources" / "demo" / "library.csv").head(2)
     library.to_csv(tmp_path / "library.csv", index=False)
-    config = {"run": f"campaign-test-{os.getpid()}", "library": {"path": str(tmp_path / "library.csv"), "chunk_size": 1},
-              "receptor": {"path": "resources/demo/ACHE_target.pdbqt"},
-              "box": {"center": [4.521, 66.834, 65.770], "size": [16.0, 16.0, 16.0]},
-              "docking": {"exhaustiveness": 1, "n_poses": 2}, "dask": {"n_workers": 1},
-              "refine": {"enabled": False}, "score": {"enabled": False}}
+    config = {
+        "run": f"campaign-test-{os.getpid()}",
+        "library": {"path": str(tmp_path / "library.csv"), "chunk_size": 1},
+        "receptor": {"path": "resources/demo/ACHE_target.pdbqt"},
+        "box": {"center": [4.521, 66.834, 65.770], "size": [16.0, 16.0, 16.0]},
+        "docking": {"exhaustiveness": 1, "n_poses": 2},
+        "dask": {"n_workers": 1},
+        "refine": {"enabled": False},
+        "score": {"enabled": False},
+    }
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run = CampaignRun("test", tmp_path / "config.yaml", REPO)
     try:
@@ -119,8 +132,10 @@ def test_enrichment_table_from_a_finished_run(tmp_path, monkeypatch):
     run_dir.mkdir(parents=True)
     library.to_csv(tmp_path / "samples" / name / "library.csv", index=False)
     # docking separates perfectly, GNN is reversed; one active failed docking (ranks last)
-    ranking = library.assign(docking_score=np.where(library.active == 1, -10.0, -6.0) - 0.01 * np.arange(len(library)),
-                             gnn_score=np.where(library.active == 1, 0.1, 0.9))
+    ranking = library.assign(
+        docking_score=np.where(library.active == 1, -10.0, -6.0) - 0.01 * np.arange(len(library)),
+        gnn_score=np.where(library.active == 1, 0.1, 0.9),
+    )
     failed = library[library.active == 1].id.iloc[0]
     ranking[ranking.id != failed].to_csv(run_dir / "ranking.csv", index=False)
     pd.DataFrame([dict(id=failed, stage="dock", reason="Vina failed")]).to_csv(run_dir / "failures.csv", index=False)
@@ -128,14 +143,23 @@ def test_enrichment_table_from_a_finished_run(tmp_path, monkeypatch):
     seen.to_csv(tmp_path / "training_set.csv", index=False)
     model = tmp_path / "model"
     model.mkdir()
-    card = dict(name="tiny", task="classification", data=dict(targets=["demo"]),
-                training=TrainSettings(n_models=1, max_epochs=5, patience=5).to_dict())
+    card = dict(
+        name="tiny",
+        task="classification",
+        data=dict(targets=["demo"]),
+        training=TrainSettings(n_models=1, max_epochs=5, patience=5).to_dict(),
+    )
     (model / "card.json").write_text(json.dumps(card))
     monkeypatch.setattr(enrichment, "ROOT", tmp_path)
     monkeypatch.setattr(enrichment, "SAMPLES", tmp_path / "samples")
     args = enrichment.main.__globals__["argparse"].Namespace(
-        target="demo", receptor="ACHE", decoys_per_active=4, seed=1, model=str(model),
-        training_set=tmp_path / "training_set.csv")
+        target="demo",
+        receptor="ACHE",
+        decoys_per_active=4,
+        seed=1,
+        model=str(model),
+        training_set=tmp_path / "training_set.csv",
+    )
     result = enrichment.evaluate(args, name, tmp_path / "samples" / name / "config.yaml")
     rows = {(r["subset"], r["method"]): r for r in result["metrics"]}
     assert result["pipeline"]["ranked"] == len(library) - 1 and result["pipeline"]["failed"] == 1
@@ -154,12 +178,26 @@ def test_enrichment_table_from_a_finished_run(tmp_path, monkeypatch):
 def test_speed_table_puts_each_figure_beside_its_same_run_baseline():
     from run import summary_rows
 
-    md = dict(platform="CPU", atoms_simulated=1500, ns_per_day=10.0, poses_per_hour=200.0,
-              baseline=dict(atoms_simulated=6800, ns_per_day=1.0), ratio_ns_per_day_vs_whole_receptor=10.0)
-    score = dict(runs=[dict(workers=0, warm_rate=100.0)], complexes_per_second_1_worker=60.0,
-                 complexes_per_second_2_workers=90.0, ratio_2_vs_1_workers=1.5)
-    results = dict(md=md, md_gpu=dict(md, platform="CUDA", poses_per_hour=500.0), score=score,
-                   score_gpu=dict(score, runs=[dict(workers=0, warm_rate=1000.0)]))
+    md = dict(
+        platform="CPU",
+        atoms_simulated=1500,
+        ns_per_day=10.0,
+        poses_per_hour=200.0,
+        baseline=dict(atoms_simulated=6800, ns_per_day=1.0),
+        ratio_ns_per_day_vs_whole_receptor=10.0,
+    )
+    score = dict(
+        runs=[dict(workers=0, warm_rate=100.0)],
+        complexes_per_second_1_worker=60.0,
+        complexes_per_second_2_workers=90.0,
+        ratio_2_vs_1_workers=1.5,
+    )
+    results = dict(
+        md=md,
+        md_gpu=dict(md, platform="CUDA", poses_per_hour=500.0),
+        score=score,
+        score_gpu=dict(score, runs=[dict(workers=0, warm_rate=1000.0)]),
+    )
     rows = {r[0]: r[1:] for r in summary_rows(results)}
     assert rows["MD CUDA vs CPU, same machine (poses/h)"] == ("500.0", "CPU 200.0", "2.50")
     assert rows["GNN scoring CUDA, in-process (complexes/s)"] == ("1000.0", "CPU in-process 100.0", "10.00")

@@ -24,14 +24,17 @@ def test_defaults_are_filled():
     assert cfg["docking"]["n_poses"] == 9 and cfg["ligands"]["ph"] == 7.4 and cfg["seed"] == 42
 
 
-@pytest.mark.parametrize("patch, key", [
-    ({"docking": {"exhaustivness": 8}}, "docking.exhaustivness"),
-    ({"colour": "red"}, "colour"),
-    ({"docking": {"exhaustiveness": "lots"}}, "docking.exhaustiveness"),
-    ({"library": {"path": "x.smi", "chunk_size": 0}}, "library.chunk_size"),
-    ({"library": {"path": "x.smi", "format": "mol9"}}, "library.format"),
-    ({"run": "../escape"}, "run"),
-])
+@pytest.mark.parametrize(
+    "patch, key",
+    [
+        ({"docking": {"exhaustivness": 8}}, "docking.exhaustivness"),
+        ({"colour": "red"}, "colour"),
+        ({"docking": {"exhaustiveness": "lots"}}, "docking.exhaustiveness"),
+        ({"library": {"path": "x.smi", "chunk_size": 0}}, "library.chunk_size"),
+        ({"library": {"path": "x.smi", "format": "mol9"}}, "library.format"),
+        ({"run": "../escape"}, "run"),
+    ],
+)
 def test_bad_config_names_the_key(patch, key):
     with pytest.raises(ConfigError) as info:
         validate_config({**MINIMAL, **patch})
@@ -54,8 +57,12 @@ def test_snakemake_stops_before_any_work(repo, tmp_path):
     bad["docking"]["exhaustivness"] = 8
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(yaml.safe_dump(bad))
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", str(cfg),
-                             "--directory", str(repo), "-n"], capture_output=True, text=True, cwd=repo)
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", str(cfg), "--directory", str(repo), "-n"],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+    )
     assert result.returncode != 0
     assert "docking.exhaustivness" in result.stdout + result.stderr
     assert not (repo / "results" / "badcfg").exists()

@@ -60,15 +60,35 @@ class DaskProcesses:
     def _start(self, name: str, *args: str) -> None:
         log = open(self.folder / f"{name}.log", "w")
         env = dict(os.environ, **WORKER_ENV)
-        self.procs[name] = subprocess.Popen(["nice", "-n", "10", str(DASK), *args], stdout=log, stderr=subprocess.STDOUT,
-                                            env=env, cwd=self.folder, start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            ["nice", "-n", "10", str(DASK), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=self.folder,
+            start_new_session=True,
+        )
 
     def start(self) -> DaskProcesses:
         port = self.address.rsplit(":", 1)[1]
         self._start("scheduler", "scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard")
         for i in range(self.n_workers):
-            self._start(f"w{i}", "worker", self.address, "--name", f"w{i}", "--nthreads", "1", "--nworkers", "1",
-                        "--no-dashboard", "--memory-limit", "4GB", "--local-directory", str(self.folder / f"w{i}"))
+            self._start(
+                f"w{i}",
+                "worker",
+                self.address,
+                "--name",
+                f"w{i}",
+                "--nthreads",
+                "1",
+                "--nworkers",
+                "1",
+                "--no-dashboard",
+                "--memory-limit",
+                "4GB",
+                "--local-directory",
+                str(self.folder / f"w{i}"),
+            )
         from distributed import Client
 
         with Client(self.address, timeout="60s") as client:
@@ -107,18 +127,35 @@ def dask_processes(tmp_path):
 
 def _config(repo: Path, folder: Path, model: Path, dask: dict) -> Path:
     fixture = repo / "resources" / "fixtures" / "1iep"
-    cfg = {"run": "dask", "library": {"path": str(repo / "resources" / "fixtures" / "nasty.smi")},
-           "receptor": {"path": str(fixture / "1iep_receptorH.pdb")},
-           "box": {"center": [15.19, 53.9, 16.92], "size": [14, 14, 14]},
-           "score": {"model": str(model)}, "dask": dask}
+    cfg = {
+        "run": "dask",
+        "library": {"path": str(repo / "resources" / "fixtures" / "nasty.smi")},
+        "receptor": {"path": str(fixture / "1iep_receptorH.pdb")},
+        "box": {"center": [15.19, 53.9, 16.92], "size": [14, 14, 14]},
+        "score": {"model": str(model)},
+        "dask": dask,
+    }
     path = folder / f"config_{dask['scheduler']}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 
 
 def _vscreen_score(run_dir: Path, config: Path, out: Path) -> pd.DataFrame:
-    cmd = ["nice", "-n", "10", sys.executable, "-m", "pipeline.cli", "score", "--run-dir", str(run_dir),
-           "--config", str(config), "--out", str(out)]
+    cmd = [
+        "nice",
+        "-n",
+        "10",
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "score",
+        "--run-dir",
+        str(run_dir),
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, **WORKER_ENV))
     assert result.returncode == 0, result.stderr[-3000:]
     return pd.read_parquet(out)
@@ -137,8 +174,9 @@ def test_scores_through_a_scheduler_address_equal_a_local_cluster(repo, tmp_path
     assert load_config(remote_cfg)["dask"]["address"] == dask_processes.address
 
     remote = _vscreen_score(run, remote_cfg, tmp_path / "remote.parquet")
-    local = _vscreen_score(run, _config(repo, tmp_path, model, {"scheduler": "local", "n_workers": 2}),
-                           tmp_path / "local.parquet")
+    local = _vscreen_score(
+        run, _config(repo, tmp_path, model, {"scheduler": "local", "n_workers": 2}), tmp_path / "local.parquet"
+    )
 
     assert len(remote) == complexes["n_graphs"] and remote["gnn_score"].notna().all()
     pd.testing.assert_frame_equal(remote, local)
@@ -267,8 +305,13 @@ def test_infrastructure_errors_are_told_from_task_errors():
         def __init__(self, status):
             self.status = status
 
-    for exc in (KilledWorker("k", "w", []), FutureCancelledError("k", "scheduler-connection-lost"),
-                CommClosedError("closed"), asyncio.CancelledError(), concurrent.futures.CancelledError()):
+    for exc in (
+        KilledWorker("k", "w", []),
+        FutureCancelledError("k", "scheduler-connection-lost"),
+        CommClosedError("closed"),
+        asyncio.CancelledError(),
+        concurrent.futures.CancelledError(),
+    ):
         assert is_infrastructure_error(exc, Future("error")), exc
     assert is_infrastructure_error(TimeoutError("connect"), Future("pending"))
     assert is_infrastructure_error(OSError("Timed out trying to connect"), None)
@@ -292,8 +335,11 @@ def test_run_tasks_resubmits_a_cancelled_task(local_client, caplog):
 
 def test_run_tasks_raises_when_the_fault_persists(local_client):
     flaky = FlakyClient(local_client, cancel=100, select=lambda args: args[0] == 1)
-    with pytest.raises(InfrastructureError, match=r"square t1 hit a Dask infrastructure fault 4 times, the last one "
-                                                  r"FutureCancelledError.*no compound was recorded as failed"):
+    with pytest.raises(
+        InfrastructureError,
+        match=r"square t1 hit a Dask infrastructure fault 4 times, the last one "
+        r"FutureCancelledError.*no compound was recorded as failed",
+    ):
         list(run_tasks(flaky, pow, [(0, 2), (1, 2), (2, 2)], names=["t0", "t1", "t2"], what="square"))
     assert [args for args in flaky.submitted if args[0] == 1] == [(1, 2)] * (1 + TASK_RETRIES)
     assert issubclass(InfrastructureError, RuntimeError)
@@ -327,16 +373,28 @@ def _score_run(folder: Path, files: list[Path]) -> Path:
             for graph in payload["graphs"]:
                 graph["source"] = "refined"
         graphs_module.save_graphs(run / "graphs" / f"{name}.pt", payload["graphs"])
-        pd.DataFrame({"id": [g["id"] for g in payload["graphs"]], "pose": [g["pose"] for g in payload["graphs"]]}
-                     ).to_parquet(run / "features" / f"{name}.parquet")
+        pd.DataFrame(
+            {"id": [g["id"] for g in payload["graphs"]], "pose": [g["pose"] for g in payload["graphs"]]}
+        ).to_parquet(run / "features" / f"{name}.parquet")
     write_manifest(run / "chunks", "chunks", names[:2])
     write_manifest(run / "refine_batches", "batches", names[2:])
     return run
 
 
 def _score_cli(run: Path, config: Path, **env: str) -> subprocess.CompletedProcess:
-    cmd = ["nice", "-n", "10", sys.executable, "-m", "pipeline.cli", "score", "--run-dir", str(run), "--config",
-           str(config)]
+    cmd = [
+        "nice",
+        "-n",
+        "10",
+        sys.executable,
+        "-m",
+        "pipeline.cli",
+        "score",
+        "--run-dir",
+        str(run),
+        "--config",
+        str(config),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, **WORKER_ENV, **env), timeout=600)
 
 
@@ -348,8 +406,10 @@ def test_vscreen_score_records_unreadable_files_and_fails_loudly_on_lost_workers
     model, _ = trained
     run = _score_run(tmp_path, complexes["files"])
     config = _config(repo, tmp_path, model, {"scheduler": "local", "n_workers": 1})
-    graphs = {name: torch.load(run / "graphs" / f"{name}.pt", weights_only=True)["graphs"]
-              for name in ("chunk_00000", "chunk_00001", "batch_00000")}
+    graphs = {
+        name: torch.load(run / "graphs" / f"{name}.pt", weights_only=True)["graphs"]
+        for name in ("chunk_00000", "chunk_00001", "batch_00000")
+    }
     ids = {name: sorted({g["id"] for g in gs}) for name, gs in graphs.items()}
     data = (run / "graphs" / "chunk_00001.pt").read_bytes()
     (run / "graphs" / "chunk_00001.pt").write_bytes(data[: len(data) // 3])
@@ -370,8 +430,9 @@ def test_vscreen_score_records_unreadable_files_and_fails_loudly_on_lost_workers
 
     (run / "scores.parquet").unlink()
     (run / "scores.failures.csv").unlink()
-    result = _score_cli(run, config, VSCREEN_FAULTS="score:chunk_00000:kill",
-                        DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0")
+    result = _score_cli(
+        run, config, VSCREEN_FAULTS="score:chunk_00000:kill", DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="0"
+    )
     assert result.returncode != 0
     assert "InfrastructureError" in result.stderr and "KilledWorker" in result.stderr, result.stderr[-3000:]
     assert not (run / "scores.parquet").exists() and not (run / "scores.failures.csv").exists()

@@ -52,15 +52,24 @@ def test_docking_is_deterministic_for_a_seed(abl):
 
 def test_dock_chunk_writes_poses_with_hydrogens_and_scores(abl, tmp_path):
     receptor, box, _ = abl
-    prepared = [prepare_ligand(cid, smi, LigandSettings()) for cid, smi in [("a", "c1ccc2[nH]ccc2c1"), ("b", "OC(=O)c1ccccc1")]]
+    prepared = [
+        prepare_ligand(cid, smi, LigandSettings()) for cid, smi in [("a", "c1ccc2[nH]ccc2c1"), ("b", "OC(=O)c1ccccc1")]
+    ]
     n_h = {row["id"]: sum(a.GetAtomicNum() == 1 for a in mol.GetAtoms()) for mol, row in prepared}
     rows = [row for _, row in prepared]
     rows.append(dict(rows[0], id="broken", pdbqt="not a pdbqt"))
     ligands = tmp_path / "chunk_00000.parquet"
     pd.DataFrame(rows).to_parquet(ligands)
     settings = DockingSettings(exhaustiveness=1, n_poses=3, threads=2)
-    done, failed = dock_chunk(ligands, receptor, Box(box.center, (16.0, 16.0, 16.0)), settings,
-                              tmp_path / "d.sdf", tmp_path / "d.parquet", tmp_path / "f.csv")
+    done, failed = dock_chunk(
+        ligands,
+        receptor,
+        Box(box.center, (16.0, 16.0, 16.0)),
+        settings,
+        tmp_path / "d.sdf",
+        tmp_path / "d.parquet",
+        tmp_path / "f.csv",
+    )
     assert (done, failed) == (2, 1)
     poses = list(Chem.SDMolSupplier(str(tmp_path / "d.sdf"), removeHs=False))
     assert {p.GetProp("_Name") for p in poses} == {"a", "b"}

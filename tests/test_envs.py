@@ -23,14 +23,31 @@ PACKAGE = REPO / "pipeline"
 
 # import name -> the names its package has in a conda channel or on PyPI (either may be listed)
 DISTRIBUTIONS = {
-    "rdkit": {"rdkit"}, "meeko": {"meeko"}, "vina": {"vina"}, "openmm": {"openmm"}, "pdbfixer": {"pdbfixer"},
-    "openff": {"openff-toolkit"}, "openmmforcefields": {"openmmforcefields"}, "gemmi": {"gemmi"},
-    "dimorphite_dl": {"dimorphite-dl"}, "dockstring": {"dockstring"}, "prolif": {"prolif"},
-    "MDAnalysis": {"mdanalysis"}, "numpy": {"numpy"}, "scipy": {"scipy"}, "pandas": {"pandas"},
-    "pyarrow": {"pyarrow"}, "jsonschema": {"jsonschema"}, "yaml": {"pyyaml"}, "tqdm": {"tqdm"},
-    "matplotlib": {"matplotlib", "matplotlib-base"}, "torch": {"pytorch", "torch"},
-    "torch_geometric": {"pytorch_geometric", "torch-geometric"}, "dask": {"dask", "dask-core"},
-    "distributed": {"distributed"}, "dask_jobqueue": {"dask-jobqueue"},
+    "rdkit": {"rdkit"},
+    "meeko": {"meeko"},
+    "vina": {"vina"},
+    "openmm": {"openmm"},
+    "pdbfixer": {"pdbfixer"},
+    "openff": {"openff-toolkit"},
+    "openmmforcefields": {"openmmforcefields"},
+    "gemmi": {"gemmi"},
+    "dimorphite_dl": {"dimorphite-dl"},
+    "dockstring": {"dockstring"},
+    "prolif": {"prolif"},
+    "MDAnalysis": {"mdanalysis"},
+    "numpy": {"numpy"},
+    "scipy": {"scipy"},
+    "pandas": {"pandas"},
+    "pyarrow": {"pyarrow"},
+    "jsonschema": {"jsonschema"},
+    "yaml": {"pyyaml"},
+    "tqdm": {"tqdm"},
+    "matplotlib": {"matplotlib", "matplotlib-base"},
+    "torch": {"pytorch", "torch"},
+    "torch_geometric": {"pytorch_geometric", "torch-geometric"},
+    "dask": {"dask", "dask-core"},
+    "distributed": {"distributed"},
+    "dask_jobqueue": {"dask-jobqueue"},
 }
 
 
@@ -127,8 +144,11 @@ def third_party_imports(function: str) -> set[str]:
         m, t = _imports(defs[name], "pipeline.cli")
         modules |= m
         third |= t
-        todo += [n.func.id for n in ast.walk(defs[name])
-                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in defs]
+        todo += [
+            n.func.id
+            for n in ast.walk(defs[name])
+            if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in defs
+        ]
     seen, todo = set(), sorted(modules)
     while todo:
         module = todo.pop()

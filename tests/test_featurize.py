@@ -30,12 +30,18 @@ from pipeline.ligands import LigandSettings, prepare_ligand
 from pipeline.receptor import prepare_receptor
 
 #: Imatinib's hydrogen bonds in 1IEP, read from the ligand's side (ProLIF's convention).
-CRYSTAL_HBONDS = {"MET318.A:HBAcceptor",  # hinge backbone NH -> pyridine N
-                  "THR315.A:HBDonor",     # gatekeeper side-chain O <- aminopyrimidine NH
-                  "GLU286.A:HBDonor",     # alphaC Glu carboxylate <- amide NH
-                  "ASP381.A:HBAcceptor"}  # DFG Asp backbone NH -> amide O
-SMALL_LIGANDS = [("indole", "c1ccc2[nH]ccc2c1"), ("benzoic", "OC(=O)c1ccccc1"),
-                 ("paracetamol", "CC(=O)Nc1ccc(O)cc1"), ("phenylpyridine", "c1ccc(-c2ccncc2)cc1")]
+CRYSTAL_HBONDS = {
+    "MET318.A:HBAcceptor",  # hinge backbone NH -> pyridine N
+    "THR315.A:HBDonor",  # gatekeeper side-chain O <- aminopyrimidine NH
+    "GLU286.A:HBDonor",  # alphaC Glu carboxylate <- amide NH
+    "ASP381.A:HBAcceptor",
+}  # DFG Asp backbone NH -> amide O
+SMALL_LIGANDS = [
+    ("indole", "c1ccc2[nH]ccc2c1"),
+    ("benzoic", "OC(=O)c1ccccc1"),
+    ("paracetamol", "CC(=O)Nc1ccc(O)cc1"),
+    ("phenylpyridine", "c1ccc(-c2ccncc2)cc1"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +60,15 @@ def docked(abl, tmp_path_factory):
     out = tmp_path_factory.mktemp("docked")
     rows = [prepare_ligand(cid, smi, LigandSettings())[1] for cid, smi in SMALL_LIGANDS]
     pd.DataFrame(rows).to_parquet(out / "ligands.parquet")
-    dock_chunk(out / "ligands.parquet", pdbqt, Box((15.19, 53.9, 16.92), (14.0, 14.0, 14.0)),
-               DockingSettings(exhaustiveness=1, n_poses=2, threads=2),
-               out / "chunk_00000.sdf", out / "chunk_00000.parquet", out / "dock.failures.csv")
+    dock_chunk(
+        out / "ligands.parquet",
+        pdbqt,
+        Box((15.19, 53.9, 16.92), (14.0, 14.0, 14.0)),
+        DockingSettings(exhaustiveness=1, n_poses=2, threads=2),
+        out / "chunk_00000.sdf",
+        out / "chunk_00000.parquet",
+        out / "dock.failures.csv",
+    )
     return out / "chunk_00000.sdf", out / "chunk_00000.parquet"
 
 
@@ -94,15 +106,20 @@ def test_trajectory_persistence_counts_frames(abl):
     receptor_pdb, _, crystal = abl
     receptor = load_receptor(receptor_pdb)
     away = _moved(crystal, np.eye(3), np.array([40.0, 0.0, 0.0]))  # out of the pocket: no interaction
-    persistence = trajectory_persistence([(receptor, crystal), (receptor, crystal), (receptor, crystal), (receptor, away)])
+    persistence = trajectory_persistence(
+        [(receptor, crystal), (receptor, crystal), (receptor, crystal), (receptor, away)]
+    )
     assert {k: persistence[k] for k in CRYSTAL_HBONDS} == {k: 0.75 for k in CRYSTAL_HBONDS}
 
 
 def _pocket_pdb(receptor_pdb, ligand, path, cutoff=8.0):
     """The receptor's whole residues within ``cutoff`` of the ligand, as MD pocket frames are saved."""
     keep = {str(r) for r in load_receptor(receptor_pdb).pocket(ligand.GetConformer().GetPositions(), cutoff)}
-    lines = [line for line in receptor_pdb.read_text().splitlines(keepends=True)
-             if line.startswith("ATOM") and f"{line[17:20].strip()}{int(line[22:26])}.{line[21]}" in keep]
+    lines = [
+        line
+        for line in receptor_pdb.read_text().splitlines(keepends=True)
+        if line.startswith("ATOM") and f"{line[17:20].strip()}{int(line[22:26])}.{line[21]}" in keep
+    ]
     path.write_text("".join(lines) + "END\n")
     return path
 
@@ -110,10 +127,18 @@ def _pocket_pdb(receptor_pdb, ligand, path, cutoff=8.0):
 def test_refined_pose_with_pocket_frames(abl, tmp_path):
     receptor_pdb, _, crystal = abl
     pocket = _pocket_pdb(receptor_pdb, crystal, tmp_path / "pocket.pdb")
-    assert pose_fingerprint(crystal, Receptor.from_pdb(pocket)) == pose_fingerprint(crystal, load_receptor(receptor_pdb))
+    assert pose_fingerprint(crystal, Receptor.from_pdb(pocket)) == pose_fingerprint(
+        crystal, load_receptor(receptor_pdb)
+    )
     away = _moved(crystal, np.eye(3), np.array([0.0, 0.0, 1.5]))
-    pose = PoseInput("sti", 1, "refined", crystal, metrics={"rmsd_mean": 0.8, "interaction_energy": -80.0},
-                     frames=[(pocket, crystal), (pocket, away)])
+    pose = PoseInput(
+        "sti",
+        1,
+        "refined",
+        crystal,
+        metrics={"rmsd_mean": 0.8, "interaction_energy": -80.0},
+        frames=[(pocket, crystal), (pocket, away)],
+    )
     summary = featurize_batch([pose], receptor_pdb, tmp_path / "t.parquet", tmp_path / "g.pt", tmp_path / "f.csv")
     assert (summary.featurized, summary.failed) == (1, 0)
     table = pd.read_parquet(tmp_path / "t.parquet")
@@ -122,15 +147,24 @@ def test_refined_pose_with_pocket_frames(abl, tmp_path):
     assert set(table.loc[0, pairs]) <= {0.5, 1.0} and table.loc[0, "MET318.A:HBAcceptor"] in (0.5, 1.0)
     schema, (graph,) = load_graphs(tmp_path / "g.pt")
     known = dict(zip(schema.global_names, graph.globals_mask[0].tolist()))
-    assert known == dict(docking_score=0, rmsd_mean=1, rmsd_max=0, rmsd_final=0, pocket_backbone_rmsd=0,
-                         interaction_energy=1, persistence_mean=1, n_persistent=1)
+    assert known == dict(
+        docking_score=0,
+        rmsd_mean=1,
+        rmsd_max=0,
+        rmsd_final=0,
+        pocket_backbone_rmsd=0,
+        interaction_energy=1,
+        persistence_mean=1,
+        n_persistent=1,
+    )
 
 
 def test_graph_is_invariant_to_rigid_motion(abl):
     receptor_pdb, _, crystal = abl
     protein = protein_from_pdb(receptor_pdb)
-    rotation = torch.linalg.matrix_exp(torch.tensor([[0.0, -0.9, 0.4], [0.9, 0.0, -1.3], [-0.4, 1.3, 0.0]],
-                                                    dtype=torch.float64)).numpy()
+    rotation = torch.linalg.matrix_exp(
+        torch.tensor([[0.0, -0.9, 0.4], [0.9, 0.0, -1.3], [-0.4, 1.3, 0.0]], dtype=torch.float64)
+    ).numpy()
     shift = np.array([31.7, -12.2, 48.5])
     graphs = []
     for prot, lig in [(protein, crystal), (_moved(protein, rotation, shift), _moved(crystal, rotation, shift))]:
@@ -148,14 +182,15 @@ def test_graph_is_invariant_to_rigid_motion(abl):
     assert max(errors.values()) <= 1e-5
     assert a["x"].shape[1] == DEFAULT_SCHEMA.node_dim and a["edge_attr"].shape[1] == DEFAULT_SCHEMA.edge_dim
     contacts = a["edge_attr"][:, DEFAULT_SCHEMA.edge_feature_names.index("kind=contact")] == 1
-    assert contacts.any() and a["edge_attr"][contacts, -len(DEFAULT_SCHEMA.interactions):].any()
+    assert contacts.any() and a["edge_attr"][contacts, -len(DEFAULT_SCHEMA.interactions) :].any()
 
 
 def _run(docked, receptor_pdb, out, client):
     sdf, table = docked
     settings = FeaturizeSettings(poses_per_compound=0, poses_per_task=2)
-    summary = featurize_docked_chunk(sdf, table, receptor_pdb, out / "t.parquet", out / "g.pt", out / "f.csv",
-                                     settings, client)
+    summary = featurize_docked_chunk(
+        sdf, table, receptor_pdb, out / "t.parquet", out / "g.pt", out / "f.csv", settings, client
+    )
     schema, graphs = load_graphs(out / "g.pt", expect=settings.schema())
     return summary, pd.read_parquet(out / "t.parquet"), graphs, pd.read_csv(out / "f.csv")
 
@@ -212,8 +247,9 @@ def test_broken_poses_become_failure_rows(abl, docked, tmp_path):
     assert [f["id"] for f in failures] == ["garbage"]
     flat = Chem.AddHs(Chem.MolFromSmiles("CCO"))  # no conformer
     poses += [PoseInput("noconf", 1, ligand=flat), PoseInput("nothing", 1, ligand=None)]
-    summary = featurize_batch(poses, abl[0], tmp_path / "t.parquet", tmp_path / "g.pt", tmp_path / "f.csv",
-                              client=None, failures=failures)
+    summary = featurize_batch(
+        poses, abl[0], tmp_path / "t.parquet", tmp_path / "g.pt", tmp_path / "f.csv", client=None, failures=failures
+    )
     assert (summary.featurized, summary.failed) == (len(SMALL_LIGANDS), 3)
     rows = pd.read_csv(tmp_path / "f.csv")
     assert sorted(rows["id"]) == ["garbage", "noconf", "nothing"] and set(rows["stage"]) == {"featurize"}

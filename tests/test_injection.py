@@ -26,7 +26,7 @@ from pipeline.ranking import write_table_csv
 #: a <script> block), each one leaving a trace the test looks for.
 IMG = "<img id=injected-img src=x onerror=\"document.title='pwned-img'\">"
 SCRIPT = "</script><script>document.title='pwned-script';alert(1)</script>"
-ATTR = "\" autofocus onfocus=\"document.title='pwned-attr'\" x=\""
+ATTR = '" autofocus onfocus="document.title=\'pwned-attr\'" x="'
 SVG = "<svg id=injected-svg onload=\"document.title='pwned-svg'\"></svg>"
 HOSTILE = [IMG, SCRIPT, ATTR, SVG]
 TITLE = "vscreen screening report: hostile"
@@ -47,23 +47,36 @@ def _fake_run(tmp_path: Path) -> tuple[Path, dict]:
     (run / "chunks").mkdir(parents=True)
     (run / "chunks" / "manifest.json").write_text(json.dumps({"rows": 5, "accepted": 4, "failed": 1, "chunks": []}))
     ids = ["c1", "c2", "c3", "c4"]
-    ranking = pd.DataFrame({
-        "rank": [1, 2, 3, 4], "id": ids,
-        "input_id": [IMG, SCRIPT, "=HYPERLINK(\"http://x\",\"y\")", ATTR],
-        "smiles": ["CCO", "c1ccccc1O", "CCN", "CC(=O)O"], "prepared_smiles": ["CCO", "c1ccccc1O", "CC[NH3+]", "CC(=O)[O-]"],
-        "docking_score": [-7.5, -6.25, -5.0, -4.5], "n_poses": [2, 1, 3, 1],
-        "gnn_score": [0.9, 0.7, 0.5, 0.3], "gnn_spread": [0.01, 0.02, 0.03, 0.04],
-        "interactions": [f"{SVG}:HBDonor; TYR253.A:Hydrophobic", "", IMG, "MET318.A:HBAcceptor"],
-    })
+    ranking = pd.DataFrame(
+        {
+            "rank": [1, 2, 3, 4],
+            "id": ids,
+            "input_id": [IMG, SCRIPT, '=HYPERLINK("http://x","y")', ATTR],
+            "smiles": ["CCO", "c1ccccc1O", "CCN", "CC(=O)O"],
+            "prepared_smiles": ["CCO", "c1ccccc1O", "CC[NH3+]", "CC(=O)[O-]"],
+            "docking_score": [-7.5, -6.25, -5.0, -4.5],
+            "n_poses": [2, 1, 3, 1],
+            "gnn_score": [0.9, 0.7, 0.5, 0.3],
+            "gnn_spread": [0.01, 0.02, 0.03, 0.04],
+            "interactions": [f"{SVG}:HBDonor; TYR253.A:Hydrophobic", "", IMG, "MET318.A:HBAcceptor"],
+        }
+    )
     write_table_csv(ranking, run / "ranking.csv")
     failures = pd.DataFrame({"id": ["c5"], "stage": ["prepare"], "reason": [f"invalid SMILES {SCRIPT!r}"]})
     write_table_csv(failures, run / "failures.csv")
     write_table_csv(pd.DataFrame(columns=["id", "stage", "reason"]), run / "pose_warnings.csv")
     model = _card(tmp_path / "models")
-    config = validate_config({
-        "run": "hostile", "library": {"path": str(tmp_path / "gone" / f"{IMG}.smi")},
-        "receptor": {"path": str(tmp_path / f"{SCRIPT}.pdb")}, "box": {"center": [0, 0, 0], "size": [10, 10, 10]},
-        "refine": {"enabled": False}, "score": {"enabled": True, "model": str(model)}, "report": {"top_n": 4}})
+    config = validate_config(
+        {
+            "run": "hostile",
+            "library": {"path": str(tmp_path / "gone" / f"{IMG}.smi")},
+            "receptor": {"path": str(tmp_path / f"{SCRIPT}.pdb")},
+            "box": {"center": [0, 0, 0], "size": [10, 10, 10]},
+            "refine": {"enabled": False},
+            "score": {"enabled": True, "model": str(model)},
+            "report": {"top_n": 4},
+        }
+    )
     return run, config
 
 
@@ -92,8 +105,12 @@ def test_crafted_card_and_ids_cannot_inject_markup(tmp_path, chromium):
         page.load((run / "report.html").as_uri())
         assert page.dialogs == []
         assert page.evaluate("document.title") == TITLE
-        assert page.evaluate("document.querySelectorAll('#injected-img, #injected-svg, [onerror], [onload], "
-                             "[onfocus]').length") == 0
+        assert (
+            page.evaluate(
+                "document.querySelectorAll('#injected-img, #injected-svg, [onerror], [onload], [onfocus]').length"
+            )
+            == 0
+        )
         assert page.evaluate("document.scripts.length") == 1
         # a blocked script would be a policy violation, reported as a console error
         assert page.console_errors == []
@@ -106,8 +123,10 @@ def test_crafted_card_and_ids_cannot_inject_markup(tmp_path, chromium):
         column = headers.index("docking score (kcal/mol)")
         page.evaluate(f"document.querySelectorAll('#top-hits th')[{column}].click()")
         page.evaluate(f"document.querySelectorAll('#top-hits th')[{column}].click()")
-        shown = page.evaluate(f"[...document.querySelectorAll('#top-hits tbody tr')]"
-                              f".map(r => parseFloat(r.cells[{column}].dataset.value))")
+        shown = page.evaluate(
+            f"[...document.querySelectorAll('#top-hits tbody tr')]"
+            f".map(r => parseFloat(r.cells[{column}].dataset.value))"
+        )
         assert shown == [-4.5, -5.0, -6.25, -7.5]
         assert page.evaluate("document.title") == TITLE and page.console_errors == [] and page.dialogs == []
 
@@ -117,8 +136,9 @@ def test_policy_blocks_script_that_escaping_missed(tmp_path, chromium):
     because the policy allows only the page's own script (by hash)."""
     from pipeline.report import html
 
-    raw = html.page("t", "s", [("a", "A", IMG + SCRIPT + "<p><button id=b onclick=\"document.title='pwned-click'\">b"
-                                "</button></p>")])
+    raw = html.page(
+        "t", "s", [("a", "A", IMG + SCRIPT + "<p><button id=b onclick=\"document.title='pwned-click'\">b</button></p>")]
+    )
     path = tmp_path / "raw.html"
     path.write_text(raw)
     with HeadlessPage(chromium) as page:
@@ -133,14 +153,20 @@ def test_policy_blocks_script_that_escaping_missed(tmp_path, chromium):
 
 # no lone carriage return: pandas' CSV writer leaves a cell with one unquoted (the library
 # readers turn every line break into \n, so ids never hold one); neutralizing it is tested below
-FORMULAS = ["=HYPERLINK(\"http://x\",\"y\")", "+1", "-x", "@sum(A1)", "\tx", "'quoted", "''two", "=1+1\n2", "α=β"]
+FORMULAS = ['=HYPERLINK("http://x","y")', "+1", "-x", "@sum(A1)", "\tx", "'quoted", "''two", "=1+1\n2", "α=β"]
 
 
 def test_written_csv_has_no_formula_cell_and_reads_back_exactly(tmp_path):
     """Acceptance: no cell of a table written by write_table_csv starts with a formula character;
     stripping one leading quote gives the exact value back; numbers are untouched."""
-    table = pd.DataFrame({"id": [f"c{i}" for i in range(len(FORMULAS))], "input_id": FORMULAS,
-                          "docking_score": [-1.5] * len(FORMULAS), "reason": ["-"] * len(FORMULAS)})
+    table = pd.DataFrame(
+        {
+            "id": [f"c{i}" for i in range(len(FORMULAS))],
+            "input_id": FORMULAS,
+            "docking_score": [-1.5] * len(FORMULAS),
+            "reason": ["-"] * len(FORMULAS),
+        }
+    )
     write_table_csv(table, tmp_path / "t.csv")
     back = pd.read_csv(tmp_path / "t.csv", dtype=str, keep_default_na=False)
     for column in ("id", "input_id", "reason"):
@@ -153,8 +179,16 @@ def test_written_csv_has_no_formula_cell_and_reads_back_exactly(tmp_path):
 
 
 def test_neutralize_leaves_numbers_and_plain_text_alone():
-    table = pd.DataFrame({"n": [-1, 2], "x": [-1.5, None], "mixed": [-3, "-3"], "t": ["CCO", None],
-                          "cr": ["\rx", "x\r"], "flags": pd.Series([True, False], dtype=object)})
+    table = pd.DataFrame(
+        {
+            "n": [-1, 2],
+            "x": [-1.5, None],
+            "mixed": [-3, "-3"],
+            "t": ["CCO", None],
+            "cr": ["\rx", "x\r"],
+            "flags": pd.Series([True, False], dtype=object),
+        }
+    )
     out = neutralize_csv_cells(table)
     assert out["n"].tolist() == [-1, 2] and out["x"].tolist()[0] == -1.5
     assert out["mixed"].tolist() == [-3, "'-3"] and out["t"][0] == "CCO" and pd.isna(out["t"][1])

@@ -35,8 +35,13 @@ from pipeline.isolation import (
 from pipeline.ligands import LigandSettings, prepare_chunk, prepare_ligand
 from pipeline.receptor import prepare_receptor
 
-SMALL = {"indole": "c1ccc2[nH]ccc2c1", "benzoic": "OC(=O)c1ccccc1", "paracetamol": "CC(=O)Nc1ccc(O)cc1",
-         "phenol": "c1ccccc1O", "toluidine": "Cc1ccc(N)cc1"}
+SMALL = {
+    "indole": "c1ccc2[nH]ccc2c1",
+    "benzoic": "OC(=O)c1ccccc1",
+    "paracetamol": "CC(=O)Nc1ccc(O)cc1",
+    "phenol": "c1ccccc1O",
+    "toluidine": "Cc1ccc(N)cc1",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -96,10 +101,12 @@ def test_worker_survives_crashes_hangs_and_errors():
     assert time.monotonic() - start < 15
     assert [o.key for o in outcomes] == list(range(9))
     reasons = {items[o.key][1]: o.reason for o in outcomes if not o.ok}
-    assert reasons == {"abort": "crashed: worker process died (signal SIGABRT)",
-                       "hang": "time limit (1.5 s) exceeded",
-                       "raise": "unexpected error: ValueError: bad item",
-                       "exit": "crashed: worker process died (exit code 3)"}
+    assert reasons == {
+        "abort": "crashed: worker process died (signal SIGABRT)",
+        "hang": "time limit (1.5 s) exceeded",
+        "raise": "unexpected error: ValueError: bad item",
+        "exit": "crashed: worker process died (exit code 3)",
+    }
     ok = [o.result for o in outcomes if o.ok]
     assert [item for _, item in ok] == ["a", "b", "c", "c2", "d"]
     pids = [pid for pid, _ in ok]  # init's result: a new worker after each crash or kill, not after an error
@@ -225,15 +232,23 @@ def test_dock_chunk_survives_an_abort_and_a_hang(abl, ligand_table, tmp_path, mo
     monkeypatch.delenv(faults.ENV, raising=False)
     clean = tmp_path / "clean"
     start = time.monotonic()
-    assert dock_chunk(ligand_table, receptor_dir / "receptor.pdbqt", box, settings, clean / "d.sdf",
-                      clean / "d.parquet", clean / "f.csv") == (5, 0)
+    assert dock_chunk(
+        ligand_table,
+        receptor_dir / "receptor.pdbqt",
+        box,
+        settings,
+        clean / "d.sdf",
+        clean / "d.parquet",
+        clean / "f.csv",
+    ) == (5, 0)
     clean_seconds = time.monotonic() - start
 
     monkeypatch.setenv(faults.ENV, "dock:d-abort:abort;dock:d-hang:hang")
     out = tmp_path / "faulty"
     start = time.monotonic()
-    done, failed = dock_chunk(ligand_table, receptor_dir / "receptor.pdbqt", box, settings, out / "d.sdf",
-                              out / "d.parquet", out / "f.csv")
+    done, failed = dock_chunk(
+        ligand_table, receptor_dir / "receptor.pdbqt", box, settings, out / "d.sdf", out / "d.parquet", out / "f.csv"
+    )
     seconds = time.monotonic() - start
     print(f"docking chunk: {clean_seconds:.1f} s clean, {seconds:.1f} s with an abort and a {limit} s hang")
     assert (done, failed) == (3, 2)
@@ -269,8 +284,15 @@ def test_meeko_error_in_pose_export_fails_only_its_ligand(abl, ligand_table, tmp
     monkeypatch.setattr(RDKitMolCreate, "from_pdbqt_mol", staticmethod(flaky))
     monkeypatch.delenv(faults.ENV, raising=False)
     settings = DockingSettings(exhaustiveness=1, n_poses=2, threads=1, time_limit=120)
-    done, failed = dock_chunk(ligand_table, receptor_dir / "receptor.pdbqt", box, settings, tmp_path / "d.sdf",
-                              tmp_path / "d.parquet", tmp_path / "f.csv")
+    done, failed = dock_chunk(
+        ligand_table,
+        receptor_dir / "receptor.pdbqt",
+        box,
+        settings,
+        tmp_path / "d.sdf",
+        tmp_path / "d.parquet",
+        tmp_path / "f.csv",
+    )
     assert (done, failed) == (4, 1)
     failure = read_failures(tmp_path / "f.csv").iloc[0]
     assert failure["id"] == "d-abort" and failure["stage"] == "dock"  # the second ligand
@@ -283,8 +305,15 @@ def test_unreadable_receptor_fails_the_job_not_the_ligands(ligand_table, abl, tm
     bad = tmp_path / "receptor.pdbqt"
     bad.write_text("this is not a PDBQT file\n")
     with pytest.raises(Exception) as info:
-        dock_chunk(ligand_table, bad, box, DockingSettings(exhaustiveness=1), tmp_path / "d.sdf",
-                   tmp_path / "d.parquet", tmp_path / "f.csv")
+        dock_chunk(
+            ligand_table,
+            bad,
+            box,
+            DockingSettings(exhaustiveness=1),
+            tmp_path / "d.sdf",
+            tmp_path / "d.parquet",
+            tmp_path / "f.csv",
+        )
     assert not isinstance(info.value, WorkerStartError)  # Vina's own error, raised again in the parent
     assert not (tmp_path / "f.csv").exists() and not (tmp_path / "d.sdf").exists()
 
@@ -305,10 +334,13 @@ def test_refine_blowup_and_crash_cost_only_their_poses(abl, fixtures, tmp_path, 
         mol.SetProp("docking_score", "-12.5")
         poses.append(mol)
     monkeypatch.setenv(faults.ENV, "refine:blows-up:blowup;refine:crashes:abort")
-    settings = RefineSettings(length_ps=0.25, pocket_cutoff=6.0, free_shell=4.0, minimize_iterations=20,
-                              time_limit=300)
-    outputs = dict(out_sdf=tmp_path / "r.sdf", out_table=tmp_path / "r.parquet", out_frames_dir=tmp_path / "frames",
-                   failures_csv=tmp_path / "f.csv")
+    settings = RefineSettings(length_ps=0.25, pocket_cutoff=6.0, free_shell=4.0, minimize_iterations=20, time_limit=300)
+    outputs = dict(
+        out_sdf=tmp_path / "r.sdf",
+        out_table=tmp_path / "r.parquet",
+        out_frames_dir=tmp_path / "frames",
+        failures_csv=tmp_path / "f.csv",
+    )
     done, failed = refine_batch(receptor_dir / "receptor.pdb", poses, settings, **outputs)
     assert (done, failed) == (1, 2)
     reasons = read_failures(outputs["failures_csv"]).set_index("id")

@@ -21,24 +21,27 @@ from pipeline.library import (
 )
 
 
-@pytest.mark.parametrize("raw, expected", [
-    ("CHEMBL25", "CHEMBL25"),
-    ("my compound 1", "my_compound_1"),
-    ("a/b", "a_b"),
-    ("../../etc/passwd", "_etc_passwd"),
-    ("x;rm -rf ~", "x_rm_-rf_"),
-    ("..", "id" + id_suffix("..")),  # nothing readable left: a stable, readable name instead of '_'
-    ("$(reboot)", "_reboot_"),
-    ("α-pinene", "alpha-pinene"),
-    ("β-Pinen", "beta-Pinen"),
-    ("Δ9-THC", "Delta9-THC"),
-    ("café crème", "cafe_creme"),
-    ("Straße/Øre", "Strasse_Ore"),
-    ("=HYPERLINK(\"http://x\")", "_HYPERLINK_http_x_"),
-    ("+1", "1"),
-    ("-x", "x"),
-    ("@sum", "_sum"),
-])
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ("CHEMBL25", "CHEMBL25"),
+        ("my compound 1", "my_compound_1"),
+        ("a/b", "a_b"),
+        ("../../etc/passwd", "_etc_passwd"),
+        ("x;rm -rf ~", "x_rm_-rf_"),
+        ("..", "id" + id_suffix("..")),  # nothing readable left: a stable, readable name instead of '_'
+        ("$(reboot)", "_reboot_"),
+        ("α-pinene", "alpha-pinene"),
+        ("β-Pinen", "beta-Pinen"),
+        ("Δ9-THC", "Delta9-THC"),
+        ("café crème", "cafe_creme"),
+        ("Straße/Øre", "Strasse_Ore"),
+        ('=HYPERLINK("http://x")', "_HYPERLINK_http_x_"),
+        ("+1", "1"),
+        ("-x", "x"),
+        ("@sum", "_sum"),
+    ],
+)
 def test_sanitize_id_removes_path_and_shell_characters(raw, expected):
     clean = sanitize_id(raw, "fallback")
     assert clean == expected
@@ -197,7 +200,9 @@ def test_written_tables_hold_no_formula_cell_and_read_back_exactly(tmp_path):
     from pipeline.ranking import write_table_csv
 
     raw = ['=HYPERLINK("http://evil","x")', "+1", "-x", "@sum", "'quoted", "a,b,c", "line\nbreak"]
-    text = "id,smiles\n" + "".join(f'"{name.replace(chr(34), chr(34) * 2)}",C{"C" * i}O\n' for i, name in enumerate(raw))
+    text = "id,smiles\n" + "".join(
+        f'"{name.replace(chr(34), chr(34) * 2)}",C{"C" * i}O\n' for i, name in enumerate(raw)
+    )
     _, table, _ = _split(tmp_path, "lib.csv", text)
     assert table["input_id"].tolist() == raw  # the line break inside the quoted cell too
     write_table_csv(table, tmp_path / "ranking.csv")

@@ -20,13 +20,16 @@ def test_salt_keeps_largest_fragment_and_is_protonated():
     assert row["pdbqt"].startswith("REMARK SMILES") and "ROOT" in row["pdbqt"]
 
 
-@pytest.mark.parametrize("smiles, reason", [
-    ("C1CC(", "invalid SMILES"),
-    ("", "empty SMILES"),
-    ("CC(=O)O[Pt](N)(N)Cl", "Pt"),
-    ("C" * 150, "too large: 150 heavy atoms"),
-    ("C", "too small"),
-])
+@pytest.mark.parametrize(
+    "smiles, reason",
+    [
+        ("C1CC(", "invalid SMILES"),
+        ("", "empty SMILES"),
+        ("CC(=O)O[Pt](N)(N)Cl", "Pt"),
+        ("C" * 150, "too large: 150 heavy atoms"),
+        ("C", "too small"),
+    ],
+)
 def test_bad_molecules_raise_readable_reasons(smiles, reason):
     with pytest.raises(PreparationError, match=reason.replace("(", r"\(")):
         prepare_ligand("x", smiles, SETTINGS)
@@ -40,7 +43,9 @@ def test_embedding_is_deterministic_per_compound():
 
 def test_chunk_writes_sdf_table_and_failures(tmp_path):
     chunk = tmp_path / "chunk_00000.parquet"
-    pd.DataFrame({"id": ["ok", "bad"], "input_id": ["ok", "bad"], "smiles": ["c1ccccc1O", "xyz"], "line": [1, 2]}).to_parquet(chunk)
+    pd.DataFrame(
+        {"id": ["ok", "bad"], "input_id": ["ok", "bad"], "smiles": ["c1ccccc1O", "xyz"], "line": [1, 2]}
+    ).to_parquet(chunk)
     done, failed = prepare_chunk(chunk, tmp_path / "l.sdf", tmp_path / "l.parquet", tmp_path / "f.csv", SETTINGS)
     assert (done, failed) == (1, 1)
     mols = list(Chem.SDMolSupplier(str(tmp_path / "l.sdf"), removeHs=False))

@@ -126,8 +126,9 @@ def _ligand_context(name: str) -> openmm.Context:
     return openmm_context(mmff_ligand_system(mol), mol)
 
 
-def rdkit_energy_grad(mol, *, variant="MMFF94", only_term=None, nonbonded_thresh=100.0,
-                      dielectric_constant=1.0, distance_dielectric=False):
+def rdkit_energy_grad(
+    mol, *, variant="MMFF94", only_term=None, nonbonded_thresh=100.0, dielectric_constant=1.0, distance_dielectric=False
+):
     """RDKit MMFF energy (kcal/mol) and gradient (kcal/mol/A), optionally a single term."""
     props = rdForceFieldHelpers.MMFFGetMoleculeProperties(mol, mmffVariant=variant)
     assert props is not None
@@ -137,7 +138,8 @@ def rdkit_energy_grad(mol, *, variant="MMFF94", only_term=None, nonbonded_thresh
         for k, setter in enumerate(RDKIT_TERM_SETTERS):
             getattr(props, setter)(k == only_term)
     ff = rdForceFieldHelpers.MMFFGetMoleculeForceField(
-        mol, props, nonBondedThresh=nonbonded_thresh, ignoreInterfragInteractions=False)
+        mol, props, nonBondedThresh=nonbonded_thresh, ignoreInterfragInteractions=False
+    )
     return ff.CalcEnergy(), np.array(ff.CalcGrad()).reshape(-1, 3)
 
 
@@ -146,7 +148,7 @@ def openmm_context(system: openmm.System, mol: Chem.Mol, first: int = 0) -> open
     context = openmm.Context(system, openmm.VerletIntegrator(0.001), platform)
     xyz_nm = mol.GetConformer().GetPositions() * 0.1
     positions = np.zeros((system.getNumParticles(), 3))
-    positions[first:first + len(xyz_nm)] = xyz_nm
+    positions[first : first + len(xyz_nm)] = xyz_nm
     if first:  # dummy particles far away from the ligand
         positions[:first] = 50.0 + np.arange(first)[:, None]
     context.setPositions(positions)
@@ -158,15 +160,17 @@ def openmm_energy_forces(context: openmm.Context, groups=None):
     kwargs = {} if groups is None else {"groups": set(groups)}
     state = context.getState(getEnergy=True, getForces=True, **kwargs)
     energy = state.getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole) / KJ_PER_KCAL
-    forces = state.getForces(asNumpy=True).value_in_unit(
-        openmm.unit.kilojoule_per_mole / openmm.unit.nanometer) * FORCE_TO_KCAL_A
+    forces = (
+        state.getForces(asNumpy=True).value_in_unit(openmm.unit.kilojoule_per_mole / openmm.unit.nanometer)
+        * FORCE_TO_KCAL_A
+    )
     return energy, forces
 
 
 def assert_matches(mol, energy_forces, rdkit_kwargs=None, first=0, label=""):
     e_omm, f_omm = energy_forces
     e_rd, g_rd = rdkit_energy_grad(mol, **(rdkit_kwargs or {}))
-    f_omm = f_omm[first:first + mol.GetNumAtoms()]
+    f_omm = f_omm[first : first + mol.GetNumAtoms()]
     assert abs(e_omm - e_rd) < E_TOL, f"{label}: E_openmm={e_omm:.6f} E_rdkit={e_rd:.6f}"
     dev = np.abs(f_omm - (-g_rd)).max()
     assert dev < F_TOL, f"{label}: max force deviation {dev:.3g} kcal/mol/A"
@@ -192,8 +196,9 @@ def test_every_term_matches_rdkit(name):
     mol = perturbed(name)
     context = _ligand_context(name)
     for group, term in enumerate(TERM_NAMES):
-        assert_matches(mol, openmm_energy_forces(context, [group]),
-                       rdkit_kwargs={"only_term": group}, label=f"{name}/{term}")
+        assert_matches(
+            mol, openmm_energy_forces(context, [group]), rdkit_kwargs={"only_term": group}, label=f"{name}/{term}"
+        )
 
 
 def test_all_terms_are_exercised():
@@ -218,9 +223,12 @@ def test_dielectric_options_match_rdkit():
     for diel, distance in ((4.0, False), (2.0, True)):
         system = mmff_ligand_system(mol, dielectric_constant=diel, distance_dielectric=distance)
         context = openmm_context(system, mol)
-        assert_matches(mol, openmm_energy_forces(context),
-                       {"dielectric_constant": diel, "distance_dielectric": distance},
-                       label=f"D={diel} distance={distance}")
+        assert_matches(
+            mol,
+            openmm_energy_forces(context),
+            {"dielectric_constant": diel, "distance_dielectric": distance},
+            label=f"D={diel} distance={distance}",
+        )
 
 
 def test_cutoff_equals_rdkit_nonbonded_threshold():

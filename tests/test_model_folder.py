@@ -45,6 +45,7 @@ def _edit_card(folder: Path, edit) -> dict:
 @pytest.fixture
 def no_unpickling(monkeypatch):
     """Fail the test if a weights file is unpickled: refusals must come before torch.load."""
+
     def refuse(*args, **kwargs):
         raise AssertionError(f"torch.load was called on {args[0]}")
 
@@ -64,8 +65,11 @@ def test_changed_weights_are_refused(model, no_unpickling):
     data = bytearray((model / "model_2.pt").read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte
     (model / "model_2.pt").write_bytes(bytes(data))
-    with pytest.raises(ModelError, match=r"weights file '.*model_2\.pt' has SHA-256 [0-9a-f]{64}, but card\.json "
-                                         r"records [0-9a-f]{64}; the file was changed or damaged"):
+    with pytest.raises(
+        ModelError,
+        match=r"weights file '.*model_2\.pt' has SHA-256 [0-9a-f]{64}, but card\.json "
+        r"records [0-9a-f]{64}; the file was changed or damaged",
+    ):
         load_ensemble(model)
 
 
@@ -73,8 +77,11 @@ def test_absolute_weights_path_is_refused(model, tmp_path, no_unpickling):
     elsewhere = tmp_path / "elsewhere.pt"
     shutil.copy(model / "model_0.pt", elsewhere)  # the right digest, the wrong place
     _edit_card(model, lambda card: card["members"][0].update(weights=str(elsewhere)))
-    with pytest.raises(ModelError, match=r"member 0 weights path '.*elsewhere\.pt' .* must be a file name inside the "
-                                         r"model folder .*no absolute path"):
+    with pytest.raises(
+        ModelError,
+        match=r"member 0 weights path '.*elsewhere\.pt' .* must be a file name inside the "
+        r"model folder .*no absolute path",
+    ):
         load_ensemble(model)
 
 
@@ -90,8 +97,11 @@ def test_symlink_out_of_the_folder_is_refused(model, tmp_path, no_unpickling):
     outside = tmp_path / "outside.pt"
     shutil.move(model / "model_1.pt", outside)
     (model / "model_1.pt").symlink_to(outside)  # same bytes, same digest: only where it points is wrong
-    with pytest.raises(ModelError, match=r"member 1 weights 'model_1\.pt' resolves to '.*outside\.pt', outside the "
-                                         r"model folder"):
+    with pytest.raises(
+        ModelError,
+        match=r"member 1 weights 'model_1\.pt' resolves to '.*outside\.pt', outside the "
+        r"model folder",
+    ):
         load_ensemble(model)
 
 
@@ -104,16 +114,19 @@ def test_symlink_inside_the_folder_and_subfolders_are_accepted(model):
     assert len(load_ensemble(model).members) == 5
 
 
-@pytest.mark.parametrize("edit, where", [
-    (lambda c: c.pop("members"), r"\(top level\): 'members' is a required property"),
-    (lambda c: c.update(members=[]), r"members: \[\] should be non-empty"),
-    (lambda c: c["members"][3].pop("sha256"), r"members/3: 'sha256' is a required property"),
-    (lambda c: c["members"][1].update(sha256="abc"), r"members/1/sha256: 'abc' does not match"),
-    (lambda c: c["members"][0].update(weights=7), r"members/0/weights: 7 is not of type 'string'"),
-    (lambda c: c.update(task="ranking"), r"task: 'ranking' is not one of \['regression', 'classification'\]"),
-    (lambda c: c.update(name=["<script>"]), r"name: \['<script>'\] is not of type 'string'"),
-    (lambda c: c.update(model="big"), r"model: 'big' is not of type 'object'"),
-])
+@pytest.mark.parametrize(
+    "edit, where",
+    [
+        (lambda c: c.pop("members"), r"\(top level\): 'members' is a required property"),
+        (lambda c: c.update(members=[]), r"members: \[\] should be non-empty"),
+        (lambda c: c["members"][3].pop("sha256"), r"members/3: 'sha256' is a required property"),
+        (lambda c: c["members"][1].update(sha256="abc"), r"members/1/sha256: 'abc' does not match"),
+        (lambda c: c["members"][0].update(weights=7), r"members/0/weights: 7 is not of type 'string'"),
+        (lambda c: c.update(task="ranking"), r"task: 'ranking' is not one of \['regression', 'classification'\]"),
+        (lambda c: c.update(name=["<script>"]), r"name: \['<script>'\] is not of type 'string'"),
+        (lambda c: c.update(model="big"), r"model: 'big' is not of type 'object'"),
+    ],
+)
 def test_card_that_does_not_match_the_schema_is_refused(model, edit, where, no_unpickling):
     _edit_card(model, edit)
     with pytest.raises(ModelError, match=rf"model card '.*card\.json' is invalid at {where}"):

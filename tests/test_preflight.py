@@ -25,9 +25,13 @@ DEMO = Path(__file__).resolve().parents[1] / "resources" / "demo"
 
 
 def _config(**sections) -> dict:
-    cfg = {"run": "early", "library": {"path": str(DEMO / "library.csv")},
-           "receptor": {"path": str(DEMO / "ACHE_target.pdbqt")}, "box": {"vina_config": str(DEMO / "ACHE_conf.txt")},
-           "score": {"enabled": False}}
+    cfg = {
+        "run": "early",
+        "library": {"path": str(DEMO / "library.csv")},
+        "receptor": {"path": str(DEMO / "ACHE_target.pdbqt")},
+        "box": {"vina_config": str(DEMO / "ACHE_conf.txt")},
+        "score": {"enabled": False},
+    }
     for key, value in sections.items():
         cfg[key] = value
     return cfg
@@ -54,16 +58,26 @@ def _broken_model(tmp_path: Path) -> Path:
 
 # (config change, expected message fragments) for each early error
 CASES = {
-    "missing receptor": (lambda tmp: {"receptor": {"path": str(tmp / "no_such_receptor.pdb")}},
-                         ["receptor file", "no_such_receptor.pdb", "does not exist", "fix receptor.path"]),
-    "box outside the protein": (lambda tmp: {"box": {"center": [300.0, 300.0, 300.0], "size": [20, 20, 20]}},
-                                ["holds 0 receptor atoms", "outside the protein", "fix box.center"]),
-    "empty library": (lambda tmp: {"library": {"path": str(_empty_library(tmp))}},
-                      ["empty.csv", "is empty", "library.path"]),
-    "unknown model": (lambda tmp: {"score": {"enabled": True, "model": "no_such_model", "models_dir": str(tmp / "models")}},
-                      ["model 'no_such_model' not found", "set score.model"]),
-    "unreadable model": (lambda tmp: {"score": {"enabled": True, "model": str(_broken_model(tmp))}},
-                         ["card.json", "cannot be read", "set score.model"]),
+    "missing receptor": (
+        lambda tmp: {"receptor": {"path": str(tmp / "no_such_receptor.pdb")}},
+        ["receptor file", "no_such_receptor.pdb", "does not exist", "fix receptor.path"],
+    ),
+    "box outside the protein": (
+        lambda tmp: {"box": {"center": [300.0, 300.0, 300.0], "size": [20, 20, 20]}},
+        ["holds 0 receptor atoms", "outside the protein", "fix box.center"],
+    ),
+    "empty library": (
+        lambda tmp: {"library": {"path": str(_empty_library(tmp))}},
+        ["empty.csv", "is empty", "library.path"],
+    ),
+    "unknown model": (
+        lambda tmp: {"score": {"enabled": True, "model": "no_such_model", "models_dir": str(tmp / "models")}},
+        ["model 'no_such_model' not found", "set score.model"],
+    ),
+    "unreadable model": (
+        lambda tmp: {"score": {"enabled": True, "model": str(_broken_model(tmp))}},
+        ["card.json", "cannot be read", "set score.model"],
+    ),
 }
 
 
@@ -84,8 +98,13 @@ def test_each_early_error_names_the_fix(case, tmp_path):
     cfg = _validated(_config(**patch(tmp_path)))
     from pipeline.scoring.ensemble import ModelError
 
-    expected = {"missing receptor": ReceptorError, "box outside the protein": BoxError, "empty library": LibraryError,
-                "unknown model": ModelError, "unreadable model": ModelError}[case]
+    expected = {
+        "missing receptor": ReceptorError,
+        "box outside the protein": BoxError,
+        "empty library": LibraryError,
+        "unknown model": ModelError,
+        "unreadable model": ModelError,
+    }[case]
     with pytest.raises(expected) as info:
         check_inputs(cfg)
         check_model(cfg["score"])
@@ -98,10 +117,19 @@ def test_each_early_error_names_the_fix(case, tmp_path):
 def test_library_checks_read_only_the_first_row(tmp_path):
     big = tmp_path / "lib.smi"
     big.write_text("CCO first\n" + "not-a-smiles\n" * 1000)
-    check_library({"path": str(big), "format": "auto", "id_column": "id", "smiles_column": "smiles", "id_property": None})
+    check_library(
+        {"path": str(big), "format": "auto", "id_column": "id", "smiles_column": "smiles", "id_property": None}
+    )
     with pytest.raises(LibraryError, match="does not exist; check library.path"):
-        check_library({"path": str(tmp_path / "gone.smi"), "format": "auto", "id_column": "id",
-                       "smiles_column": "smiles", "id_property": None})
+        check_library(
+            {
+                "path": str(tmp_path / "gone.smi"),
+                "format": "auto",
+                "id_column": "id",
+                "smiles_column": "smiles",
+                "id_property": None,
+            }
+        )
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -110,8 +138,9 @@ def test_check_config_reports_the_early_error(case, tmp_path):
     patch, fragments = CASES[case]
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(_config(**patch(tmp_path))))
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "check-config", str(path)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "check-config", str(path)], capture_output=True, text=True
+    )
     assert result.returncode == 2, result.stderr[-2000:]
     line = [l for l in result.stderr.splitlines() if l.startswith("vscreen check-config: error:")]
     assert len(line) == 1, result.stderr
@@ -126,9 +155,25 @@ def test_snakemake_stops_before_any_job(case, repo, tmp_path):
     patch, fragments = CASES[case]
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(_config(**patch(tmp_path))))
-    result = subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--directory",
-                             str(tmp_path), "--configfile", str(cfg), "--cores", "1"],
-                            capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--snakefile",
+            str(repo / "Snakefile"),
+            "--directory",
+            str(tmp_path),
+            "--configfile",
+            str(cfg),
+            "--cores",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     output = result.stdout + result.stderr
     assert result.returncode != 0
     for fragment in fragments:
@@ -144,8 +189,15 @@ def test_snakemake_stops_before_any_job(case, repo, tmp_path):
 def test_dockstring_target_box_is_checked(tmp_path):
     """A dockstring target with no box keys uses its own box, which sits on the protein."""
     pytest.importorskip("dockstring")
-    cfg = _validated({"run": "ds", "library": {"path": str(DEMO / "library.csv")}, "receptor": {"dockstring": "ACHE"},
-                      "box": {}, "score": {"enabled": False}})
+    cfg = _validated(
+        {
+            "run": "ds",
+            "library": {"path": str(DEMO / "library.csv")},
+            "receptor": {"dockstring": "ACHE"},
+            "box": {},
+            "score": {"enabled": False},
+        }
+    )
     check_inputs(cfg)
     bad = copy.deepcopy(cfg)
     bad["receptor"]["dockstring"] = "NOT_A_TARGET"

@@ -39,8 +39,18 @@ def test_every_subcommand_help_has_an_example():
 
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 -- argparse keeps them here
-    assert {"check-config", "split", "prepare-ligands", "dock", "featurize", "refine", "score", "train", "rank",
-            "report"} <= set(commands)
+    assert {
+        "check-config",
+        "split",
+        "prepare-ligands",
+        "dock",
+        "featurize",
+        "refine",
+        "score",
+        "train",
+        "rank",
+        "report",
+    } <= set(commands)
     for name, sub in commands.items():
         assert f"example:\n  vscreen {name}" in sub.format_help(), name
     top = subprocess.run([sys.executable, "-m", "pipeline.cli", "--help"], capture_output=True, text=True)

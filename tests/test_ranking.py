@@ -22,9 +22,15 @@ from pipeline.ranking import AccountingError, build_ranking, gnn_summary, order_
 
 
 def _scores() -> pd.DataFrame:
-    return pd.DataFrame({"id": ["a", "a", "b", "c", "c"], "pose": [1, 2, 1, 1, 1],
-                         "source": ["docked", "docked", "docked", "docked", "refined"],
-                         "gnn_score": [0.2, 0.7, 0.5, 0.1, 0.9], "gnn_spread": [0.01, 0.02, 0.03, 0.04, 0.05]})
+    return pd.DataFrame(
+        {
+            "id": ["a", "a", "b", "c", "c"],
+            "pose": [1, 2, 1, 1, 1],
+            "source": ["docked", "docked", "docked", "docked", "refined"],
+            "gnn_score": [0.2, 0.7, 0.5, 0.1, 0.9],
+            "gnn_spread": [0.01, 0.02, 0.03, 0.04, 0.05],
+        }
+    )
 
 
 def test_gnn_summary_takes_best_docked_pose_and_refined_apart():
@@ -92,9 +98,11 @@ def _plain_pandas(run: Path, rank_by: str) -> tuple[pd.DataFrame, pd.DataFrame, 
     ligands = tables([layout.ligand_table(c) for c in chunks])
     poses = tables([layout.docked_table(c) for c in chunks])
     docked = poses.groupby("id").agg(docking_score=("docking_score", "min"), n_poses=("pose", "count")).reset_index()
-    table = (inputs[["id", "input_id", "smiles"]]
-             .merge(ligands[["id", "prepared_smiles", "heavy_atoms", "formal_charge", "rotatable_bonds"]], on="id")
-             .merge(docked, on="id"))
+    table = (
+        inputs[["id", "input_id", "smiles"]]
+        .merge(ligands[["id", "prepared_smiles", "heavy_atoms", "formal_charge", "rotatable_bonds"]], on="id")
+        .merge(docked, on="id")
+    )
 
     features = tables([layout.feature_table(c) for c in chunks]).sort_values(["id", "pose"]).drop_duplicates("id")
     pairs = sorted([c for c in features.columns if ":" in c], key=fingerprint_sort_key)
@@ -110,12 +118,20 @@ def _plain_pandas(run: Path, rank_by: str) -> tuple[pd.DataFrame, pd.DataFrame, 
     table = table.merge(features[["id", *counts, "interactions"]], on="id", how="left")
 
     refined = tables([layout.refined_table(b) for b in batches]).sort_values(["id", "interaction_energy", "pose"])
-    md_names = {"pose": "md_pose", "rmsd_mean": "md_rmsd_mean", "rmsd_max": "md_rmsd_max", "rmsd_final": "md_rmsd_final",
-                "pocket_backbone_rmsd": "md_pocket_backbone_rmsd", "interaction_energy": "md_interaction_energy",
-                "interaction_energy_std": "md_interaction_energy_std"}
+    md_names = {
+        "pose": "md_pose",
+        "rmsd_mean": "md_rmsd_mean",
+        "rmsd_max": "md_rmsd_max",
+        "rmsd_final": "md_rmsd_final",
+        "pocket_backbone_rmsd": "md_pocket_backbone_rmsd",
+        "interaction_energy": "md_interaction_energy",
+        "interaction_energy_std": "md_interaction_energy_std",
+    }
     md = refined.drop_duplicates("id")[["id", *md_names]].rename(columns=md_names)
     table = table.merge(md, on="id", how="left")
-    refined_features = tables([layout.feature_table(b) for b in batches]).sort_values(["id", "pose"]).drop_duplicates("id")
+    refined_features = (
+        tables([layout.feature_table(b) for b in batches]).sort_values(["id", "pose"]).drop_duplicates("id")
+    )
     refined_pairs = [c for c in refined_features.columns if ":" in c]
 
     def persistent(row):
@@ -129,13 +145,18 @@ def _plain_pandas(run: Path, rank_by: str) -> tuple[pd.DataFrame, pd.DataFrame, 
     best = scores.drop_duplicates(["id", "source"])
     gnn = best[best["source"] == "docked"][["id", "gnn_score", "gnn_spread"]].merge(
         best[best["source"] == "refined"][["id", "gnn_score", "gnn_spread"]].rename(
-            columns={"gnn_score": "gnn_score_refined", "gnn_spread": "gnn_spread_refined"}), on="id", how="outer")
+            columns={"gnn_score": "gnn_score_refined", "gnn_spread": "gnn_spread_refined"}
+        ),
+        on="id",
+        how="outer",
+    )
     table = table.merge(gnn, on="id", how="left")
 
     refine_rows = failures([layout.refined_failures(b) for b in batches])
     reasons = refine_rows.groupby("id")["reason"].agg("; ".join)
-    table["md_status"] = ["refined" if i in set(md["id"]) else "failed" if i in reasons.index else "not selected"
-                          for i in table["id"]]
+    table["md_status"] = [
+        "refined" if i in set(md["id"]) else "failed" if i in reasons.index else "not selected" for i in table["id"]
+    ]
     table["md_reason"] = [reasons.get(i, "") if s == "failed" else "" for i, s in zip(table["id"], table["md_status"])]
 
     score_rows = pd.read_csv(layout.score_failures, dtype=str, keep_default_na=False)
@@ -151,22 +172,54 @@ def _plain_pandas(run: Path, rank_by: str) -> tuple[pd.DataFrame, pd.DataFrame, 
         if table[column].notna().all():
             table[column] = table[column].astype("int64")
     if rank_by == "consensus":
+
         def z(values):
             return (values - values.mean()) / values.std(ddof=0)
 
         table["consensus_score"] = 0.5 * z(table["gnn_score"]) + 0.5 * z(-table["docking_score"])
     key_column = {"gnn": "gnn_score", "docking": "docking_score", "consensus": "consensus_score"}[rank_by]
-    table = table.sort_values([key_column, "docking_score", "id"], ascending=[rank_by == "docking", True, True],
-                              na_position="last")
+    table = table.sort_values(
+        [key_column, "docking_score", "id"], ascending=[rank_by == "docking", True, True], na_position="last"
+    )
     table.insert(0, "rank", range(1, len(table) + 1))
-    front = ["rank", "id", "input_id", "smiles", "prepared_smiles", "docking_score", "gnn_score", "gnn_spread",
-             *(["consensus_score"] if rank_by == "consensus" else []), "gnn_score_refined", "gnn_spread_refined",
-             "n_poses", "heavy_atoms", "formal_charge", "rotatable_bonds"]
+    front = [
+        "rank",
+        "id",
+        "input_id",
+        "smiles",
+        "prepared_smiles",
+        "docking_score",
+        "gnn_score",
+        "gnn_spread",
+        *(["consensus_score"] if rank_by == "consensus" else []),
+        "gnn_score_refined",
+        "gnn_spread_refined",
+        "n_poses",
+        "heavy_atoms",
+        "formal_charge",
+        "rotatable_bonds",
+    ]
     table = table[front + counts + ["interactions", *md_names.values(), "md_interactions", "md_status", "md_reason"]]
-    failed = pd.concat([failures([layout.input_failures] + [layout.ligand_failures(c) for c in chunks]
-                                 + [layout.docked_failures(c) for c in chunks]), fatal], ignore_index=True)
-    warned = pd.concat([secondary[~fatal_rows], refine_rows, failures([layout.feature_failures(b) for b in batches]),
-                        score_rows[refined_score]], ignore_index=True)
+    failed = pd.concat(
+        [
+            failures(
+                [layout.input_failures]
+                + [layout.ligand_failures(c) for c in chunks]
+                + [layout.docked_failures(c) for c in chunks]
+            ),
+            fatal,
+        ],
+        ignore_index=True,
+    )
+    warned = pd.concat(
+        [
+            secondary[~fatal_rows],
+            refine_rows,
+            failures([layout.feature_failures(b) for b in batches]),
+            score_rows[refined_score],
+        ],
+        ignore_index=True,
+    )
     return table, failed, warned
 
 
@@ -204,17 +257,28 @@ def _tiny_run(root: Path, ids: list[str], docked: list[str], failed: list[str] |
     layout = RunLayout(root)
     layout.chunks_dir.mkdir(parents=True)
     pd.DataFrame({"id": ids, "input_id": ids, "smiles": ["CCO"] * len(ids), "line": range(len(ids))}).to_parquet(
-        layout.chunk_table("chunk_00000"))
+        layout.chunk_table("chunk_00000")
+    )
     write_manifest(layout.chunks_dir, "chunks", ["chunk_00000"], rows=len(ids), accepted=len(ids), failed=0)
     for folder in (layout.ligands_dir, layout.docked_dir, layout.features_dir, layout.input_failures.parent):
         folder.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({"id": docked, "smiles": "CCO", "prepared_smiles": "CCO", "heavy_atoms": 3, "formal_charge": 0,
-                  "rotatable_bonds": 0, "pdbqt": ""}).to_parquet(layout.ligand_table("chunk_00000"))
+    pd.DataFrame(
+        {
+            "id": docked,
+            "smiles": "CCO",
+            "prepared_smiles": "CCO",
+            "heavy_atoms": 3,
+            "formal_charge": 0,
+            "rotatable_bonds": 0,
+            "pdbqt": "",
+        }
+    ).to_parquet(layout.ligand_table("chunk_00000"))
     pd.DataFrame({"id": docked, "pose": 1, "docking_score": -5.0}).to_parquet(layout.docked_table("chunk_00000"))
     empty = pd.DataFrame(columns=["id", "stage", "reason"])
     failed = [i for i in ids if i not in docked] if failed is None else failed
     pd.DataFrame({"id": failed, "stage": "prepare", "reason": "invalid SMILES"}).to_csv(
-        layout.ligand_failures("chunk_00000"), index=False)
+        layout.ligand_failures("chunk_00000"), index=False
+    )
     for path in (layout.docked_failures("chunk_00000"), layout.feature_failures("chunk_00000"), layout.input_failures):
         empty.to_csv(path, index=False)
     return layout
@@ -234,8 +298,9 @@ def test_a_lost_or_doubly_counted_compound_fails_the_run(tmp_path):
     assert error.value.missing == ["ghost"] and not lost.ranking.exists() and not lost.failures.exists()
 
     twice = _tiny_run(tmp_path / "twice", ["a", "b", "c"], ["a", "b"])
-    pd.DataFrame({"id": ["c", "b"], "stage": "dock", "reason": "x"}).to_csv(twice.docked_failures("chunk_00000"),
-                                                                          index=False)
+    pd.DataFrame({"id": ["c", "b"], "stage": "dock", "reason": "x"}).to_csv(
+        twice.docked_failures("chunk_00000"), index=False
+    )
     with pytest.raises(AccountingError) as error:
         build_ranking(twice)
     assert error.value.twice == ["b", "c"] and "counted twice" in str(error.value)
@@ -252,8 +317,14 @@ def test_a_library_where_every_row_is_rejected_ranks_selects_and_reports(tmp_pat
     layout.input_failures.parent.mkdir(parents=True)
     rows = pd.DataFrame({"id": ["x1", "x2", "x3"], "stage": "input", "reason": ["line 2: empty line"] * 3})
     rows.to_csv(layout.input_failures, index=False)
-    config = validate_config({"run": "empty", "library": {"path": str(tmp_path / "lib.smi")},
-                              "receptor": {"path": "r.pdb"}, "box": {"center": [0, 0, 0], "size": [10, 10, 10]}})
+    config = validate_config(
+        {
+            "run": "empty",
+            "library": {"path": str(tmp_path / "lib.smi")},
+            "receptor": {"path": "r.pdb"},
+            "box": {"center": [0, 0, 0], "size": [10, 10, 10]},
+        }
+    )
     write_resolved_config(config, layout.config)
     args = ["--run-dir", str(layout.root), "--config", str(layout.config)]
     assert main(["select", *args[:2], "--out-dir", str(layout.batches_dir), *args[2:]]) == 0
@@ -269,8 +340,12 @@ def test_a_library_where_every_row_is_rejected_ranks_selects_and_reports(tmp_pat
 def test_benchmark_quick_mode(tmp_path):
     """``benchmarks/rank_scale.py --n 10000``: generates the run, measures rank and report, writes the JSON."""
     out = tmp_path / "rank_scale.json"
-    result = subprocess.run([sys.executable, str(BENCHMARK), "--n", "10000", "--cache", str(tmp_path / "cache"),
-                             "--out", str(out)], capture_output=True, text=True, cwd=BENCHMARK.parents[1])
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARK), "--n", "10000", "--cache", str(tmp_path / "cache"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=BENCHMARK.parents[1],
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     (row,) = json.loads(out.read_text())["results"]
     assert row["n"] == 10000 and row["accounted"] and row["ranked"] + row["failed"] == 10000

@@ -86,6 +86,7 @@ def _atom_lines(path: Path) -> list[str]:
 
 def _heavy_xyz(path: Path, pdbqt: bool) -> np.ndarray:
     """Sorted heavy-atom coordinates of a PDB or PDBQT file."""
+
     def is_h(line: str) -> bool:
         return line[77:79].strip() in ("H", "HD") if pdbqt else line[76:78].strip() == "H"
 
@@ -170,7 +171,8 @@ def zinc_site(tmp_path_factory) -> Path:
     zinc = next(line for line in lines if line[17:20] == " ZN")
     center = np.array([float(zinc[30:38]), float(zinc[38:46]), float(zinc[46:54])])
     near = {
-        line[21:27] for line in lines
+        line[21:27]
+        for line in lines
         if np.linalg.norm(np.array([float(line[30:38]), float(line[38:46]), float(line[46:54])]) - center) < 10.0
     } | {line[21:27] for line in lines if line[17:20] == "FPP"}
     path = tmp_path_factory.mktemp("zinc") / "1s63_zinc_site.pdb"

@@ -98,7 +98,7 @@ def displaced_out_of_pocket(mol: Chem.Mol, receptor_pdb, distance: float = 5.0) 
     xyz = mol.GetConformer().GetPositions()
     heavy = xyz[[a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]]
     k = np.arange(400) + 0.5
-    phi, theta = np.arccos(1 - 2 * k / 400), np.pi * (1 + 5 ** 0.5) * k
+    phi, theta = np.arccos(1 - 2 * k / 400), np.pi * (1 + 5**0.5) * k
     directions = np.c_[np.cos(theta) * np.sin(phi), np.sin(theta) * np.sin(phi), np.cos(phi)]
     burial = [sum(len(n) for n in tree.query_ball_point(heavy + distance * d, 8.0)) for d in directions]
     return _with_xyz(mol, xyz + distance * directions[int(np.argmin(burial))], mol.GetProp("_Name"), 2)
@@ -138,10 +138,19 @@ def overlapping_ligand(crystal: Chem.Mol, receptor_pdb) -> Chem.Mol:
 def job(crystal, receptor_pdb, tmp_path_factory):
     """One job with the default protocol: 2 failing poses interleaved with 3 that must refine."""
     out = tmp_path_factory.mktemp("refine_job")
-    poses = [untypable_ligand(crystal), crystal, overlapping_ligand(crystal, receptor_pdb),
-             displaced_out_of_pocket(crystal, receptor_pdb), rotated_180(crystal)]
-    paths = dict(out_sdf=out / "batch_0.sdf", out_table=out / "batch_0.parquet", out_frames_dir=out / "frames",
-                 failures_csv=out / "batch_0.failures.csv")
+    poses = [
+        untypable_ligand(crystal),
+        crystal,
+        overlapping_ligand(crystal, receptor_pdb),
+        displaced_out_of_pocket(crystal, receptor_pdb),
+        rotated_180(crystal),
+    ]
+    paths = dict(
+        out_sdf=out / "batch_0.sdf",
+        out_table=out / "batch_0.parquet",
+        out_frames_dir=out / "frames",
+        failures_csv=out / "batch_0.failures.csv",
+    )
     done, failed = refine_batch(receptor_pdb, poses, RefineSettings(), **paths)
     table = pd.read_parquet(paths["out_table"])
     print(table.drop(columns=["frames"]).to_string())
@@ -152,8 +161,18 @@ def job(crystal, receptor_pdb, tmp_path_factory):
 
 
 def _pose_table() -> pd.DataFrame:
-    rows = [("b", 1, -9.0), ("b", 2, -8.0), ("a", 1, -9.0), ("a", 2, -9.5), ("c", 1, -7.0), ("c", 2, -7.5),
-            ("d", 1, float("nan")), ("e", 3, -5.0), ("e", 1, -6.0), ("e", 2, -6.0)]
+    rows = [
+        ("b", 1, -9.0),
+        ("b", 2, -8.0),
+        ("a", 1, -9.0),
+        ("a", 2, -9.5),
+        ("c", 1, -7.0),
+        ("c", 2, -7.5),
+        ("d", 1, float("nan")),
+        ("e", 3, -5.0),
+        ("e", 1, -6.0),
+        ("e", 2, -6.0),
+    ]
     return pd.DataFrame(rows, columns=["id", "pose", "docking_score"])
 
 
@@ -257,8 +276,9 @@ def test_ligand_gb_parameters_follow_openmm_rules(crystal):
             on_n = atom.GetNeighbors()[0].GetSymbol() == "N"
             assert radius[i] == pytest.approx(0.13 if on_n else 0.12) and scale[i] == pytest.approx(0.85)
         else:
-            assert (radius[i], scale[i]) == pytest.approx({"C": (0.17, 0.72), "N": (0.155, 0.79),
-                                                           "O": (0.15, 0.85)}[symbol])
+            assert (radius[i], scale[i]) == pytest.approx(
+                {"C": (0.17, 0.72), "N": (0.155, 0.79), "O": (0.15, 0.85)}[symbol]
+            )
 
 
 def test_native_obc2_force_matches_openmm_custom_gb(receptor, crystal):
@@ -306,8 +326,11 @@ def test_complex_system_is_consistent_and_trimmed(receptor, crystal):
     assert len(restraint) == 1 and restraint[0].getNumParticles() == len(cx.restrained) > 0
     masses = [cx.system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(n)]
     natural = [cx.minimization_system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(n)]
-    assert sum(masses) == pytest.approx(sum(natural)) and min(masses) > 0.9 and max(
-        m for m, m0 in zip(masses, natural) if m0 < 1.5) == pytest.approx(3.0)
+    assert (
+        sum(masses) == pytest.approx(sum(natural))
+        and min(masses) > 0.9
+        and max(m for m, m0 in zip(masses, natural) if m0 < 1.5) == pytest.approx(3.0)
+    )
     assert cx.system.getNumConstraints() > cx.minimization_system.getNumConstraints() == 0
 
 
@@ -394,11 +417,19 @@ def test_job_outputs_are_complete(job):
     assert list(table.columns) == REFINE_COLUMNS
     settings = RefineSettings()
     assert (table["n_frames"] == settings.n_frames).all()
-    assert table[["rmsd_mean", "interaction_energy", "interaction_energy_std", "potential_energy_final"]].notna().all().all()
+    assert (
+        table[["rmsd_mean", "interaction_energy", "interaction_energy_std", "potential_energy_final"]]
+        .notna()
+        .all()
+        .all()
+    )
     assert (table["platform"] == "CPU").all() and (table["solvent"] == "implicit").all()
     refined = list(Chem.SDMolSupplier(str(job["out_sdf"]), removeHs=False))
-    assert [(m.GetProp("_Name"), int(m.GetProp("pose"))) for m in refined] == [("imatinib", 1), ("imatinib", 2),
-                                                                                ("imatinib", 3)]
+    assert [(m.GetProp("_Name"), int(m.GetProp("pose"))) for m in refined] == [
+        ("imatinib", 1),
+        ("imatinib", 2),
+        ("imatinib", 3),
+    ]
     assert all(m.GetNumAtoms() == job["poses"][1].GetNumAtoms() for m in refined)
     assert float(refined[0].GetProp("rmsd_final")) == pytest.approx(table.loc[0, "rmsd_final"], abs=1e-3)
 
@@ -408,8 +439,10 @@ def test_frames_read_back_for_fingerprints(job):
     assert len(frames) == RefineSettings().n_frames
     protein, ligand = frames[-1]
     assert ligand.GetNumAtoms() == job["poses"][1].GetNumAtoms()
-    names = {a.GetPDBResidueInfo().GetResidueName() + str(a.GetPDBResidueInfo().GetResidueNumber())
-             for a in protein.GetAtoms()}
+    names = {
+        a.GetPDBResidueInfo().GetResidueName() + str(a.GetPDBResidueInfo().GetResidueNumber())
+        for a in protein.GetAtoms()
+    }
     assert {"MET318", "THR315", "GLU286", "ASP381"} <= names
     final = Chem.SDMolSupplier(str(job["out_sdf"]), removeHs=False)[0]
     np.testing.assert_allclose(ligand.GetConformer().GetPositions(), final.GetConformer().GetPositions(), atol=1e-3)
@@ -441,8 +474,11 @@ def test_openff_ligand_force_field(crystal):
 @pytest.mark.slow
 def test_explicit_solvent_tiny_case(receptor_pdb, tmp_path):
     """Explicit TIP3P/PME on a six-residue fragment of the Abl hinge with a phenol next to it."""
-    fragment = [line for line in receptor_pdb.read_text().splitlines()
-                if line.startswith("ATOM") and 315 <= int(line[22:26]) <= 320 and line[76:78].strip() != "H"]
+    fragment = [
+        line
+        for line in receptor_pdb.read_text().splitlines()
+        if line.startswith("ATOM") and 315 <= int(line[22:26]) <= 320 and line[76:78].strip() != "H"
+    ]
     (tmp_path / "fragment.pdb").write_text("\n".join(fragment + ["END", ""]))
     prepare_receptor(tmp_path / "fragment.pdb", tmp_path / "tiny.pdb", tmp_path / "tiny.pdbqt")
     tiny = app.PDBFile(str(tmp_path / "tiny.pdb"))
@@ -451,10 +487,18 @@ def test_explicit_solvent_tiny_case(receptor_pdb, tmp_path):
     AllChem.EmbedMolecule(phenol, randomSeed=7)
     xyz = phenol.GetConformer().GetPositions()
     phenol = _with_xyz(phenol, xyz - xyz.mean(axis=0) + center + np.array([0.0, 0.0, 6.0]), "phenol", 1)
-    settings = RefineSettings(solvent="explicit", length_ps=0.2, frame_interval_ps=0.1, water_padding=8.0,
-                              minimize_iterations=50)
-    done, failed = refine_batch(tmp_path / "tiny.pdb", [phenol], settings, tmp_path / "e.sdf", tmp_path / "e.parquet",
-                                tmp_path / "frames", tmp_path / "e.csv")
+    settings = RefineSettings(
+        solvent="explicit", length_ps=0.2, frame_interval_ps=0.1, water_padding=8.0, minimize_iterations=50
+    )
+    done, failed = refine_batch(
+        tmp_path / "tiny.pdb",
+        [phenol],
+        settings,
+        tmp_path / "e.sdf",
+        tmp_path / "e.parquet",
+        tmp_path / "frames",
+        tmp_path / "e.csv",
+    )
     assert (done, failed) == (1, 0), read_failures(tmp_path / "e.csv").to_string()
     row = pd.read_parquet(tmp_path / "e.parquet").iloc[0]
     assert row["solvent"] == "explicit" and row["n_atoms_simulated"] > tiny.topology.getNumAtoms() + 500

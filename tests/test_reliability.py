@@ -26,8 +26,15 @@ from pipeline.library import iter_library
 
 HOSTILE = REPO / "resources" / "fixtures" / "hostile.smi"
 DOCK_LIMIT = 30
-FAULTS = ";".join(["dock:abort-me:abort", "dock:hang-me:hang", "refine:imatinib:blowup",
-                   "featurize:kill-worker:kill-once", "graphs:chunk_00004:corrupt"])
+FAULTS = ";".join(
+    [
+        "dock:abort-me:abort",
+        "dock:hang-me:hang",
+        "refine:imatinib:blowup",
+        "featurize:kill-worker:kill-once",
+        "graphs:chunk_00004:corrupt",
+    ]
+)
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -38,7 +45,9 @@ def faulty_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess, flo
     config["docking"]["time_limit"] = DOCK_LIMIT
     config["refine"]["top_n"] = 2
     start = time.monotonic()
-    result = run_snakemake(workdir, config, env={"VSCREEN_FAULTS": FAULTS, "VSCREEN_FAULTS_DIR": str(workdir / "faults")})
+    result = run_snakemake(
+        workdir, config, env={"VSCREEN_FAULTS": FAULTS, "VSCREEN_FAULTS_DIR": str(workdir / "faults")}
+    )
     return workdir / "results" / "faults", result, time.monotonic() - start
 
 
@@ -87,8 +96,9 @@ def test_faults_cost_only_their_compounds(faulty_run):
 def test_hung_ligand_costs_at_most_its_time_limit(faulty_run):
     out, result, _ = faulty_run
     assert result.returncode == 0, result.stderr[-2000:]
-    chunk = next(c for c in sorted((out / "chunks").glob("chunk_*.parquet"))
-                 if "hang-me" in set(pd.read_parquet(c)["id"]))
+    chunk = next(
+        c for c in sorted((out / "chunks").glob("chunk_*.parquet")) if "hang-me" in set(pd.read_parquet(c)["id"])
+    )
     seconds = pd.read_csv(out / "benchmarks" / "dock" / f"{chunk.stem}.tsv", sep="\t")["s"].iloc[0]
     others = pd.read_csv(out / "benchmarks" / "dock" / "chunk_00002.tsv", sep="\t")["s"].iloc[0]
     assert DOCK_LIMIT <= seconds <= DOCK_LIMIT + others + 60, (seconds, others)
@@ -139,8 +149,13 @@ def test_kill_9_mid_docking_then_the_run_command_resumes(tmp_path):
     configfile = tmp_path / "killed.yaml"
     configfile.write_text(yaml.safe_dump(config))
     docked = tmp_path / "results" / "killed" / "docked"
-    proc = subprocess.Popen(snakemake_command(tmp_path, configfile, 1), cwd=tmp_path, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        snakemake_command(tmp_path, configfile, 1),
+        cwd=tmp_path,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 600
     while not list(docked.glob("chunk_*.parquet")) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.2)

@@ -42,15 +42,18 @@ def _demo_subset(repo: Path, path: Path) -> pd.DataFrame:
 
 def _config(repo: Path, library: Path) -> dict:
     demo = repo / "resources" / "demo"
-    return {"run": "demo", "seed": 42,
-            "library": {"path": str(library), "chunk_size": 5},
-            "receptor": {"path": str(demo / "ACHE_target.pdbqt")},
-            "box": {"vina_config": str(demo / "ACHE_conf.txt")},
-            "docking": {"exhaustiveness": 1, "n_poses": 3},
-            "dask": {"n_workers": 1},
-            "refine": {"top_n": 2, "length_ps": 0.5, "frame_interval_ps": 0.25, "minimize_iterations": 50},
-            "score": {"enabled": False},
-            "report": {"top_n": TOP_N}}
+    return {
+        "run": "demo",
+        "seed": 42,
+        "library": {"path": str(library), "chunk_size": 5},
+        "receptor": {"path": str(demo / "ACHE_target.pdbqt")},
+        "box": {"vina_config": str(demo / "ACHE_conf.txt")},
+        "docking": {"exhaustiveness": 1, "n_poses": 3},
+        "dask": {"n_workers": 1},
+        "refine": {"top_n": 2, "length_ps": 0.5, "frame_interval_ps": 0.25, "minimize_iterations": 50},
+        "score": {"enabled": False},
+        "report": {"top_n": TOP_N},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +72,18 @@ def demo(repo, tmp_path_factory):
         shutil.copy(run / name, docking_only / name)
 
     models = work / "models"
-    config["train"] = {"name": "tiny", "models_dir": str(models), "n_models": 2, "max_epochs": 3, "patience": 2,
-                       "batch_size": 4, "split": "random", "fractions": [0.5, 0.25, 0.25], "threads": 1,
-                       "architecture": {"hidden": 16, "layers": 2, "head_hidden": 16}}
+    config["train"] = {
+        "name": "tiny",
+        "models_dir": str(models),
+        "n_models": 2,
+        "max_epochs": 3,
+        "patience": 2,
+        "batch_size": 4,
+        "split": "random",
+        "fractions": [0.5, 0.25, 0.25],
+        "threads": 1,
+        "architecture": {"hidden": 16, "layers": 2, "head_hidden": 16},
+    }
     result = run_snakemake(work, config, "train")
     assert result.returncode == 0, result.stderr[-3000:]
     config["score"] = {"enabled": True, "model": str(models / "tiny"), "rank_by": "gnn"}
@@ -157,15 +169,22 @@ def test_report_renders_in_headless_chromium(demo, chromium):
         svgs = page.evaluate("document.querySelectorAll('#top-hits td.structure svg').length")
         assert svgs == TOP_N
         headers = page.evaluate("[...document.querySelectorAll('#top-hits th')].map(h => h.textContent)")
-        assert {"GNN score ± spread", "docking score (kcal/mol)", "MD ligand RMSD (Å)", "key interactions",
-                "label"} <= set(headers), headers
+        assert {
+            "GNN score ± spread",
+            "docking score (kcal/mol)",
+            "MD ligand RMSD (Å)",
+            "key interactions",
+            "label",
+        } <= set(headers), headers
         ids = page.evaluate("[...document.querySelectorAll('#top-hits tbody tr')].map(r => r.cells[2].dataset.value)")
         assert ids == ranking["id"].head(TOP_N).tolist()
 
         column = headers.index("docking score (kcal/mol)")
         page.evaluate(f"document.querySelectorAll('#top-hits th')[{column}].click()")
-        shown = page.evaluate(f"[...document.querySelectorAll('#top-hits tbody tr')]"
-                              f".map(r => parseFloat(r.cells[{column}].dataset.value))")
+        shown = page.evaluate(
+            f"[...document.querySelectorAll('#top-hits tbody tr')]"
+            f".map(r => parseFloat(r.cells[{column}].dataset.value))"
+        )
         assert shown == sorted(ranking["docking_score"].head(TOP_N).tolist())
         assert page.console_errors == []
 
@@ -206,10 +225,14 @@ def test_report_funnel_and_sections(demo):
     # MD of a docked pose can blow up on one machine and not another: count what this run refined
     refined = int((ranking["md_status"] == "refined").sum())
     assert refined + int((ranking["md_status"] == "failed").sum()) == 2  # refine.top_n: 2, all still ranked
-    for stage, count in (("input rows", N_ACTIVES + N_DECOYS), ("refined by MD", refined),
-                         ("scored by GNN", int(ranking["gnn_score"].notna().sum())), ("ranked", len(ranking)),
-                         ("failed", len(failures))):
-        assert f"<td>{stage}</td><td class=\"num\" data-value=\"{count}\">{count}</td>" in text, stage
+    for stage, count in (
+        ("input rows", N_ACTIVES + N_DECOYS),
+        ("refined by MD", refined),
+        ("scored by GNN", int(ranking["gnn_score"].notna().sum())),
+        ("ranked", len(ranking)),
+        ("failed", len(failures)),
+    ):
+        assert f'<td>{stage}</td><td class="num" data-value="{count}">{count}</td>' in text, stage
     # nothing is fetched: no external source, link, stylesheet or font (SVG namespace URIs are names, not requests)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//|@import""", text)
     figures = sorted(p.name for p in (demo.run / "figures").glob("*.png"))
@@ -240,9 +263,12 @@ def _check_top_hits(sdf: Path, ranking: pd.DataFrame, run: Path, top_n: int = TO
         assert mol.GetProp("pose_source") == ("refined" if refined else "docked")
         if refined:
             assert float(mol.GetProp("md_rmsd_mean")) == pytest.approx(row["md_rmsd_mean"], abs=1e-4)
-            source = [m for p in sorted((run / "refined").glob("batch_*.sdf"))
-                      for m in Chem.SDMolSupplier(str(p), removeHs=False)
-                      if m.GetProp("_Name") == row["id"] and int(m.GetProp("pose")) == int(mol.GetProp("pose"))]
+            source = [
+                m
+                for p in sorted((run / "refined").glob("batch_*.sdf"))
+                for m in Chem.SDMolSupplier(str(p), removeHs=False)
+                if m.GetProp("_Name") == row["id"] and int(m.GetProp("pose")) == int(mol.GetProp("pose"))
+            ]
             assert np.allclose(source[0].GetConformer().GetPositions(), xyz, atol=1e-3)
         else:
             assert mol.GetProp("md_rmsd_mean") == ""
@@ -266,8 +292,9 @@ def test_top_hits_of_the_whole_ranking_carry_the_refined_poses(demo, tmp_path):
 
     ranking = _ranking(demo.run / "ranking.csv")
     config = yaml.safe_load((demo.run / "config.yaml").read_text())
-    summary = build_report(demo.run, config, tmp_path / "report.html", tmp_path / "top.sdf", tmp_path / "figures",
-                           top_n=len(ranking))
+    summary = build_report(
+        demo.run, config, tmp_path / "report.html", tmp_path / "top.sdf", tmp_path / "figures", top_n=len(ranking)
+    )
     mols = _check_top_hits(tmp_path / "top.sdf", ranking, demo.run, top_n=len(ranking))
     assert summary.top_hits_written == len(ranking)
     assert sum(m.GetProp("pose_source") == "refined" for m in mols) == int(ranking["md_pose"].notna().sum()) >= 1
@@ -283,7 +310,8 @@ def test_report_without_gnn_scores(demo):
     assert "GNN score ± spread" not in text and "MD ligand RMSD" in text
     labels = ranking["input_id"].map(dict(zip(demo.library["id"], demo.library["active"]))).to_numpy()
     assert _metric(page, "docking_score", "auroc") == pytest.approx(
-        _auroc_by_pairs(labels, -ranking["docking_score"].to_numpy()), abs=1e-12)
+        _auroc_by_pairs(labels, -ranking["docking_score"].to_numpy()), abs=1e-12
+    )
     assert not [c for c in page.cells if c.get("data-score") == "gnn_score"]
     _check_top_hits(demo.docking_only / "top_hits.sdf", ranking, demo.run)
 
@@ -293,11 +321,15 @@ def test_report_without_md_and_without_labels(demo, tmp_path):
     from pipeline.report import build_report
 
     run = tmp_path / "results" / "plain"
-    shutil.copytree(demo.run, run, ignore=shutil.ignore_patterns("refine*", "frames", "batch_*", "report.html",
-                                                                   "top_hits.sdf", "figures"))
+    shutil.copytree(
+        demo.run,
+        run,
+        ignore=shutil.ignore_patterns("refine*", "frames", "batch_*", "report.html", "top_hits.sdf", "figures"),
+    )
     ranking = _ranking(run / "ranking.csv")
     ranking.drop(columns=[c for c in ranking.columns if c.startswith("md_") or c.endswith("_refined")]).to_csv(
-        run / "ranking.csv", index=False)
+        run / "ranking.csv", index=False
+    )
     config = yaml.safe_load((demo.run / "config.yaml").read_text())
     config["report"]["label_column"] = "no_such_column"
     config["refine"]["enabled"] = False
@@ -329,8 +361,15 @@ def test_snakemake_report_includes_ranking_and_figures(demo, repo):
     result = run_snakemake(demo.work, demo.config, "--report", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     names = {Path(n).name for n in zipfile.ZipFile(out).namelist()}
-    assert {"ranking.csv", "report.html", "top_hits.sdf", "funnel.png", "score_distributions.png",
-            "interaction_heatmap.png", "enrichment.png"} <= names, names
+    assert {
+        "ranking.csv",
+        "report.html",
+        "top_hits.sdf",
+        "funnel.png",
+        "score_distributions.png",
+        "interaction_heatmap.png",
+        "enrichment.png",
+    } <= names, names
 
 
 # ---------------------------------------------------------------------------------------------- pieces
@@ -339,11 +378,17 @@ def test_snakemake_report_includes_ranking_and_figures(demo, repo):
 def test_failures_group_by_kind_of_reason():
     from pipeline.report.funnel import failure_reasons, failures_by_stage, reason_kind
 
-    assert reason_kind("line 7: duplicate id 'x' (id 'x' first used on line 3)") == \
-        "duplicate id '…' (id '…' first used on line #)"
-    failures = pd.DataFrame({"id": ["a", "b", "c", "d"], "stage": ["prepare", "prepare", "input", "dock"],
-                             "reason": ["150 heavy atoms (max 80)", "95 heavy atoms (max 80)", "line 3: empty line",
-                                        "Vina failed"]})
+    assert (
+        reason_kind("line 7: duplicate id 'x' (id 'x' first used on line 3)")
+        == "duplicate id '…' (id '…' first used on line #)"
+    )
+    failures = pd.DataFrame(
+        {
+            "id": ["a", "b", "c", "d"],
+            "stage": ["prepare", "prepare", "input", "dock"],
+            "reason": ["150 heavy atoms (max 80)", "95 heavy atoms (max 80)", "line 3: empty line", "Vina failed"],
+        }
+    )
     grouped = failure_reasons(failures)
     assert grouped["stage"].tolist() == ["input", "prepare", "dock"]
     assert grouped.loc[grouped["stage"] == "prepare", "compounds"].item() == 2
@@ -380,8 +425,10 @@ def test_labels_come_from_a_csv_column_or_an_sd_property(tmp_path):
 def test_page_escapes_text_and_allows_no_outside_source():
     from pipeline.report import html
 
-    table = html.table([html.Column("id"), html.Column("score", numeric=True)],
-                       [[html.Cell(html.text("<script>alert(1)</script>")), html.num_cell(float("nan"))]])
+    table = html.table(
+        [html.Column("id"), html.Column("score", numeric=True)],
+        [[html.Cell(html.text("<script>alert(1)</script>")), html.num_cell(float("nan"))]],
+    )
     page = html.page("t <b>", "s", [("a", "A", table)])
     assert "<script>alert(1)" not in page and "&lt;script&gt;" in page
     assert "default-src 'none'" in page and "<title>t &lt;b&gt;</title>" in page

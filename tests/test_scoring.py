@@ -50,20 +50,42 @@ from pipeline.scoring.train import (
     train_multi_target,
 )
 
-SMALL = [("indole", "c1ccc2[nH]ccc2c1"), ("benzoic", "OC(=O)c1ccccc1"), ("paracetamol", "CC(=O)Nc1ccc(O)cc1"),
-         ("phenylpyridine", "c1ccc(-c2ccncc2)cc1"), ("tosylamide", "Cc1ccc(cc1)S(N)(=O)=O"),
-         ("naphthalene", "c1ccc2ccccc2c1"), ("phthalimide", "O=C1NC(=O)c2ccccc12"), ("quinoxaline", "c1cnc2ccccc2n1"),
-         ("adenine", "Nc1ncnc2[nH]cnc12"), ("xanthine", "O=c1[nH]c(=O)c2[nH]cnc2[nH]1"),
-         ("anilinopyrimidine", "c1ccc(Nc2ncccn2)cc1"), ("phenylpiperazine", "CN1CCN(CC1)c1ccccc1"),
-         ("isonicotinanilide", "O=C(Nc1ccccc1)c1ccncc1"), ("phenylpiperidine", "c1ccc(cc1)C1CCNCC1"),
-         ("naphthol", "Oc1ccc2ccccc2c1"), ("methoxyindole", "COc1ccc2[nH]ccc2c1"),
-         ("dibenzofuran", "c1ccc2c(c1)oc1ccccc12"), ("phenylbenzimidazole", "c1ccc(cc1)-c1nc2ccccc2[nH]1"),
-         ("aminopyrimidine", "Cc1cc(C)nc(N)n1"), ("nicotinic", "OC(=O)c1cccnc1"), ("benzothiophene", "c1ccc2sccc2c1"),
-         ("phenylpyrrolidinone", "O=C1CCCN1c1ccccc1"), ("ibuprofen", "CC(C)Cc1ccc(cc1)C(C)C(=O)O"),
-         ("procainamide", "CCN(CC)CCNC(=O)c1ccc(N)cc1")]
+SMALL = [
+    ("indole", "c1ccc2[nH]ccc2c1"),
+    ("benzoic", "OC(=O)c1ccccc1"),
+    ("paracetamol", "CC(=O)Nc1ccc(O)cc1"),
+    ("phenylpyridine", "c1ccc(-c2ccncc2)cc1"),
+    ("tosylamide", "Cc1ccc(cc1)S(N)(=O)=O"),
+    ("naphthalene", "c1ccc2ccccc2c1"),
+    ("phthalimide", "O=C1NC(=O)c2ccccc12"),
+    ("quinoxaline", "c1cnc2ccccc2n1"),
+    ("adenine", "Nc1ncnc2[nH]cnc12"),
+    ("xanthine", "O=c1[nH]c(=O)c2[nH]cnc2[nH]1"),
+    ("anilinopyrimidine", "c1ccc(Nc2ncccn2)cc1"),
+    ("phenylpiperazine", "CN1CCN(CC1)c1ccccc1"),
+    ("isonicotinanilide", "O=C(Nc1ccccc1)c1ccncc1"),
+    ("phenylpiperidine", "c1ccc(cc1)C1CCNCC1"),
+    ("naphthol", "Oc1ccc2ccccc2c1"),
+    ("methoxyindole", "COc1ccc2[nH]ccc2c1"),
+    ("dibenzofuran", "c1ccc2c(c1)oc1ccccc12"),
+    ("phenylbenzimidazole", "c1ccc(cc1)-c1nc2ccccc2[nH]1"),
+    ("aminopyrimidine", "Cc1cc(C)nc(N)n1"),
+    ("nicotinic", "OC(=O)c1cccnc1"),
+    ("benzothiophene", "c1ccc2sccc2c1"),
+    ("phenylpyrrolidinone", "O=C1CCCN1c1ccccc1"),
+    ("ibuprofen", "CC(C)Cc1ccc(cc1)C(C)C(=O)O"),
+    ("procainamide", "CCN(CC)CCNC(=O)c1ccc(N)cc1"),
+]
 IMATINIB = "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1"
-TINY = dict(n_models=2, max_epochs=4, patience=2, batch_size=8, ligand_hidden=32, threads=1,
-            model=ModelConfig(hidden=32, layers=3, head_hidden=32))
+TINY = dict(
+    n_models=2,
+    max_epochs=4,
+    patience=2,
+    batch_size=8,
+    ligand_hidden=32,
+    threads=1,
+    model=ModelConfig(hidden=32, layers=3, head_hidden=32),
+)
 
 
 # --------------------------------------------------------------------------- metrics
@@ -82,9 +104,9 @@ def test_auroc_hand_cases():
 def test_enrichment_factor_hand_cases():
     labels = np.zeros(100)
     labels[[0, 3, 50, 60, 70]] = 1  # 5 actives among 100
-    scores = -np.arange(100.0)     # compound 0 ranked first
+    scores = -np.arange(100.0)  # compound 0 ranked first
     assert enrichment_factor(labels, scores, 0.01) == pytest.approx(20.0)  # (1/1) / (5/100)
-    assert enrichment_factor(labels, scores, 0.05) == pytest.approx(8.0)   # (2/5) / (5/100)
+    assert enrichment_factor(labels, scores, 0.05) == pytest.approx(8.0)  # (2/5) / (5/100)
     assert enrichment_factor(labels, np.zeros(100), 0.05) == pytest.approx(1.0)  # all tied: random expectation
     tie = np.array([1, 0, 0, 0]), np.array([1.0, 1.0, 0.0, 0.0])  # top-1 cut splits a tie of two
     assert enrichment_factor(*tie, 0.25) == pytest.approx((0.5 / 1) / (1 / 4))
@@ -93,7 +115,11 @@ def test_enrichment_factor_hand_cases():
 
 def test_bedroc_hand_case_extremes_and_rdkit():
     # N = 4, actives ranked 1st and 3rd, alpha = 1: (S - S_min) / (S_max - S_min), S = sum exp(-alpha r / N)
-    s, s_max, s_min = math.exp(-1 / 4) + math.exp(-3 / 4), math.exp(-1 / 4) + math.exp(-2 / 4), math.exp(-3 / 4) + math.exp(-1)
+    s, s_max, s_min = (
+        math.exp(-1 / 4) + math.exp(-3 / 4),
+        math.exp(-1 / 4) + math.exp(-2 / 4),
+        math.exp(-3 / 4) + math.exp(-1),
+    )
     assert bedroc([1, 0, 1, 0], [4, 3, 2, 1], alpha=1.0) == pytest.approx((s - s_min) / (s_max - s_min))
     assert (s - s_min) / (s_max - s_min) == pytest.approx(0.75387, abs=1e-5)
     labels = np.r_[np.ones(10), np.zeros(990)]
@@ -191,8 +217,13 @@ def complexes(fixtures, tmp_path_factory):
 def trained(complexes):
     """A K=2 regression ensemble trained from the files and saved under <tmp>/models/reg."""
     models = complexes["dir"] / "models"
-    summary = train_from_files(complexes["files"], complexes["dir"] / "assay_reg.csv", models / "reg",
-                               TrainSettings(**TINY, active_threshold=5.5), complexes["dir"] / "train.failures.csv")
+    summary = train_from_files(
+        complexes["files"],
+        complexes["dir"] / "assay_reg.csv",
+        models / "reg",
+        TrainSettings(**TINY, active_threshold=5.5),
+        complexes["dir"] / "train.failures.csv",
+    )
     return models / "reg", summary
 
 
@@ -218,8 +249,14 @@ def test_model_invariant_to_rigid_motion_and_ordering(complexes, fixtures):
     protein = protein_from_pdb(fixtures / "1iep" / "1iep_receptorH.pdb")
     moved_receptor = Receptor(_moved(protein, rotation, shift))
     metrics = {"docking_score": -11.0}
-    original = _data(dict(complex_graph(complexes["crystal"], complexes["receptor"], None, metrics),
-                          id="imatinib", pose=1, source="docked"))
+    original = _data(
+        dict(
+            complex_graph(complexes["crystal"], complexes["receptor"], None, metrics),
+            id="imatinib",
+            pose=1,
+            source="docked",
+        )
+    )
     moved = _data(complex_graph(_moved(complexes["crystal"], rotation, shift), moved_receptor, None, metrics))
     assert not torch.allclose(original.pos, moved.pos)
     with torch.no_grad():
@@ -230,12 +267,17 @@ def test_model_invariant_to_rigid_motion_and_ordering(complexes, fixtures):
     # nodes and edges listed in another order: same score
     gen = torch.Generator().manual_seed(1)
     n, e = original.num_nodes, original.edge_index.shape[1]
-    perm = torch.randperm(n, generator=gen)            # new node k is old node perm[k]
+    perm = torch.randperm(n, generator=gen)  # new node k is old node perm[k]
     where = torch.empty_like(perm)
     where[perm] = torch.arange(n)
     edge_perm = torch.randperm(e, generator=gen)
-    shuffled = Data(x=original.x[perm], edge_index=where[original.edge_index][:, edge_perm],
-                    edge_attr=original.edge_attr[edge_perm], globals=original.globals, globals_mask=original.globals_mask)
+    shuffled = Data(
+        x=original.x[perm],
+        edge_index=where[original.edge_index][:, edge_perm],
+        edge_attr=original.edge_attr[edge_perm],
+        globals=original.globals,
+        globals_mask=original.globals_mask,
+    )
     with torch.no_grad():
         c = model(Batch.from_data_list([shuffled]))
         # and alone or inside a batch of other complexes
@@ -251,14 +293,16 @@ def test_model_invariant_to_rigid_motion_and_ordering(complexes, fixtures):
 
 
 def test_bad_assay_rows_listed_with_reasons(tmp_path):
-    (tmp_path / "a.csv").write_text("ID,SMILES,Value\n"
-                                    "c1,CCO,5.1\n"
-                                    "c2,not_a_smiles,6.0\n"
-                                    "c3,CCN,\n"
-                                    "c1,CCC,7.0\n"
-                                    "c4,CCCl,abc\n"
-                                    ",CC,5.0\n"
-                                    "c 5,c1ccccc1,4.2\n")
+    (tmp_path / "a.csv").write_text(
+        "ID,SMILES,Value\n"
+        "c1,CCO,5.1\n"
+        "c2,not_a_smiles,6.0\n"
+        "c3,CCN,\n"
+        "c1,CCC,7.0\n"
+        "c4,CCCl,abc\n"
+        ",CC,5.0\n"
+        "c 5,c1ccccc1,4.2\n"
+    )
     assay = read_assay(tmp_path / "a.csv")
     assert assay.task == "regression"
     assert list(assay.table["id"]) == ["c1", "c_5"] and list(assay.table["label"]) == [5.1, 4.2]
@@ -267,8 +311,15 @@ def test_bad_assay_rows_listed_with_reasons(tmp_path):
     assert "invalid SMILES" in reasons["c2"] and "missing value" in reasons["c3"]
     assert "duplicate id (first seen on line 2)" in reasons["c1"] and "not a number" in reasons["c4"]
     assert "no id" in reasons["line7"]
-    cls = read_assay(pd.DataFrame({"id": ["a", "b", "c", "d"], "smiles": ["C", "CC", "CCC", "CCCC"],
-                                   "active": ["1", "inactive", "yes", "maybe"]}))
+    cls = read_assay(
+        pd.DataFrame(
+            {
+                "id": ["a", "b", "c", "d"],
+                "smiles": ["C", "CC", "CCC", "CCCC"],
+                "active": ["1", "inactive", "yes", "maybe"],
+            }
+        )
+    )
     assert cls.task == "classification" and list(cls.table["label"]) == [1.0, 0.0, 1.0]
     assert "active must be" in cls.failures[0]["reason"]
 
@@ -322,7 +373,11 @@ def test_train_classification_and_determinism(complexes):
     second = train_ensemble(graphs, assay, settings, schema, name="cls")
     assert first.card["task"] == "classification" and first.card["heads"] == ["active"]
     metrics = first.card["metrics"]["test"]
-    assert {"auroc", "ef1", "ef5", "bedroc"} <= set(metrics["gnn"]) and set(metrics) == {"gnn", "docking", "ligand_only"}
+    assert {"auroc", "ef1", "ef5", "bedroc"} <= set(metrics["gnn"]) and set(metrics) == {
+        "gnn",
+        "docking",
+        "ligand_only",
+    }
     assert first.card["data"]["fingerprint"] == second.card["data"]["fingerprint"]
     for a, b in zip(first.ensemble.members[0].state_dict().values(), second.ensemble.members[0].state_dict().values()):
         assert torch.equal(a, b)
@@ -339,8 +394,11 @@ def test_model_folder_errors(trained, tmp_path):
         (old / f).write_bytes((folder / f).read_bytes())
     card["schema"]["version"] = "vscreen-graph/0"
     (old / "card.json").write_text(json.dumps(card))
-    with pytest.raises(ModelError, match=r"model 'reg' was trained on graph schema vscreen-graph/0 but this pipeline "
-                                         r"produces vscreen-graph/1; retrain it"):
+    with pytest.raises(
+        ModelError,
+        match=r"model 'reg' was trained on graph schema vscreen-graph/0 but this pipeline "
+        r"produces vscreen-graph/1; retrain it",
+    ):
         load_ensemble(old)
     with pytest.raises(ModelError, match=r"rbf_size: 16 \(model\) vs 32 \(pipeline\)"):
         load_ensemble(folder, expect_schema=GraphSchema(rbf_size=32))
@@ -378,7 +436,8 @@ def test_one_and_two_dask_workers_agree(trained, complexes):
     folder, _ = trained
     local = score_graph_files(complexes["files"], folder, batch_size=4, threads=1)
     assert len(local) == complexes["n_graphs"] and local[["id", "pose"]].equals(
-        local[["id", "pose"]].sort_values(["id", "pose"]).reset_index(drop=True))
+        local[["id", "pose"]].sort_values(["id", "pose"]).reset_index(drop=True)
+    )
     results = {}
     with dask_client(DaskSettings(n_workers=2)) as client:  # one cluster: 2 workers, then scaled down to 1
         for n in (2, 1):
@@ -452,8 +511,11 @@ def test_unreadable_graph_file_costs_only_its_compounds(trained, faulty_run, two
     assert not undisturbed.failures and not undisturbed.warnings and not undisturbed.unreadable
     assert set(undisturbed.table["source"]) == {"docked", "refined"}
 
-    broken = _broken_copy(files, tmp_path, {"chunk_00001.pt": lambda b: b[: len(b) // 2],
-                                            "batch_00000.pt": lambda b: b"\x00garbage\xff" * 64})
+    broken = _broken_copy(
+        files,
+        tmp_path,
+        {"chunk_00001.pt": lambda b: b[: len(b) // 2], "batch_00000.pt": lambda b: b"\x00garbage\xff" * 64},
+    )
     broken_ids = {b: ids[f] for b, f in zip(broken, files)}
     result = score_library(broken, folder, two_workers, ids=broken_ids, refined=[broken[3]], batch_size=4)
     assert isinstance(result, ScoreResult)
@@ -463,8 +525,11 @@ def test_unreadable_graph_file_costs_only_its_compounds(trained, faulty_run, two
     assert [f["id"] for f in result.failures] == ids[files[1]] and {f["stage"] for f in result.failures} == {"score"}
     assert all(f["reason"].startswith("graph file graphs/chunk_00001.pt cannot be read: ") for f in result.failures)
     assert [w["id"] for w in result.warnings] == ids[files[3]] and {w["stage"] for w in result.warnings} == {"score"}
-    assert all(w["reason"].startswith("refined batch batch_00000: graph file graphs/batch_00000.pt cannot be read: ")
-               and w["reason"].endswith("; ranked by its docked pose") for w in result.warnings)
+    assert all(
+        w["reason"].startswith("refined batch batch_00000: graph file graphs/batch_00000.pt cannot be read: ")
+        and w["reason"].endswith("; ranked by its docked pose")
+        for w in result.warnings
+    )
     assert set(result.unreadable) == {str(broken[1]), str(broken[3])}
     rows = result.rows()
     assert list(rows.columns) == ["id", "stage", "reason"] and len(rows) == len(ids[files[1]]) + len(ids[files[3]])
@@ -523,8 +588,11 @@ def test_cancelled_score_task_is_retried_and_a_persistent_one_raises(trained, fa
     pd.testing.assert_frame_equal(retried.table, undisturbed.table)
 
     flaky = FlakyClient(two_workers, cancel=100, select=second)
-    with pytest.raises(InfrastructureError, match=r"score graphs/chunk_00001.pt hit a Dask infrastructure fault "
-                                                  r"4 times, the last one FutureCancelledError"):
+    with pytest.raises(
+        InfrastructureError,
+        match=r"score graphs/chunk_00001.pt hit a Dask infrastructure fault "
+        r"4 times, the last one FutureCancelledError",
+    ):
         score_library(files, folder, flaky, ids=ids, batch_size=4)
     assert sum(second(a) for a in flaky.submitted) == 1 + TASK_RETRIES
 

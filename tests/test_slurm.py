@@ -97,10 +97,26 @@ def test_workflow_on_slurm_ranks_as_a_local_run_and_sacct_shows_its_jobs(repo, t
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     profile = _gpu_less_profile(tmp_path / "profile")
     (work / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"),
-           "--directory", str(work), "--configfile", str(work / "config.yaml"), "--profile", str(profile),
-           "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "2",
-           "--seconds-between-status-checks", "2", "--latency-wait", "10"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(repo / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(work / "config.yaml"),
+        "--profile",
+        str(profile),
+        "--slurm-no-account",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--seconds-between-status-checks",
+        "2",
+        "--latency-wait",
+        "10",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
     assert result.returncode == 0, result.stderr[-4000:] + slurm.logs()
     assert "has been submitted with SLURM jobid" in result.stderr
@@ -134,10 +150,21 @@ def test_dask_slurm_cluster_scores_like_one_process(tmp_path, slurm, complexes, 
     model, _ = trained
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     partition = profile_partitions(yaml.safe_load(PROFILE.read_text()))["*"]
-    settings = DaskSettings.from_config({
-        "scheduler": "slurm", "n_workers": 2, "threads_per_worker": 1, "memory_limit": "2GB",
-        "slurm_options": {"queue": partition, "walltime": "00:20:00", "interface": "lo",
-                          "log_directory": str(tmp_path / "dask-logs"), "job_name": "vscreen-dask"}})
+    settings = DaskSettings.from_config(
+        {
+            "scheduler": "slurm",
+            "n_workers": 2,
+            "threads_per_worker": 1,
+            "memory_limit": "2GB",
+            "slurm_options": {
+                "queue": partition,
+                "walltime": "00:20:00",
+                "interface": "lo",
+                "log_directory": str(tmp_path / "dask-logs"),
+                "job_name": "vscreen-dask",
+            },
+        }
+    )
     expected = score_graph_files(complexes["files"], model, client=None, threads=1)
     with dask_client(settings) as client:
         client.wait_for_workers(1, timeout=180)
@@ -145,6 +172,9 @@ def test_dask_slurm_cluster_scores_like_one_process(tmp_path, slurm, complexes, 
     assert len(table) == complexes["n_graphs"]
     pd.testing.assert_frame_equal(table, expected, check_exact=False, rtol=1e-5, atol=1e-6)
 
-    jobs = [j for j in slurm.sacct("JobIDRaw", "JobName", "Partition", "State", since=started)
-            if j["JobName"] == "vscreen-dask"]
+    jobs = [
+        j
+        for j in slurm.sacct("JobIDRaw", "JobName", "Partition", "State", since=started)
+        if j["JobName"] == "vscreen-dask"
+    ]
     assert 1 <= len(jobs) <= 2 and {j["Partition"] for j in jobs} == {partition}, jobs

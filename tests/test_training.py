@@ -16,25 +16,42 @@ def _assay(repo, path):
     demo = pd.read_csv(repo / "resources" / "demo" / "library.csv")
     pick = pd.concat([demo[demo.active == 1].head(4), demo[demo.active == 0].head(4)], ignore_index=True)
     pick["value"] = (5.0 + 2.0 * pick["active"] + 0.1 * np.arange(len(pick))).round(2)
-    bad = pd.DataFrame({"id": ["not_a_molecule", "no_value", pick.loc[0, "id"]],
-                        "smiles": ["C1CC(", "CCOc1ccccc1", "CCO"], "active": [1, 0, 1], "value": [6.0, None, 7.0]})
+    bad = pd.DataFrame(
+        {
+            "id": ["not_a_molecule", "no_value", pick.loc[0, "id"]],
+            "smiles": ["C1CC(", "CCOc1ccccc1", "CCO"],
+            "active": [1, 0, 1],
+            "value": [6.0, None, 7.0],
+        }
+    )
     table = pd.concat([pick, bad], ignore_index=True)[["id", "smiles", "value", "active"]]
     table.to_csv(path, index=False)
     return pick
 
 
 def _config(repo, assay, models):
-    return {"run": "assay", "seed": 42,
-            "library": {"path": str(assay), "chunk_size": 6},
-            "receptor": {"path": str(repo / "resources" / "demo" / "ACHE_target.pdbqt")},
-            "box": {"vina_config": str(repo / "resources" / "demo" / "ACHE_conf.txt")},
-            "docking": {"exhaustiveness": 1, "n_poses": 2},
-            "dask": {"n_workers": 1},
-            "refine": {"enabled": False},
-            "score": {"enabled": False},
-            "train": {"models_dir": str(models), "n_models": 2, "max_epochs": 3, "patience": 2, "batch_size": 4,
-                      "split": "random", "fractions": [0.5, 0.25, 0.25], "threads": 1,
-                      "architecture": {"hidden": 16, "layers": 2, "head_hidden": 16}}}
+    return {
+        "run": "assay",
+        "seed": 42,
+        "library": {"path": str(assay), "chunk_size": 6},
+        "receptor": {"path": str(repo / "resources" / "demo" / "ACHE_target.pdbqt")},
+        "box": {"vina_config": str(repo / "resources" / "demo" / "ACHE_conf.txt")},
+        "docking": {"exhaustiveness": 1, "n_poses": 2},
+        "dask": {"n_workers": 1},
+        "refine": {"enabled": False},
+        "score": {"enabled": False},
+        "train": {
+            "models_dir": str(models),
+            "n_models": 2,
+            "max_epochs": 3,
+            "patience": 2,
+            "batch_size": 4,
+            "split": "random",
+            "fractions": [0.5, 0.25, 0.25],
+            "threads": 1,
+            "architecture": {"hidden": 16, "layers": 2, "head_hidden": 16},
+        },
+    }
 
 
 def test_retrain_on_assay_then_rank_the_demo_compounds_by_it(repo, tmp_path):

@@ -37,8 +37,11 @@ def test_nothing_is_lost_on_a_nasty_library(repo, tmp_path):
 
     from rdkit import Chem
 
-    names = [m.GetProp("_Name") for p in sorted((out / "docked").glob("chunk_*.sdf"))
-             for m in Chem.SDMolSupplier(str(p), removeHs=False)]
+    names = [
+        m.GetProp("_Name")
+        for p in sorted((out / "docked").glob("chunk_*.sdf"))
+        for m in Chem.SDMolSupplier(str(p), removeHs=False)
+    ]
     assert set(names) == set(ranking["id"])
     assert ranking["n_poses"].sum() == len(names)
 

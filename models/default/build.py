@@ -84,9 +84,18 @@ def cmd_dock(args: argparse.Namespace) -> None:
 # default (0.1) so that each target has enough held-out actives for AUROC/EF/BEDROC.
 # A narrower network than the workflow default (hidden 32, not 64): a few hundred complexes
 # do not need more, and it trains in minutes on 2 CPU cores.
-TRAIN = dict(task="classification", n_models=5, split="scaffold", fractions=(0.6, 0.15, 0.25), seed=42,
-             max_epochs=80, patience=10, batch_size=32, threads=2,
-             model=dict(hidden=32, layers=3, head_hidden=32, dropout=0.1))
+TRAIN = dict(
+    task="classification",
+    n_models=5,
+    split="scaffold",
+    fractions=(0.6, 0.15, 0.25),
+    seed=42,
+    max_epochs=80,
+    patience=10,
+    batch_size=32,
+    threads=2,
+    model=dict(hidden=32, layers=3, head_hidden=32, dropout=0.1),
+)
 # leave-one-target-out trains 5 more ensembles: fewer members keep it within minutes
 LOTO = dict(TRAIN, n_models=2, max_epochs=40)
 
@@ -105,9 +114,14 @@ def finished_data(target: str) -> tuple[list, pd.DataFrame, dict]:
         ids |= set(pd.read_parquet(run.run_dir / "chunks" / f"chunk_{i:05d}.parquet", columns=["id"])["id"])
     sample = pd.read_csv(DATA / f"{target}.csv")
     assay = sample[sample["id"].isin(ids)]
-    counts = dict(sample_compounds=len(sample), sample_actives=int(sample.active.sum()), chunks_done=len(done),
-                  chunks_total=run.n_chunks(), compounds_in_done_chunks=len(assay),
-                  actives_in_done_chunks=int(assay.active.sum()))
+    counts = dict(
+        sample_compounds=len(sample),
+        sample_actives=int(sample.active.sum()),
+        chunks_done=len(done),
+        chunks_total=run.n_chunks(),
+        compounds_in_done_chunks=len(assay),
+        actives_in_done_chunks=int(assay.active.sum()),
+    )
     return graphs, assay, counts
 
 
@@ -118,8 +132,12 @@ def summary_table(card: dict) -> pd.DataFrame:
         for method, m in parts["test"].items():
             rows.append(dict(target=target, method=method, evaluation="held-out scaffolds", **m))
     for row in card["leave_one_target_out"]:
-        rows.append(dict({k: v for k, v in row.items() if k not in ("n_train", "n_val", "n_test")},
-                         evaluation="leave one target out"))
+        rows.append(
+            dict(
+                {k: v for k, v in row.items() if k not in ("n_train", "n_val", "n_test")},
+                evaluation="leave one target out",
+            )
+        )
     return pd.DataFrame(rows)
 
 
@@ -135,11 +153,16 @@ def cmd_train(args: argparse.Namespace) -> None:
         print(f"{target}: {counts[target]}")
         if target_graphs:  # a target with no finished chunk yet is left out (and shows in the coverage)
             graphs[target], assays[target] = target_graphs, assay
-    sources = dict(origin="DUD-E diverse actives with a seeded decoy sample (models/default/data/<target>.csv), "
-                          "docked into the dockstring receptors (Vina, exhaustiveness 1, best pose featurized, "
-                          "no MD refinement)",
-                   receptors=TARGETS, decoys_per_active=DECOYS_PER_ACTIVE, sample_seed=SAMPLE_SEED,
-                   coverage=counts, build="python models/default/build.py dock && python models/default/build.py train")
+    sources = dict(
+        origin="DUD-E diverse actives with a seeded decoy sample (models/default/data/<target>.csv), "
+        "docked into the dockstring receptors (Vina, exhaustiveness 1, best pose featurized, "
+        "no MD refinement)",
+        receptors=TARGETS,
+        decoys_per_active=DECOYS_PER_ACTIVE,
+        sample_seed=SAMPLE_SEED,
+        coverage=counts,
+        build="python models/default/build.py dock && python models/default/build.py train",
+    )
     result = train_multi_target(graphs, assays, TrainSettings(**TRAIN), name="default", sources=sources)
     loto = leave_one_target_out(graphs, assays, TrainSettings(**LOTO))
     card = result.card
@@ -176,8 +199,10 @@ def cmd_training_set(args: argparse.Namespace) -> None:
     for target in card["data"]["targets"]:
         _, assay, counts = finished_data(target)
         if len(assay) != card["data"]["n_compounds_by_target"][target]:
-            raise SystemExit(f"{target}: {len(assay)} compounds in finished chunks, but the card was trained on "
-                             f"{card['data']['n_compounds_by_target'][target]}; this is not the data of card.json")
+            raise SystemExit(
+                f"{target}: {len(assay)} compounds in finished chunks, but the card was trained on "
+                f"{card['data']['n_compounds_by_target'][target]}; this is not the data of card.json"
+            )
         keys = target + "/" + assay["id"].astype(str)
         parts.append(assay.assign(target=target, split=[held_out.get(k, "train") for k in keys]))
     table = pd.concat(parts)[["target", "id", "smiles", "active", "split"]]

@@ -91,8 +91,21 @@ TERM_NAMES = (
 # elements with covalent MMFF94 atom types, and the free ions MMFF94 knows
 _MMFF_ELEMENTS = frozenset({1, 6, 7, 8, 9, 14, 15, 16, 17, 35, 53})
 _MMFF_IONS = frozenset(
-    {(3, 1), (11, 1), (19, 1), (12, 2), (20, 2), (30, 2), (26, 2), (26, 3), (29, 1), (29, 2),
-     (9, -1), (17, -1), (35, -1)}
+    {
+        (3, 1),
+        (11, 1),
+        (19, 1),
+        (12, 2),
+        (20, 2),
+        (30, 2),
+        (26, 2),
+        (26, 3),
+        (29, 1),
+        (29, 2),
+        (9, -1),
+        (17, -1),
+        (35, -1),
+    }
 )
 
 
@@ -216,19 +229,27 @@ def _type_molecule(mol: Chem.Mol, variant: str, offset: int) -> _Typed:
     if implicit:
         raise MMFFParameterizationError(
             f"{label}: atoms {implicit[:10]} carry implicit hydrogens; MMFF needs every "
-            "hydrogen as an atom (use Chem.AddHs(mol, addCoords=True))")
+            "hydrogen as an atom (use Chem.AddHs(mol, addCoords=True))"
+        )
     # RDKit re-perceives (MMFF) aromaticity in place: work on a copy
     work = Chem.Mol(mol)
     props = rdForceFieldHelpers.MMFFGetMoleculeProperties(work, mmffVariant=variant, mmffVerbosity=0)
     if props is None:
         bad = _untypable_atoms(work)
         if bad:
-            detail = ("RDKit has no " + variant + " atom type for " + "; ".join(bad)
-                      + " (MMFF94 covers H, C, N, O, F, Si, P, S, Cl, Br, I and the free ions "
-                      "Li+, Na+, K+, Mg2+, Ca2+, Zn2+, Fe2+, Fe3+, Cu+, Cu2+, F-, Cl-, Br-)")
+            detail = (
+                "RDKit has no "
+                + variant
+                + " atom type for "
+                + "; ".join(bad)
+                + " (MMFF94 covers H, C, N, O, F, Si, P, S, Cl, Br, I and the free ions "
+                "Li+, Na+, K+, Mg2+, Ca2+, Zn2+, Fe2+, Fe3+, Cu+, Cu2+, F-, Cl-, Br-)"
+            )
         else:
-            detail = (f"RDKit could not assign {variant} atom types to all atoms "
-                      "(unusual valence, charge state or bonding pattern)")
+            detail = (
+                f"RDKit could not assign {variant} atom types to all atoms "
+                "(unusual valence, charge state or bonding pattern)"
+            )
         raise MMFFParameterizationError(f"{label}: {detail}")
     props.SetMMFFVerbosity(0)
     return _Typed(mol=work, props=props, label=label, offset=int(offset), variant=variant)
@@ -239,7 +260,8 @@ def _missing(typed: _Typed, term: str, atoms: tuple[int, ...]) -> MMFFParameteri
     symbols = [typed.mol.GetAtomWithIdx(i).GetSymbol() for i in atoms]
     return MMFFParameterizationError(
         f"{typed.label}: RDKit has no {typed.variant} {term} parameters for atoms {list(atoms)} "
-        f"(elements {symbols}, MMFF types {types})")
+        f"(elements {symbols}, MMFF types {types})"
+    )
 
 
 def neighbor_relations(mol: Chem.Mol) -> np.ndarray:
@@ -272,7 +294,7 @@ def neighbor_relations(mol: Chem.Mol) -> np.ndarray:
 
     for pos, (ib, ie) in enumerate(bonds):
         put(ib, ie, REL_12)
-        for jb, je in bonds[pos + 1:]:
+        for jb, je in bonds[pos + 1 :]:
             if ib == jb:
                 put(ie, je, REL_13)
             elif ib == je:
@@ -303,8 +325,7 @@ def bond_stretch(typed: _Typed) -> openmm.CustomBondForce:
     ``cs = -20 /nm``.
     """
     cs = BOND_CS / ANGSTROM_TO_NM
-    force = openmm.CustomBondForce(
-        f"0.5*kb*dr^2*(1 + cs*dr + {BOND_C3!r}*cs^2*dr^2); dr = r - r0; cs = {cs!r}")
+    force = openmm.CustomBondForce(f"0.5*kb*dr^2*(1 + cs*dr + {BOND_C3!r}*cs^2*dr^2); dr = r - r0; cs = {cs!r}")
     force.addPerBondParameter("kb")
     force.addPerBondParameter("r0")
     scale = MDYNE_A_TO_KCAL_MOL * KCAL_TO_KJ / ANGSTROM_TO_NM**2
@@ -341,7 +362,8 @@ def angle_bend(typed: _Typed) -> openmm.CustomAngleForce:
     """
     cb = ANGLE_CB / DEG_TO_RAD
     force = openmm.CustomAngleForce(
-        f"select(linear, k*(1 + cos(theta)), 0.5*k*dt^2*(1 + cb*dt)); dt = theta - theta0; cb = {cb!r}")
+        f"select(linear, k*(1 + cos(theta)), 0.5*k*dt^2*(1 + cb*dt)); dt = theta - theta0; cb = {cb!r}"
+    )
     for name in ("k", "theta0", "linear"):
         force.addPerAngleParameter(name)
     scale = MDYNE_A_TO_KCAL_MOL * KCAL_TO_KJ
@@ -351,8 +373,7 @@ def angle_bend(typed: _Typed) -> openmm.CustomAngleForce:
             raise _missing(typed, "angle bend", (i, j, k))
         _, ka, theta0 = params
         linear = 1.0 if typed.props.GetMMFFAtomType(j) in LINEAR_ATOM_TYPES else 0.0
-        force.addAngle(typed.offset + i, typed.offset + j, typed.offset + k,
-                       [ka * scale, theta0 * DEG_TO_RAD, linear])
+        force.addAngle(typed.offset + i, typed.offset + j, typed.offset + k, [ka * scale, theta0 * DEG_TO_RAD, linear])
     force.setName("MMFFAngleBend")
     return force
 
@@ -368,7 +389,8 @@ def stretch_bend(typed: _Typed) -> openmm.CustomCompoundBondForce:
     force = openmm.CustomCompoundBondForce(
         3,
         "c*(kijk*(distance(p1,p2) - r1) + kkji*(distance(p2,p3) - r2))*(angle(p1,p2,p3) - theta0);"
-        f" c = {MDYNE_A_TO_KCAL_MOL * KCAL_TO_KJ / ANGSTROM_TO_NM!r}")
+        f" c = {MDYNE_A_TO_KCAL_MOL * KCAL_TO_KJ / ANGSTROM_TO_NM!r}",
+    )
     for name in ("kijk", "kkji", "r1", "r2", "theta0"):
         force.addPerBondParameter(name)
     mol, props = typed.mol, typed.props
@@ -386,8 +408,8 @@ def stretch_bend(typed: _Typed) -> openmm.CustomCompoundBondForce:
             raise _missing(typed, "stretch-bend reference (bond/angle)", (i, j, k))
         force.addBond(
             [typed.offset + i, typed.offset + j, typed.offset + k],
-            [kba_ijk, kba_kji, bond_ij[2] * ANGSTROM_TO_NM, bond_kj[2] * ANGSTROM_TO_NM,
-             angle[2] * DEG_TO_RAD])
+            [kba_ijk, kba_kji, bond_ij[2] * ANGSTROM_TO_NM, bond_kj[2] * ANGSTROM_TO_NM, angle[2] * DEG_TO_RAD],
+        )
     force.setName("MMFFStretchBend")
     return force
 
@@ -409,7 +431,8 @@ def out_of_plane(typed: _Typed) -> openmm.CustomCompoundBondForce:
         " nx = ay*bz - az*by; ny = az*bx - ax*bz; nz = ax*by - ay*bx;"
         " ax = x1 - x2; ay = y1 - y2; az = z1 - z2;"
         " bx = x3 - x2; by = y3 - y2; bz = z3 - z2;"
-        " cx = x4 - x2; cy = y4 - y2; cz = z4 - z2")
+        " cx = x4 - x2; cy = y4 - y2; cz = z4 - z2",
+    )
     force.addPerBondParameter("koop")
     scale = MDYNE_A_TO_KCAL_MOL * KCAL_TO_KJ
     mol, props, off = typed.mol, typed.props, typed.offset
@@ -447,8 +470,10 @@ def _torsion_quads(mol: Chem.Mol):
         j_atom, k_atom = bond.GetBeginAtom(), bond.GetEndAtom()
         if any(a.GetDegree() == 1 or _in_triple_bond(a) for a in (j_atom, k_atom)):
             continue
-        if (j_atom.GetHybridization() not in _TORSION_HYBRIDIZATIONS
-                or k_atom.GetHybridization() not in _TORSION_HYBRIDIZATIONS):
+        if (
+            j_atom.GetHybridization() not in _TORSION_HYBRIDIZATIONS
+            or k_atom.GetHybridization() not in _TORSION_HYBRIDIZATIONS
+        ):
             continue
         j, k = j_atom.GetIdx(), k_atom.GetIdx()
         for b1 in j_atom.GetBonds():
@@ -479,8 +504,7 @@ def torsion(typed: _Typed) -> openmm.PeriodicTorsionForce:
         _, v1, v2, v3 = params
         for periodicity, v, phase in ((1, v1, 0.0), (2, v2, math.pi), (3, v3, 0.0)):
             if v != 0.0:
-                force.addTorsion(off + i, off + j, off + k, off + l, periodicity, phase,
-                                 0.5 * v * KCAL_TO_KJ)
+                force.addTorsion(off + i, off + j, off + k, off + l, periodicity, phase, 0.5 * v * KCAL_TO_KJ)
     force.setName("MMFFTorsion")
     return force
 
@@ -507,9 +531,9 @@ def vdw(typed: _Typed, cutoff_nm: float | None = None) -> openmm.CustomBondForce
     the donor-acceptor-scaled values RDKit's force field uses).
     """
     force = openmm.CustomBondForce(
-        _cutoff_factor(cutoff_nm)
-        + f"eps*({VDW_B1!r}*rs/(r + {VDW_B1 - 1.0!r}*rs))^7"
-        f"*({VDW_B2!r}*rs^7/(r^7 + {VDW_B2 - 1.0!r}*rs^7) - 2)")
+        _cutoff_factor(cutoff_nm) + f"eps*({VDW_B1!r}*rs/(r + {VDW_B1 - 1.0!r}*rs))^7"
+        f"*({VDW_B2!r}*rs^7/(r^7 + {VDW_B2 - 1.0!r}*rs^7) - 2)"
+    )
     force.addPerBondParameter("rs")
     force.addPerBondParameter("eps")
     for i, j, _ in _nonbonded_pairs(typed.mol):
@@ -517,8 +541,7 @@ def vdw(typed: _Typed, cutoff_nm: float | None = None) -> openmm.CustomBondForce
         if params is None:
             raise _missing(typed, "van der Waals", (i, j))
         r_star, eps = params[2], params[3]
-        force.addBond(typed.offset + i, typed.offset + j,
-                      [r_star * ANGSTROM_TO_NM, eps * KCAL_TO_KJ])
+        force.addBond(typed.offset + i, typed.offset + j, [r_star * ANGSTROM_TO_NM, eps * KCAL_TO_KJ])
     force.setName("MMFFVdW")
     return force
 
@@ -643,9 +666,16 @@ def mmff_ligand_forces(
         sigma[i] = r_star_ii * ANGSTROM_TO_NM / 2.0 ** (1.0 / 6.0)
         epsilon[i] = eps_ii * KCAL_TO_KJ
     atom_types = np.array([props.GetMMFFAtomType(i) for i in range(n)], dtype=int)
-    return LigandForces(forces=forces, charges=charges, masses=masses, lj_sigma_nm=sigma,
-                        lj_epsilon_kj=epsilon, atom_types=atom_types, offset=typed.offset,
-                        variant=variant)
+    return LigandForces(
+        forces=forces,
+        charges=charges,
+        masses=masses,
+        lj_sigma_nm=sigma,
+        lj_epsilon_kj=epsilon,
+        atom_types=atom_types,
+        offset=typed.offset,
+        variant=variant,
+    )
 
 
 def mmff_ligand_system(
@@ -672,8 +702,9 @@ def mmff_ligand_system(
     -------
     openmm.System
     """
-    lig = mmff_ligand_forces(mol, variant=variant, dielectric_constant=dielectric_constant,
-                             distance_dielectric=distance_dielectric)
+    lig = mmff_ligand_forces(
+        mol, variant=variant, dielectric_constant=dielectric_constant, distance_dielectric=distance_dielectric
+    )
     system = openmm.System()
     for mass in lig.masses:
         system.addParticle(float(mass))

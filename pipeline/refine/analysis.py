@@ -64,15 +64,22 @@ class InteractionEnergy:
         Where the three evaluation Contexts live.
     """
 
-    def __init__(self, receptor: ReceptorModel, ligand: LigandParameters, receptor_atoms: np.ndarray,
-                 cutoff_nm: float | None, platform: PlatformChoice):
+    def __init__(
+        self,
+        receptor: ReceptorModel,
+        ligand: LigandParameters,
+        receptor_atoms: np.ndarray,
+        cutoff_nm: float | None,
+        platform: PlatformChoice,
+    ):
         self.receptor_atoms = np.asarray(receptor_atoms)
         n_rec = len(self.receptor_atoms)
         complex_system = build_pocket_complex_system(receptor, self.receptor_atoms, ligand, cutoff_nm)
         self._contexts = {
             "complex": platform.context(complex_system, openmm.VerletIntegrator(0.001)),
-            "receptor": platform.context(build_receptor_system(receptor, self.receptor_atoms, cutoff_nm),
-                                         openmm.VerletIntegrator(0.001)),
+            "receptor": platform.context(
+                build_receptor_system(receptor, self.receptor_atoms, cutoff_nm), openmm.VerletIntegrator(0.001)
+            ),
             "ligand": platform.context(build_ligand_system(ligand, cutoff_nm), openmm.VerletIntegrator(0.001)),
         }
         self._n_rec = n_rec
@@ -90,8 +97,9 @@ class InteractionEnergy:
         complex_e = self._energy("complex", np.vstack([receptor_xyz_nm, ligand_xyz_nm]))
         receptor_e = self._energy("receptor", receptor_xyz_nm)
         ligand_e = self._energy("ligand", ligand_xyz_nm)
-        return dict(complex=complex_e, receptor=receptor_e, ligand=ligand_e,
-                    interaction=complex_e - receptor_e - ligand_e)
+        return dict(
+            complex=complex_e, receptor=receptor_e, ligand=ligand_e, interaction=complex_e - receptor_e - ligand_e
+        )
 
 
 def symmetry_matches(mol: Chem.Mol, max_matches: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
@@ -116,8 +124,9 @@ def symmetry_matches(mol: Chem.Mol, max_matches: int = 10_000) -> tuple[np.ndarr
     return heavy, np.asarray(matches, dtype=int)
 
 
-def ligand_rmsd(frames_xyz: np.ndarray, reference_xyz: np.ndarray, heavy: np.ndarray,
-                matches: np.ndarray) -> np.ndarray:
+def ligand_rmsd(
+    frames_xyz: np.ndarray, reference_xyz: np.ndarray, heavy: np.ndarray, matches: np.ndarray
+) -> np.ndarray:
     """In-place, symmetry-aware heavy-atom RMSD (same units as the input) of each frame.
 
     Parameters

@@ -48,9 +48,15 @@ def frame_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return stem.with_name(stem.name + ".pdb"), stem.with_name(stem.name + ".sdf")
 
 
-def write_frames(stem: str | os.PathLike, pocket_topology: app.Topology, pocket_frames_nm: np.ndarray,
-                 ligand: Chem.Mol, ligand_frames_angstrom: np.ndarray, times_ps: np.ndarray,
-                 interaction_kcal: np.ndarray) -> tuple[Path, Path]:
+def write_frames(
+    stem: str | os.PathLike,
+    pocket_topology: app.Topology,
+    pocket_frames_nm: np.ndarray,
+    ligand: Chem.Mol,
+    ligand_frames_angstrom: np.ndarray,
+    times_ps: np.ndarray,
+    interaction_kcal: np.ndarray,
+) -> tuple[Path, Path]:
     """Write the pocket PDB and ligand SDF of one pose, each atomically.
 
     Parameters
@@ -80,8 +86,9 @@ def write_frames(stem: str | os.PathLike, pocket_topology: app.Topology, pocket_
         handle.write(buffer.getvalue())
     with atomic_sdf(sdf_path) as writer:
         for number, (xyz, t, energy) in enumerate(zip(ligand_frames_angstrom, times_ps, interaction_kcal), start=1):
-            writer.write(with_coordinates(ligand, xyz, dict(frame=number, time_ps=float(t),
-                                                            interaction_energy=float(energy))))
+            writer.write(
+                with_coordinates(ligand, xyz, dict(frame=number, time_ps=float(t), interaction_energy=float(energy)))
+            )
     return pdb_path, sdf_path
 
 

@@ -88,13 +88,35 @@ __all__ = ["REFINE_COLUMNS", "STAGE", "RefineError", "RefineContext", "pose_key"
 STAGE = "refine"
 #: Columns of the refinement table, in order (energies kcal/mol, distances Angstrom).
 REFINE_COLUMNS = [
-    "id", "pose", "docking_score", "rmsd_mean", "rmsd_max", "rmsd_final", "pocket_backbone_rmsd",
-    "interaction_energy", "interaction_energy_std", "potential_energy_final", "n_frames", "platform",
-    "wall_seconds", "n_atoms_simulated", "frames", "ligand_forcefield", "solvent", "seconds_minimize",
+    "id",
+    "pose",
+    "docking_score",
+    "rmsd_mean",
+    "rmsd_max",
+    "rmsd_final",
+    "pocket_backbone_rmsd",
+    "interaction_energy",
+    "interaction_energy_std",
+    "potential_energy_final",
+    "n_frames",
+    "platform",
+    "wall_seconds",
+    "n_atoms_simulated",
+    "frames",
+    "ligand_forcefield",
+    "solvent",
+    "seconds_minimize",
     "seconds_dynamics",
 ]
-_METRICS_IN_SDF = ("rmsd_mean", "rmsd_max", "rmsd_final", "pocket_backbone_rmsd", "interaction_energy",
-                   "interaction_energy_std", "potential_energy_final")
+_METRICS_IN_SDF = (
+    "rmsd_mean",
+    "rmsd_max",
+    "rmsd_final",
+    "pocket_backbone_rmsd",
+    "interaction_energy",
+    "interaction_energy_std",
+    "potential_energy_final",
+)
 
 
 class RefineError(VscreenError, ValueError):
@@ -125,20 +147,28 @@ class RefineContext:
         try:
             receptor = load_receptor(receptor_pdb)
         except (ValueError, KeyError) as exc:
-            raise RefineError(f"receptor {receptor_pdb} does not build with amber14 + OBC2: "
-                              f"{str(exc).splitlines()[0]}") from exc
+            raise RefineError(
+                f"receptor {receptor_pdb} does not build with amber14 + OBC2: {str(exc).splitlines()[0]}"
+            ) from exc
         solvated = None
         if settings.solvent == "explicit":
-            solvated = solvate_receptor(receptor, padding_nm=settings.water_padding / 10.0,
-                                        ionic_strength_molar=settings.ionic_strength)
+            solvated = solvate_receptor(
+                receptor, padding_nm=settings.water_padding / 10.0, ionic_strength_molar=settings.ionic_strength
+            )
         try:
             platform = select_platform(settings.platform, settings.precision, settings.cpu_threads)
         except ValueError as exc:
             raise RefineError(str(exc)) from exc
         ligand_ff = ligand_force_field(settings.forcefield, settings.mmff_variant, settings.openff_forcefield)
-        log.info("refine: receptor %s (%d atoms), platform %s %s, ligand force field %s, %s solvent",
-                 receptor.path.name, receptor.n_atoms, platform.name, platform.properties, ligand_ff.name,
-                 settings.solvent)
+        log.info(
+            "refine: receptor %s (%d atoms), platform %s %s, ligand force field %s, %s solvent",
+            receptor.path.name,
+            receptor.n_atoms,
+            platform.name,
+            platform.properties,
+            ligand_ff.name,
+            settings.solvent,
+        )
         return cls(receptor=receptor, settings=settings, platform=platform, ligand_ff=ligand_ff, solvated=solvated)
 
 
@@ -150,8 +180,9 @@ def pose_key(mol: Chem.Mol) -> tuple[str, int, float]:
     return compound_id, pose, score
 
 
-def refine_pose(mol: Chem.Mol, ctx: RefineContext, frames_dir: str | os.PathLike | None = None
-                ) -> tuple[Chem.Mol, dict]:
+def refine_pose(
+    mol: Chem.Mol, ctx: RefineContext, frames_dir: str | os.PathLike | None = None
+) -> tuple[Chem.Mol, dict]:
     """Refine one docked pose.
 
     Parameters
@@ -178,10 +209,19 @@ def refine_pose(mol: Chem.Mol, ctx: RefineContext, frames_dir: str | os.PathLike
     compound_id, pose, score = pose_key(mol)
     ligand = ctx.ligand_ff.parameterize(mol)
     cx = build_complex(
-        ctx.receptor, ligand, mol, pocket_cutoff=s.pocket_cutoff, free_shell=s.free_shell,
-        restraint_k=s.restraint_k, restrain=s.restrain, frame_cutoff=s.frame_cutoff,
-        nonbonded_cutoff=s.nonbonded_cutoff, constraints=True, hydrogen_mass=s.hydrogen_mass if s.hmr else None,
-        solvated=ctx.solvated)
+        ctx.receptor,
+        ligand,
+        mol,
+        pocket_cutoff=s.pocket_cutoff,
+        free_shell=s.free_shell,
+        restraint_k=s.restraint_k,
+        restrain=s.restrain,
+        frame_cutoff=s.frame_cutoff,
+        nonbonded_cutoff=s.nonbonded_cutoff,
+        constraints=True,
+        hydrogen_mass=s.hydrogen_mass if s.hmr else None,
+        solvated=ctx.solvated,
+    )
     if faults.inject(STAGE, compound_id) == "blowup":  # tests' hook: this pose's MD blows up for real
         cx = _blown_up(cx)
     trajectory = run_protocol(cx, s, ctx.platform, pose_seed(s.seed, compound_id, pose))
@@ -194,26 +234,51 @@ def refine_pose(mol: Chem.Mol, ctx: RefineContext, frames_dir: str | os.PathLike
     backbone = in_place_rmsd(final[cx.pocket_backbone] * 10.0, start_xyz[cx.pocket_backbone] * 10.0)
 
     # interaction energies on the implicit-solvent pocket (the simulated atoms in implicit solvent)
-    eval_atoms = (cx.receptor_atoms if ctx.solvated is None
-                  else pocket_atoms(ctx.receptor, start_xyz[cx.ligand], s.pocket_cutoff or 10.0))
+    eval_atoms = (
+        cx.receptor_atoms
+        if ctx.solvated is None
+        else pocket_atoms(ctx.receptor, start_xyz[cx.ligand], s.pocket_cutoff or 10.0)
+    )
     in_complex = np.searchsorted(cx.receptor_atoms, eval_atoms)
     cutoff_nm = None if s.nonbonded_cutoff is None else s.nonbonded_cutoff / 10.0
     evaluate = InteractionEnergy(ctx.receptor, ligand, eval_atoms, cutoff_nm, ctx.platform)
-    interaction = np.array([evaluate(frame[in_complex], frame[cx.ligand])["interaction"]
-                            for frame in trajectory.frames_nm]) * KJ_TO_KCAL
+    interaction = (
+        np.array([evaluate(frame[in_complex], frame[cx.ligand])["interaction"] for frame in trajectory.frames_nm])
+        * KJ_TO_KCAL
+    )
 
     stem = frame_stem(compound_id, pose)
     if frames_dir is not None:
-        write_frames(Path(frames_dir) / stem, cx.frame_topology, trajectory.frames_nm[:, cx.frame_atoms],
-                     mol, lig_frames, trajectory.times_ps, interaction)
+        write_frames(
+            Path(frames_dir) / stem,
+            cx.frame_topology,
+            trajectory.frames_nm[:, cx.frame_atoms],
+            mol,
+            lig_frames,
+            trajectory.times_ps,
+            interaction,
+        )
     row = dict(
-        id=compound_id, pose=pose, docking_score=score, rmsd_mean=float(rmsd.mean()), rmsd_max=float(rmsd.max()),
-        rmsd_final=float(rmsd[-1]), pocket_backbone_rmsd=backbone, interaction_energy=float(interaction.mean()),
+        id=compound_id,
+        pose=pose,
+        docking_score=score,
+        rmsd_mean=float(rmsd.mean()),
+        rmsd_max=float(rmsd.max()),
+        rmsd_final=float(rmsd[-1]),
+        pocket_backbone_rmsd=backbone,
+        interaction_energy=float(interaction.mean()),
         interaction_energy_std=float(interaction.std()),
-        potential_energy_final=float(trajectory.potential_kj[-1] * KJ_TO_KCAL), n_frames=trajectory.n_frames,
-        platform=ctx.platform.name, wall_seconds=0.0, n_atoms_simulated=cx.n_atoms, frames=f"{stem}.pdb",
-        ligand_forcefield=ligand.name, solvent=s.solvent, seconds_minimize=trajectory.seconds_minimize,
-        seconds_dynamics=trajectory.seconds_dynamics)
+        potential_energy_final=float(trajectory.potential_kj[-1] * KJ_TO_KCAL),
+        n_frames=trajectory.n_frames,
+        platform=ctx.platform.name,
+        wall_seconds=0.0,
+        n_atoms_simulated=cx.n_atoms,
+        frames=f"{stem}.pdb",
+        ligand_forcefield=ligand.name,
+        solvent=s.solvent,
+        seconds_minimize=trajectory.seconds_minimize,
+        seconds_dynamics=trajectory.seconds_dynamics,
+    )
     row["wall_seconds"] = time.perf_counter() - start
     props = dict(pose=pose, docking_score=score, **{k: row[k] for k in _METRICS_IN_SDF})
     refined = with_coordinates(mol, lig_frames[-1], props)
@@ -267,9 +332,16 @@ def _remove_partial_frames(frames_dir: str | os.PathLike, compound_id: str, pose
         tmp.unlink(missing_ok=True)
 
 
-def refine_batch(receptor_pdb: str | os.PathLike, poses: Sequence[Chem.Mol], settings: RefineSettings,
-                 out_sdf: str | os.PathLike, out_table: str | os.PathLike, out_frames_dir: str | os.PathLike,
-                 failures_csv: str | os.PathLike, known_failures: Sequence[dict] = ()) -> tuple[int, int]:
+def refine_batch(
+    receptor_pdb: str | os.PathLike,
+    poses: Sequence[Chem.Mol],
+    settings: RefineSettings,
+    out_sdf: str | os.PathLike,
+    out_table: str | os.PathLike,
+    out_frames_dir: str | os.PathLike,
+    failures_csv: str | os.PathLike,
+    known_failures: Sequence[dict] = (),
+) -> tuple[int, int]:
     """Refine a batch of docked poses against one receptor; write every output.
 
     Parameters
@@ -303,10 +375,17 @@ def refine_batch(receptor_pdb: str | os.PathLike, poses: Sequence[Chem.Mol], set
     rows, refined = [], []
     failures = [dict(row) for row in known_failures]
     items = [(pose_key(mol)[:2], pack_mol(mol)) for mol in poses]
-    outcomes = run_isolated(items, partial(_refine_in_worker, out_frames_dir),
-                            init=partial(RefineContext.create, receptor_pdb, settings), time_limit=settings.time_limit,
-                            stage=STAGE, desc=f"refine {Path(out_table).stem}", unit="pose",
-                            describe_error=_refine_error, start_method="spawn")
+    outcomes = run_isolated(
+        items,
+        partial(_refine_in_worker, out_frames_dir),
+        init=partial(RefineContext.create, receptor_pdb, settings),
+        time_limit=settings.time_limit,
+        stage=STAGE,
+        desc=f"refine {Path(out_table).stem}",
+        unit="pose",
+        describe_error=_refine_error,
+        start_method="spawn",
+    )
     for (compound_id, pose), result, reason in outcomes:
         if reason is not None:
             _remove_partial_frames(out_frames_dir, compound_id, pose)

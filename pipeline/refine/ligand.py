@@ -136,7 +136,8 @@ def _check_molecule(mol: Chem.Mol) -> str:
         raise LigandParameterizationError(f"{label}: molecule has no 3D coordinates")
     if any(a.GetTotalNumHs(includeNeighbors=False) > 0 for a in mol.GetAtoms()):
         raise LigandParameterizationError(
-            f"{label}: hydrogens are implicit; refinement needs every hydrogen as an atom (docked poses carry them)")
+            f"{label}: hydrogens are implicit; refinement needs every hydrogen as an atom (docked poses carry them)"
+        )
     return label
 
 
@@ -243,9 +244,19 @@ class MMFFLigandForceField:
             return mmff_ligand_forces(template, variant=variant, offset=offset).forces
 
         return LigandParameters(
-            name=self.name, masses=lig.masses, charges=lig.charges, sigma_nm=lig.lj_sigma_nm,
-            epsilon_kj=lig.lj_epsilon_kj, gb_radius_nm=radius, gb_scale=scale, exceptions=exceptions,
-            h_bonds=h_bonds, bonds=_bonds(mol), elements=_elements(mol), make_forces=make_forces)
+            name=self.name,
+            masses=lig.masses,
+            charges=lig.charges,
+            sigma_nm=lig.lj_sigma_nm,
+            epsilon_kj=lig.lj_epsilon_kj,
+            gb_radius_nm=radius,
+            gb_scale=scale,
+            exceptions=exceptions,
+            h_bonds=h_bonds,
+            bonds=_bonds(mol),
+            elements=_elements(mol),
+            make_forces=make_forces,
+        )
 
     def __repr__(self) -> str:
         return f"MMFFLigandForceField({self.variant!r})"
@@ -307,7 +318,8 @@ class OpenFFLigandForceField:
         except ImportError as exc:
             raise LigandParameterizationError(
                 "ligand force field 'openff' needs openff-toolkit (conda install -c conda-forge "
-                "openff-toolkit openmmforcefields); use 'mmff' otherwise") from exc
+                "openff-toolkit openmmforcefields); use 'mmff' otherwise"
+            ) from exc
         offmol = Molecule.from_rdkit(mol, allow_undefined_stereo=True, hydrogens_are_explicit=True)
         if self.charge_method is not None:
             offmol.assign_partial_charges(self.charge_method)
@@ -322,8 +334,9 @@ class OpenFFLigandForceField:
         generator = SMIRNOFFTemplateGenerator(molecules=[offmol], forcefield=self.forcefield.removesuffix(".offxml"))
         forcefield = app.ForceField()
         forcefield.registerTemplateGenerator(generator.generator)
-        return forcefield.createSystem(offmol.to_topology().to_openmm(), nonbondedMethod=app.NoCutoff,
-                                       constraints=app.HBonds, removeCMMotion=False)
+        return forcefield.createSystem(
+            offmol.to_topology().to_openmm(), nonbondedMethod=app.NoCutoff, constraints=app.HBonds, removeCMMotion=False
+        )
 
     def parameterize(self, mol: Chem.Mol) -> LigandParameters:
         """Parameterize ``mol`` with OpenFF; see the class docstring."""
@@ -352,8 +365,11 @@ class OpenFFLigandForceField:
             if mol.GetAtomWithIdx(i).GetAtomicNum() == 1 or mol.GetAtomWithIdx(j).GetAtomicNum() == 1:
                 h_bonds.append((i, j, length._value))
         bonded = [openmm.XmlSerializer.serialize(f) for f in system.getForces() if isinstance(f, _OPENFF_BONDED)]
-        others = [type(f).__name__ for f in system.getForces()
-                  if not isinstance(f, _OPENFF_BONDED + (openmm.NonbondedForce, openmm.CMMotionRemover))]
+        others = [
+            type(f).__name__
+            for f in system.getForces()
+            if not isinstance(f, _OPENFF_BONDED + (openmm.NonbondedForce, openmm.CMMotionRemover))
+        ]
         if others:
             raise LigandParameterizationError(f"{label}: OpenFF System has unsupported forces {others}")
         radius, scale = obc2_parameters(mol)
@@ -363,17 +379,28 @@ class OpenFFLigandForceField:
 
         masses = np.array([system.getParticleMass(i)._value for i in range(n)])
         return LigandParameters(
-            name=self.name, masses=masses, charges=charges, sigma_nm=sigma, epsilon_kj=epsilon,
-            gb_radius_nm=radius, gb_scale=scale, exceptions=exceptions, h_bonds=h_bonds, bonds=_bonds(mol),
-            elements=_elements(mol), make_forces=make_forces)
+            name=self.name,
+            masses=masses,
+            charges=charges,
+            sigma_nm=sigma,
+            epsilon_kj=epsilon,
+            gb_radius_nm=radius,
+            gb_scale=scale,
+            exceptions=exceptions,
+            h_bonds=h_bonds,
+            bonds=_bonds(mol),
+            elements=_elements(mol),
+            make_forces=make_forces,
+        )
 
     def __repr__(self) -> str:
         return f"OpenFFLigandForceField({self.forcefield!r})"
 
 
 @lru_cache(maxsize=8)
-def ligand_force_field(name: str = "mmff", mmff_variant: str = "MMFF94",
-                       openff_forcefield: str = "openff-2.2.0") -> LigandForceField:
+def ligand_force_field(
+    name: str = "mmff", mmff_variant: str = "MMFF94", openff_forcefield: str = "openff-2.2.0"
+) -> LigandForceField:
     """The ligand force field called ``name`` (``"mmff"`` or ``"openff"``).
 
     Raises
@@ -386,4 +413,3 @@ def ligand_force_field(name: str = "mmff", mmff_variant: str = "MMFF94",
     if name == "openff":
         return OpenFFLigandForceField(openff_forcefield)
     raise ValueError(f"ligand force field must be 'mmff' or 'openff', got {name!r}")
-

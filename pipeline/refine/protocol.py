@@ -164,9 +164,14 @@ class RefineSettings:
     time_limit: float | None = 900.0
 
     def __post_init__(self) -> None:
-        choices = dict(forcefield=("mmff", "openff"), solvent=("implicit", "explicit"),
-                       restrain=("backbone", "heavy"), mmff_variant=("MMFF94", "MMFF94s"),
-                       platform=("auto",) + PLATFORM_ORDER, precision=("auto", "single", "mixed", "double"))
+        choices = dict(
+            forcefield=("mmff", "openff"),
+            solvent=("implicit", "explicit"),
+            restrain=("backbone", "heavy"),
+            mmff_variant=("MMFF94", "MMFF94s"),
+            platform=("auto",) + PLATFORM_ORDER,
+            precision=("auto", "single", "mixed", "double"),
+        )
         for key, allowed in choices.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"refine.{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
@@ -182,7 +187,9 @@ class RefineSettings:
             if value is not None and not value > 0:
                 raise ValueError(f"refine.{key} must be positive or null; got {value!r}")
         if self.frame_interval_ps > self.length_ps:
-            raise ValueError(f"refine.frame_interval_ps ({self.frame_interval_ps}) exceeds length_ps ({self.length_ps})")
+            raise ValueError(
+                f"refine.frame_interval_ps ({self.frame_interval_ps}) exceeds length_ps ({self.length_ps})"
+            )
         if self.pocket_cutoff is not None and self.free_shell > self.pocket_cutoff:
             raise ValueError(f"refine.free_shell ({self.free_shell}) exceeds pocket_cutoff ({self.pocket_cutoff})")
 
@@ -283,8 +290,9 @@ def select_platform(name: str = "auto", precision: str = "auto", cpu_threads: in
     for candidate in candidates:
         if candidate not in available:
             break
-        choice = PlatformChoice(openmm.Platform.getPlatformByName(candidate),
-                                _platform_properties(candidate, precision, cpu_threads))
+        choice = PlatformChoice(
+            openmm.Platform.getPlatformByName(candidate), _platform_properties(candidate, precision, cpu_threads)
+        )
         if _usable(choice):
             return choice
     raise ValueError(f"OpenMM platform {name!r} is not usable here (installed: {', '.join(sorted(available))})")
@@ -344,13 +352,16 @@ def _checked_state(context: openmm.Context, limit_kj: float, when: str) -> tuple
     if not math.isfinite(energy) or not np.all(np.isfinite(xyz)):
         raise SimulationError(f"simulation blew up {when}: energy or coordinates are NaN")
     if energy > limit_kj:
-        raise SimulationError(f"simulation blew up {when}: potential energy {energy:.3g} kJ/mol "
-                              f"exceeds {limit_kj:.3g} (overlapping atoms?)")
+        raise SimulationError(
+            f"simulation blew up {when}: potential energy {energy:.3g} kJ/mol "
+            f"exceeds {limit_kj:.3g} (overlapping atoms?)"
+        )
     return xyz, energy
 
 
-def run_protocol(complex_system: ComplexSystem, settings: RefineSettings, platform: PlatformChoice,
-                 seed: int) -> Trajectory:
+def run_protocol(
+    complex_system: ComplexSystem, settings: RefineSettings, platform: PlatformChoice, seed: int
+) -> Trajectory:
     """Minimize, then run Langevin dynamics, saving frames.
 
     Parameters
@@ -377,17 +388,22 @@ def run_protocol(complex_system: ComplexSystem, settings: RefineSettings, platfo
         start = time.perf_counter()
         minimizer = platform.context(complex_system.minimization_system, openmm.VerletIntegrator(0.001))
         minimizer.setPositions(complex_system.positions_nm)
-        initial_kj = minimizer.getState(getEnergy=True, groups=ENERGY_GROUPS).getPotentialEnergy().value_in_unit(
-            unit.kilojoule_per_mole)
+        initial_kj = (
+            minimizer.getState(getEnergy=True, groups=ENERGY_GROUPS)
+            .getPotentialEnergy()
+            .value_in_unit(unit.kilojoule_per_mole)
+        )
         openmm.LocalEnergyMinimizer.minimize(minimizer, settings.minimize_tolerance, settings.minimize_iterations)
         minimized_xyz = minimizer.getState(getPositions=True).getPositions(asNumpy=True)
         del minimizer
     except openmm.OpenMMException as exc:
         raise SimulationError(f"minimization failed: {exc}") from exc
 
-    integrator = openmm.LangevinMiddleIntegrator(settings.temperature_k * unit.kelvin,
-                                                 settings.friction_per_ps / unit.picosecond,
-                                                 settings.step_fs * unit.femtosecond)
+    integrator = openmm.LangevinMiddleIntegrator(
+        settings.temperature_k * unit.kelvin,
+        settings.friction_per_ps / unit.picosecond,
+        settings.step_fs * unit.femtosecond,
+    )
     integrator.setRandomNumberSeed(int(seed))
     integrator.setConstraintTolerance(1e-5)
     try:
@@ -412,6 +428,13 @@ def run_protocol(complex_system: ComplexSystem, settings: RefineSettings, platfo
         energies.append(energy)
         times.append(frame * settings.steps_per_frame * settings.step_fs / 1000.0)
     seconds_dynamics = time.perf_counter() - start
-    return Trajectory(frames_nm=np.asarray(frames), times_ps=np.asarray(times), potential_kj=np.asarray(energies),
-                      minimized_nm=minimized, minimized_energy_kj=minimized_kj, initial_energy_kj=initial_kj,
-                      seconds_minimize=seconds_minimize, seconds_dynamics=seconds_dynamics)
+    return Trajectory(
+        frames_nm=np.asarray(frames),
+        times_ps=np.asarray(times),
+        potential_kj=np.asarray(energies),
+        minimized_nm=minimized,
+        minimized_energy_kj=minimized_kj,
+        initial_energy_kj=initial_kj,
+        seconds_minimize=seconds_minimize,
+        seconds_dynamics=seconds_dynamics,
+    )

@@ -22,8 +22,9 @@ __all__ = ["SELECTION_COLUMNS", "select_poses", "batch", "load_poses"]
 SELECTION_COLUMNS = ["id", "pose", "docking_score", "compound_rank"]
 
 
-def select_poses(pose_table: pd.DataFrame, top_fraction: float | None = None, top_n: int | None = None,
-                 poses_per_compound: int = 1) -> pd.DataFrame:
+def select_poses(
+    pose_table: pd.DataFrame, top_fraction: float | None = None, top_n: int | None = None, poses_per_compound: int = 1
+) -> pd.DataFrame:
     """Choose the ``(id, pose)`` pairs to refine.
 
     Parameters
@@ -94,7 +95,7 @@ def batch(selected: pd.DataFrame, batch_size: int) -> list[pd.DataFrame]:
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1; got {batch_size!r}")
-    return [selected.iloc[i:i + batch_size].reset_index(drop=True) for i in range(0, len(selected), batch_size)]
+    return [selected.iloc[i : i + batch_size].reset_index(drop=True) for i in range(0, len(selected), batch_size)]
 
 
 def load_poses(sdf_paths: Iterable[str | os.PathLike], selected: pd.DataFrame) -> tuple[list[Chem.Mol], list[dict]]:
@@ -126,7 +127,9 @@ def load_poses(sdf_paths: Iterable[str | os.PathLike], selected: pd.DataFrame) -
     for cid, pose in zip(selected["id"].astype(str), selected["pose"].astype(int)):
         mol = found.get((cid, pose))
         if mol is None:
-            failures.append(dict(id=cid, stage="refine", reason=f"pose {pose}: not found or unreadable in the docked SDFs"))
+            failures.append(
+                dict(id=cid, stage="refine", reason=f"pose {pose}: not found or unreadable in the docked SDFs")
+            )
         else:
             poses.append(mol)
     return poses, failures

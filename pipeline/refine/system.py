@@ -161,13 +161,19 @@ class ParameterTable:
                 exc = np.array([(r[0], r[1]) for r in rows], dtype=int).reshape(-1, 2)
                 exc_params = np.array([(r[2]._value, r[3]._value, r[4]._value) for r in rows]).reshape(-1, 3)
                 method, cutoff = force.getNonbondedMethod(), force.getCutoffDistance()._value
-                settings = dict(ewald_error_tolerance=force.getEwaldErrorTolerance(),
-                                dispersion_correction=force.getUseDispersionCorrection(),
-                                switching=force.getUseSwitchingFunction(),
-                                switching_distance=force.getSwitchingDistance()._value)
+                settings = dict(
+                    ewald_error_tolerance=force.getEwaldErrorTolerance(),
+                    dispersion_correction=force.getUseDispersionCorrection(),
+                    switching=force.getUseSwitchingFunction(),
+                    switching_distance=force.getSwitchingDistance()._value,
+                )
             elif isinstance(force, openmm.GBSAOBCForce):
-                gb = np.array([[p._value if hasattr(p, "_value") else p
-                                for p in force.getParticleParameters(i)][1:] for i in range(n)])
+                gb = np.array(
+                    [
+                        [p._value if hasattr(p, "_value") else p for p in force.getParticleParameters(i)][1:]
+                        for i in range(n)
+                    ]
+                )
             elif isinstance(force, openmm.CustomGBForce):
                 gb = _obc2_from_custom_gb(force)
             elif isinstance(force, openmm.CMMotionRemover):
@@ -177,18 +183,36 @@ class ParameterTable:
         if nonbonded is None:
             raise ValueError("receptor System has no NonbondedForce")
         constraints = [system.getConstraintParameters(k) for k in range(system.getNumConstraints())]
-        box = system.getDefaultPeriodicBoxVectors() if method in (
-            openmm.NonbondedForce.PME, openmm.NonbondedForce.Ewald, openmm.NonbondedForce.CutoffPeriodic,
-            openmm.NonbondedForce.LJPME) else None
+        box = (
+            system.getDefaultPeriodicBoxVectors()
+            if method
+            in (
+                openmm.NonbondedForce.PME,
+                openmm.NonbondedForce.Ewald,
+                openmm.NonbondedForce.CutoffPeriodic,
+                openmm.NonbondedForce.LJPME,
+            )
+            else None
+        )
         return cls(
-            masses=masses, nonbonded=nonbonded, exceptions=exc, exception_params=exc_params,
-            bonds=np.array(bonds, dtype=int).reshape(-1, 2), bond_params=np.array(bond_params).reshape(-1, 2),
-            angles=np.array(angles, dtype=int).reshape(-1, 3), angle_params=np.array(angle_params).reshape(-1, 2),
+            masses=masses,
+            nonbonded=nonbonded,
+            exceptions=exc,
+            exception_params=exc_params,
+            bonds=np.array(bonds, dtype=int).reshape(-1, 2),
+            bond_params=np.array(bond_params).reshape(-1, 2),
+            angles=np.array(angles, dtype=int).reshape(-1, 3),
+            angle_params=np.array(angle_params).reshape(-1, 2),
             torsions=np.array(torsions, dtype=int).reshape(-1, 4),
             torsion_params=np.array(torsion_params).reshape(-1, 3),
             constraints=np.array([(c[0], c[1]) for c in constraints], dtype=int).reshape(-1, 2),
             constraint_lengths=np.array([c[2]._value for c in constraints]),
-            gb=gb, nonbonded_method=method, cutoff_nm=cutoff, box_vectors=box, nonbonded_settings=settings)
+            gb=gb,
+            nonbonded_method=method,
+            cutoff_nm=cutoff,
+            box_vectors=box,
+            nonbonded_settings=settings,
+        )
 
 
 def _obc2_from_custom_gb(force: openmm.CustomGBForce) -> np.ndarray:
@@ -256,8 +280,9 @@ class ReceptorModel:
         return self._tree
 
     @classmethod
-    def from_topology(cls, topology: app.Topology, positions_nm: np.ndarray, system: openmm.System,
-                      path: Path) -> ReceptorModel:
+    def from_topology(
+        cls, topology: app.Topology, positions_nm: np.ndarray, system: openmm.System, path: Path
+    ) -> ReceptorModel:
         """Wrap a topology, its positions and the System OpenMM built for it."""
         atoms = list(topology.atoms())
         residue_of_atom = np.array([a.residue.index for a in atoms])
@@ -270,9 +295,17 @@ class ReceptorModel:
                 partner[a.index] = b.index
             elif not heavy[b.index] and heavy[a.index]:
                 partner[b.index] = a.index
-        return cls(path=path, topology=topology, positions_nm=np.asarray(positions_nm, dtype=float),
-                   table=ParameterTable.from_system(system), residue_of_atom=residue_of_atom, backbone=backbone,
-                   heavy=heavy, hydrogen_partner=partner, is_water=is_water)
+        return cls(
+            path=path,
+            topology=topology,
+            positions_nm=np.asarray(positions_nm, dtype=float),
+            table=ParameterTable.from_system(system),
+            residue_of_atom=residue_of_atom,
+            backbone=backbone,
+            heavy=heavy,
+            hydrogen_partner=partner,
+            is_water=is_water,
+        )
 
 
 def load_receptor(pdb_path: str | Path, forcefield_files: tuple[str, ...] = AMBER_IMPLICIT) -> ReceptorModel:
@@ -299,8 +332,7 @@ def load_receptor(pdb_path: str | Path, forcefield_files: tuple[str, ...] = AMBE
     forcefield = app.ForceField(*forcefield_files)
     # no constraints here: bonds to hydrogen must stay in the table as harmonic terms, so
     # Systems without constraints (energy evaluation) are complete; build_complex adds them
-    system = forcefield.createSystem(pdb.topology, nonbondedMethod=app.NoCutoff, constraints=None,
-                                     removeCMMotion=False)
+    system = forcefield.createSystem(pdb.topology, nonbondedMethod=app.NoCutoff, constraints=None, removeCMMotion=False)
     positions = np.array(pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
     model = ReceptorModel.from_topology(pdb.topology, positions, system, path)
     if model.table.gb is None:
@@ -321,8 +353,12 @@ class SolvatedReceptor:
     water_residue: np.ndarray  # residue index for water atoms, -1 otherwise
 
 
-def solvate_receptor(receptor: ReceptorModel, padding_nm: float = 1.0, ionic_strength_molar: float = 0.15,
-                     nonbonded_cutoff_nm: float = 1.0) -> SolvatedReceptor:
+def solvate_receptor(
+    receptor: ReceptorModel,
+    padding_nm: float = 1.0,
+    ionic_strength_molar: float = 0.15,
+    nonbonded_cutoff_nm: float = 1.0,
+) -> SolvatedReceptor:
     """Fill a cubic TIP3P box around the receptor and parameterize it (PME, HBonds, rigid water).
 
     Parameters
@@ -343,11 +379,21 @@ def solvate_receptor(receptor: ReceptorModel, padding_nm: float = 1.0, ionic_str
     """
     forcefield = app.ForceField(*AMBER_EXPLICIT)
     modeller = app.Modeller(receptor.topology, receptor.positions_nm * unit.nanometer)
-    modeller.addSolvent(forcefield, model="tip3p", padding=padding_nm * unit.nanometer,
-                        ionicStrength=ionic_strength_molar * unit.molar, neutralize=True)
-    system = forcefield.createSystem(modeller.topology, nonbondedMethod=app.PME,
-                                     nonbondedCutoff=nonbonded_cutoff_nm * unit.nanometer, constraints=None,
-                                     rigidWater=True, removeCMMotion=False)
+    modeller.addSolvent(
+        forcefield,
+        model="tip3p",
+        padding=padding_nm * unit.nanometer,
+        ionicStrength=ionic_strength_molar * unit.molar,
+        neutralize=True,
+    )
+    system = forcefield.createSystem(
+        modeller.topology,
+        nonbondedMethod=app.PME,
+        nonbondedCutoff=nonbonded_cutoff_nm * unit.nanometer,
+        constraints=None,
+        rigidWater=True,
+        removeCMMotion=False,
+    )
     positions = np.array(modeller.getPositions().value_in_unit(unit.nanometer))
     model = ReceptorModel.from_topology(modeller.topology, positions, system, receptor.path)
     atoms = list(modeller.topology.atoms())
@@ -432,8 +478,9 @@ class ComplexSystem:
         return self.system.getNumParticles()
 
 
-def _assemble(table: ParameterTable, keep: np.ndarray, ligand: LigandParameters | None, *,
-              implicit: bool, cutoff_nm: float | None) -> openmm.System:
+def _assemble(
+    table: ParameterTable, keep: np.ndarray, ligand: LigandParameters | None, *, implicit: bool, cutoff_nm: float | None
+) -> openmm.System:
     """A System of receptor particles ``keep`` (in that order) followed by the ligand.
 
     ``implicit`` adds OBC2 (native GBSAOBCForce) and uses NoCutoff / CutoffNonPeriodic;
@@ -516,8 +563,9 @@ def _assemble(table: ParameterTable, keep: np.ndarray, ligand: LigandParameters 
     return system
 
 
-def _hydrogen_constraints(table: ParameterTable, keep: np.ndarray, ligand: LigandParameters
-                          ) -> list[tuple[int, int, float]]:
+def _hydrogen_constraints(
+    table: ParameterTable, keep: np.ndarray, ligand: LigandParameters
+) -> list[tuple[int, int, float]]:
     """Bonds to hydrogen of the receptor subset and the ligand, at their equilibrium length.
 
     These are OpenMM's ``HBonds`` constraints. Their harmonic terms stay in the System,
@@ -538,8 +586,13 @@ def _hydrogen_constraints(table: ParameterTable, keep: np.ndarray, ligand: Ligan
     return pairs
 
 
-def _add_ligand(system: openmm.System, nonbonded: openmm.NonbondedForce, gb: openmm.GBSAOBCForce | None,
-                ligand: LigandParameters, offset: int) -> None:
+def _add_ligand(
+    system: openmm.System,
+    nonbonded: openmm.NonbondedForce,
+    gb: openmm.GBSAOBCForce | None,
+    ligand: LigandParameters,
+    offset: int,
+) -> None:
     """Append the ligand's particles, cross-term parameters, exceptions and own forces."""
     for mass in ligand.masses:
         system.addParticle(float(mass))
@@ -554,8 +607,9 @@ def _add_ligand(system: openmm.System, nonbonded: openmm.NonbondedForce, gb: ope
         system.addForce(force)
 
 
-def build_pocket_complex_system(receptor: ReceptorModel, keep: np.ndarray, ligand: LigandParameters,
-                                cutoff_nm: float | None = None) -> openmm.System:
+def build_pocket_complex_system(
+    receptor: ReceptorModel, keep: np.ndarray, ligand: LigandParameters, cutoff_nm: float | None = None
+) -> openmm.System:
     """Implicit-solvent System of receptor atoms ``keep`` plus the ligand (no constraints, no restraints)."""
     return _assemble(receptor.table, keep, ligand, implicit=True, cutoff_nm=cutoff_nm)
 
@@ -573,11 +627,22 @@ def build_ligand_system(ligand: LigandParameters, cutoff_nm: float | None = None
     and complex energies are computed the same way.
     """
     empty = ParameterTable(
-        masses=np.zeros(0), nonbonded=np.zeros((0, 3)), exceptions=np.zeros((0, 2), int),
-        exception_params=np.zeros((0, 3)), bonds=np.zeros((0, 2), int), bond_params=np.zeros((0, 2)),
-        angles=np.zeros((0, 3), int), angle_params=np.zeros((0, 2)), torsions=np.zeros((0, 4), int),
-        torsion_params=np.zeros((0, 3)), constraints=np.zeros((0, 2), int), constraint_lengths=np.zeros(0),
-        gb=np.zeros((0, 2)), nonbonded_method=openmm.NonbondedForce.NoCutoff, cutoff_nm=1.0)
+        masses=np.zeros(0),
+        nonbonded=np.zeros((0, 3)),
+        exceptions=np.zeros((0, 2), int),
+        exception_params=np.zeros((0, 3)),
+        bonds=np.zeros((0, 2), int),
+        bond_params=np.zeros((0, 2)),
+        angles=np.zeros((0, 3), int),
+        angle_params=np.zeros((0, 2)),
+        torsions=np.zeros((0, 4), int),
+        torsion_params=np.zeros((0, 3)),
+        constraints=np.zeros((0, 2), int),
+        constraint_lengths=np.zeros(0),
+        gb=np.zeros((0, 2)),
+        nonbonded_method=openmm.NonbondedForce.NoCutoff,
+        cutoff_nm=1.0,
+    )
     return _assemble(empty, np.zeros(0, dtype=int), ligand, implicit=True, cutoff_nm=cutoff_nm)
 
 
@@ -652,8 +717,9 @@ def _explicit_keep(solvated: SolvatedReceptor, ligand_xyz_nm: np.ndarray, ligand
     if ligand_charge:
         same_sign = np.flatnonzero(solvated.ion_kind == np.sign(ligand_charge))
         if len(same_sign) < abs(ligand_charge):
-            log.warning("not enough ions to neutralize a ligand of charge %+d; the box keeps a net charge",
-                        ligand_charge)
+            log.warning(
+                "not enough ions to neutralize a ligand of charge %+d; the box keeps a net charge", ligand_charge
+            )
         distance = np.min(np.linalg.norm(model.positions_nm[same_sign, None] - ligand_xyz_nm[None], axis=2), axis=1)
         keep[same_sign[np.argsort(-distance)[: abs(ligand_charge)]]] = False
     return np.flatnonzero(keep)
@@ -732,8 +798,11 @@ def build_complex(
     selectable = model.backbone[keep] if restrain == "backbone" else model.heavy[keep]
     restrained = np.flatnonzero(selectable & protein & ~free)
     if restraint_k > 0 and len(restrained):
-        system.addForce(_restraint_force(positions, restrained, restraint_k * KCAL_PER_A2_TO_KJ_PER_NM2,
-                                         periodic=solvated is not None))
+        system.addForce(
+            _restraint_force(
+                positions, restrained, restraint_k * KCAL_PER_A2_TO_KJ_PER_NM2, periodic=solvated is not None
+            )
+        )
     minimization_system = system
     system = openmm.XmlSerializer.deserialize(openmm.XmlSerializer.serialize(minimization_system))
     if constraints:
@@ -761,8 +830,15 @@ def build_complex(
     if solvated is not None:
         topology.setPeriodicBoxVectors(system.getDefaultPeriodicBoxVectors())
     return ComplexSystem(
-        system=system, minimization_system=minimization_system, topology=topology, positions_nm=positions,
+        system=system,
+        minimization_system=minimization_system,
+        topology=topology,
+        positions_nm=positions,
         receptor_atoms=keep,
-        ligand=slice(n_rec, n_rec + ligand.n_atoms), pocket_backbone=pocket_backbone, restrained=restrained,
-        frame_atoms=frame_atoms, frame_topology=_subset_topology(model.topology, keep[frame_atoms]),
-        periodic=solvated is not None)
+        ligand=slice(n_rec, n_rec + ligand.n_atoms),
+        pocket_backbone=pocket_backbone,
+        restrained=restrained,
+        frame_atoms=frame_atoms,
+        frame_topology=_subset_topology(model.topology, keep[frame_atoms]),
+        periodic=solvated is not None,
+    )

@@ -79,73 +79,134 @@ def settings_section(run: RunData) -> str:
     lib, rec, dock, lig = cfg["library"], cfg["receptor"], cfg["docking"], cfg["ligands"]
     refine, score = cfg["refine"], cfg["score"]
     rows = run.manifest.get("rows")
-    items = [("run", f"{t(cfg['run'])} (seed {t(cfg['seed'])})"),
-             ("library", f"<code>{t(lib['path'])}</code>" + (f" — {t(rows)} rows" if rows is not None else ""))]
+    items = [
+        ("run", f"{t(cfg['run'])} (seed {t(cfg['seed'])})"),
+        ("library", f"<code>{t(lib['path'])}</code>" + (f" — {t(rows)} rows" if rows is not None else "")),
+    ]
     receptor = f"<code>{t(rec['path'])}</code>" if rec["path"] else f"dockstring target {t(rec['dockstring'])}"
     if run.receptor:
         breaks = run.receptor.get("chain_breaks", [])
-        receptor += (f" — {t(run.receptor.get('n_residues', '?'))} residues, {t(run.receptor.get('n_atoms', '?'))} "
-                     f"atoms after repair at pH {t(rec['ph'])}, {len(breaks) if isinstance(breaks, list) else '?'} "
-                     "chain breaks kept")
+        receptor += (
+            f" — {t(run.receptor.get('n_residues', '?'))} residues, {t(run.receptor.get('n_atoms', '?'))} "
+            f"atoms after repair at pH {t(rec['ph'])}, {len(breaks) if isinstance(breaks, list) else '?'} "
+            "chain breaks kept"
+        )
     items.append(("receptor", receptor))
     if run.box:
         center = ", ".join(t(f"{v:.2f}") for v in run.box["center"])
         size = " × ".join(t(f"{v:g}") for v in run.box["size"])
         items.append(("docking box", f"center ({center}) Å, size {size} Å"))
-    items += [("ligand preparation", f"protonated at pH {t(lig['ph'])}, {t(lig['min_heavy_atoms'])}–"
-                                     f"{t(lig['max_heavy_atoms'])} heavy atoms, one ETKDGv3 conformer, MMFF94-relaxed"),
-              ("docking", f"AutoDock Vina ({t(dock['scoring'])} scoring), exhaustiveness {t(dock['exhaustiveness'])}, "
-                          f"up to {t(dock['n_poses'])} poses within {t(dock['energy_range'])} kcal/mol")]
+    items += [
+        (
+            "ligand preparation",
+            f"protonated at pH {t(lig['ph'])}, {t(lig['min_heavy_atoms'])}–"
+            f"{t(lig['max_heavy_atoms'])} heavy atoms, one ETKDGv3 conformer, MMFF94-relaxed",
+        ),
+        (
+            "docking",
+            f"AutoDock Vina ({t(dock['scoring'])} scoring), exhaustiveness {t(dock['exhaustiveness'])}, "
+            f"up to {t(dock['n_poses'])} poses within {t(dock['energy_range'])} kcal/mol",
+        ),
+    ]
     if refine["enabled"]:
-        which = " and ".join(filter(None, [f"top {t(refine['top_n'])}" if refine["top_n"] else "",
-                                           f"top {refine['top_fraction']:.0%}" if refine["top_fraction"] else ""]))
-        items.append(("MD refinement", f"{which or 'all'} compounds by docking score, "
-                                       f"{t(refine['poses_per_compound'])} pose(s) each; {t(refine['forcefield'])} "
-                                       f"ligand, Amber ff14SB, {t(refine['solvent'])} solvent, "
-                                       f"{t(refine['length_ps'])} ps at {t(refine['temperature_k'])} K"))
+        which = " and ".join(
+            filter(
+                None,
+                [
+                    f"top {t(refine['top_n'])}" if refine["top_n"] else "",
+                    f"top {refine['top_fraction']:.0%}" if refine["top_fraction"] else "",
+                ],
+            )
+        )
+        items.append(
+            (
+                "MD refinement",
+                f"{which or 'all'} compounds by docking score, "
+                f"{t(refine['poses_per_compound'])} pose(s) each; {t(refine['forcefield'])} "
+                f"ligand, Amber ff14SB, {t(refine['solvent'])} solvent, "
+                f"{t(refine['length_ps'])} ps at {t(refine['temperature_k'])} K",
+            )
+        )
     else:
         items.append(("MD refinement", "off"))
     if score["enabled"] and run.has_gnn:
         card = _model_card(score)
         card_score = card.get("score")
         meaning = card_score.get("meaning", "") if isinstance(card_score, dict) else ""
-        items.append(("GNN scoring", f"model <code>{t(score['model'])}</code>"
-                      + (f" ({t(card.get('task', ''))}, {t(card.get('n_models', '?'))} members)" if card else "")
-                      + (f" — {t(meaning)}" if meaning else "")))
+        items.append(
+            (
+                "GNN scoring",
+                f"model <code>{t(score['model'])}</code>"
+                + (f" ({t(card.get('task', ''))}, {t(card.get('n_models', '?'))} members)" if card else "")
+                + (f" — {t(meaning)}" if meaning else ""),
+            )
+        )
     else:
         items.append(("GNN scoring", "off"))
     rank_by = score["rank_by"] if score["enabled"] and run.has_gnn else "docking"
-    items.append(("ranked by", {"gnn": "GNN score (highest first)", "docking": "docking score (lowest first)",
-                                "consensus": f"consensus of GNN and docking z-scores (GNN weight "
-                                             f"{t(score['consensus_weight'])})"}.get(rank_by, t(rank_by))))
+    items.append(
+        (
+            "ranked by",
+            {
+                "gnn": "GNN score (highest first)",
+                "docking": "docking score (lowest first)",
+                "consensus": f"consensus of GNN and docking z-scores (GNN weight {t(score['consensus_weight'])})",
+            }.get(rank_by, t(rank_by)),
+        )
+    )
     return html.definition_list(items)
 
 
 def funnel_section(run: RunData, figure_html: str) -> str:
     """Stages table, funnel figure and failures grouped by reason (HTML)."""
     stages = funnel(run)
-    table = html.table([html.Column("stage"), html.Column("compounds", numeric=True)],
-                       [[html.Cell(html.text(s)), html.Cell(str(n), n, numeric=True)] for s, n in
-                        zip(stages["stage"], stages["compounds"])], table_id="funnel")
+    table = html.table(
+        [html.Column("stage"), html.Column("compounds", numeric=True)],
+        [
+            [html.Cell(html.text(s)), html.Cell(str(n), n, numeric=True)]
+            for s, n in zip(stages["stage"], stages["compounds"])
+        ],
+        table_id="funnel",
+    )
     reasons = failure_reasons(run.failures)
     if len(reasons):
-        failed = html.table([html.Column("stage"), html.Column("reason"), html.Column("compounds", numeric=True),
-                             html.Column("examples")],
-                            [[html.Cell(html.text(r.stage)), html.Cell(html.text(r.reason)),
-                              html.Cell(str(r.compounds), r.compounds, numeric=True), html.Cell(html.text(r.examples))]
-                             for r in reasons.itertuples()], css="sortable", table_id="failure-reasons")
-        failed = f"<h3>Failures by reason</h3>{failed}<p class=\"note\">Every failure, with its full reason, is in <code>failures.csv</code>.</p>"
+        failed = html.table(
+            [
+                html.Column("stage"),
+                html.Column("reason"),
+                html.Column("compounds", numeric=True),
+                html.Column("examples"),
+            ],
+            [
+                [
+                    html.Cell(html.text(r.stage)),
+                    html.Cell(html.text(r.reason)),
+                    html.Cell(str(r.compounds), r.compounds, numeric=True),
+                    html.Cell(html.text(r.examples)),
+                ]
+                for r in reasons.itertuples()
+            ],
+            css="sortable",
+            table_id="failure-reasons",
+        )
+        failed = f'<h3>Failures by reason</h3>{failed}<p class="note">Every failure, with its full reason, is in <code>failures.csv</code>.</p>'
     else:
-        failed = "<p class=\"note\">No compound failed.</p>"
-    warnings = (f"<p class=\"note\">{len(run.warnings)} pose-level problems of compounds that are still ranked "
-                "through another pose are listed in <code>pose_warnings.csv</code>.</p>" if len(run.warnings) else "")
+        failed = '<p class="note">No compound failed.</p>'
+    warnings = (
+        f'<p class="note">{len(run.warnings)} pose-level problems of compounds that are still ranked '
+        "through another pose are listed in <code>pose_warnings.csv</code>.</p>"
+        if len(run.warnings)
+        else ""
+    )
     return f'<div style="display:flex;gap:30px;align-items:flex-start">{table}<div>{figure_html}</div></div>{failed}{warnings}'
 
 
 def _chips(text: object, css: str = "") -> str:
     if html.is_missing(text) or not str(text).strip():
         return ""
-    return "".join(f'<span class="chip {css}">{html.text(part.strip())}</span>' for part in str(text).split(";") if part.strip())
+    return "".join(
+        f'<span class="chip {css}">{html.text(part.strip())}</span>' for part in str(text).split(";") if part.strip()
+    )
 
 
 def top_hits_table(run: RunData, top_n: int) -> tuple[str, int]:
@@ -157,32 +218,62 @@ def top_hits_table(run: RunData, top_n: int) -> tuple[str, int]:
     if run.labels is not None:
         columns.append(html.Column("label", tooltip="from the library's label column"))
     if run.has_gnn:
-        columns.append(html.Column("GNN score ± spread", numeric=True, tooltip="ensemble mean ± spread over members, best docked pose"))
+        columns.append(
+            html.Column(
+                "GNN score ± spread", numeric=True, tooltip="ensemble mean ± spread over members, best docked pose"
+            )
+        )
         if "gnn_score_refined" in has and ranking["gnn_score_refined"].notna().any():
-            columns.append(html.Column("GNN refined ± spread", numeric=True, tooltip="GNN score of the MD-refined complex"))
+            columns.append(
+                html.Column("GNN refined ± spread", numeric=True, tooltip="GNN score of the MD-refined complex")
+            )
     if "consensus_score" in has:
         columns.append(html.Column("consensus", numeric=True))
     columns.append(html.Column("docking score (kcal/mol)", numeric=True, tooltip="Vina, best pose"))
     if run.has_md:
-        columns += [html.Column("MD ligand RMSD (Å)", numeric=True, tooltip="mean over the MD run (final in the tooltip)"),
-                    html.Column("MD interaction energy (kcal/mol)", numeric=True, tooltip="mean ± std over frames"),
-                    html.Column("pocket backbone RMSD (Å)", numeric=True)]
+        columns += [
+            html.Column("MD ligand RMSD (Å)", numeric=True, tooltip="mean over the MD run (final in the tooltip)"),
+            html.Column("MD interaction energy (kcal/mol)", numeric=True, tooltip="mean ± std over frames"),
+            html.Column("pocket backbone RMSD (Å)", numeric=True),
+        ]
     columns.append(html.Column("key interactions", tooltip="docked pose; MD-persistent ones (% of frames) in orange"))
     rows = []
     for position, row in top.iterrows():
-        cells = [html.Cell(str(int(row["rank"])), int(row["rank"]), numeric=True),
-                 html.Cell(depict_svg(row.get("prepared_smiles") or row.get("smiles")), css="structure"),
-                 html.Cell(html.text(row["id"]) + (f'<br><span class="spread">{html.text(row["input_id"])}</span>'
-                                                   if str(row["input_id"]) != str(row["id"]) else ""), str(row["id"]))]
+        cells = [
+            html.Cell(str(int(row["rank"])), int(row["rank"]), numeric=True),
+            html.Cell(depict_svg(row.get("prepared_smiles") or row.get("smiles")), css="structure"),
+            html.Cell(
+                html.text(row["id"])
+                + (
+                    f'<br><span class="spread">{html.text(row["input_id"])}</span>'
+                    if str(row["input_id"]) != str(row["id"])
+                    else ""
+                ),
+                str(row["id"]),
+            ),
+        ]
         if run.labels is not None:
             label = run.labels.loc[position]
-            shown = "" if pd.isna(label) else '<span class="active">active</span>' if label > 0.5 else '<span class="inactive">inactive</span>'
+            shown = (
+                ""
+                if pd.isna(label)
+                else '<span class="active">active</span>'
+                if label > 0.5
+                else '<span class="inactive">inactive</span>'
+            )
             cells.append(html.Cell(shown, "" if pd.isna(label) else ("active" if label > 0.5 else "inactive")))
         if run.has_gnn:
-            cells.append(html.num_cell(row["gnn_score"], 3, f'<span class="spread">± {html.number(row["gnn_spread"], 3)}</span>'))
+            cells.append(
+                html.num_cell(row["gnn_score"], 3, f'<span class="spread">± {html.number(row["gnn_spread"], 3)}</span>')
+            )
             if "gnn_score_refined" in has and ranking["gnn_score_refined"].notna().any():
-                cells.append(html.num_cell(row["gnn_score_refined"], 3,
-                                           f'<span class="spread">± {html.number(row["gnn_spread_refined"], 3)}</span>'))
+                cells.append(
+                    html.num_cell(
+                        row["gnn_score_refined"],
+                        3,
+                        f'<span class="spread">± {html.number(row["gnn_spread_refined"], 3)}</span>',
+                    )
+                )
         if "consensus_score" in has:
             cells.append(html.num_cell(row["consensus_score"], 2))
         cells.append(html.num_cell(row["docking_score"], 2))
@@ -190,10 +281,15 @@ def top_hits_table(run: RunData, top_n: int) -> tuple[str, int]:
             rmsd = html.num_cell(row["md_rmsd_mean"], 2)
             if not html.is_missing(row["md_rmsd_mean"]):
                 rmsd.html = f'<span title="final {html.number(row["md_rmsd_final"])} Å, max {html.number(row["md_rmsd_max"])} Å">{rmsd.html}</span>'
-            cells += [rmsd,
-                      html.num_cell(row["md_interaction_energy"], 1,
-                                    f'<span class="spread">± {html.number(row.get("md_interaction_energy_std"), 1)}</span>'),
-                      html.num_cell(row.get("md_pocket_backbone_rmsd"), 2)]
+            cells += [
+                rmsd,
+                html.num_cell(
+                    row["md_interaction_energy"],
+                    1,
+                    f'<span class="spread">± {html.number(row.get("md_interaction_energy_std"), 1)}</span>',
+                ),
+                html.num_cell(row.get("md_pocket_backbone_rmsd"), 2),
+            ]
         chips = _chips(row.get("interactions")) + _chips(row.get("md_interactions"), "md")
         cells.append(html.Cell(chips or '<span class="spread">none found</span>', css="interactions"))
         rows.append(cells)
@@ -202,29 +298,45 @@ def top_hits_table(run: RunData, top_n: int) -> tuple[str, int]:
 
 def enrichment_section(metrics: pd.DataFrame, figure_html: str, run: RunData) -> str:
     """Metrics table (cells carry ``data-score`` and ``data-metric``) and the enrichment figure (HTML)."""
-    columns = [html.Column("score"), html.Column("compounds", numeric=True), html.Column("actives", numeric=True),
-               html.Column("AUROC", numeric=True), html.Column("EF1%", numeric=True), html.Column("BEDROC (α = 80.5)", numeric=True)]
+    columns = [
+        html.Column("score"),
+        html.Column("compounds", numeric=True),
+        html.Column("actives", numeric=True),
+        html.Column("AUROC", numeric=True),
+        html.Column("EF1%", numeric=True),
+        html.Column("BEDROC (α = 80.5)", numeric=True),
+    ]
     rows = []
     for r in metrics.itertuples():
-        cells = [html.Cell(html.text(r.score)), html.Cell(str(r.n), r.n, numeric=True),
-                 html.Cell(str(r.n_active), r.n_active, numeric=True)]
+        cells = [
+            html.Cell(html.text(r.score)),
+            html.Cell(str(r.n), r.n, numeric=True),
+            html.Cell(str(r.n_active), r.n_active, numeric=True),
+        ]
         for metric in ("auroc", "ef1", "bedroc"):
             cell = html.num_cell(getattr(r, metric), 3)
             cell.attrs = {"data-score": r.column, "data-metric": metric}
             cells.append(cell)
         rows.append(cells)
     unlabelled = int(run.labels.isna().sum()) if run.labels is not None else 0
-    note = (f"<p class=\"note\">Over the {int(metrics['n'].max()) if len(metrics) else 0} ranked compounds with a label"
-            + (f" ({unlabelled} ranked compounds without a label left out)" if unlabelled else "")
-            + f"; the {len(run.failures)} compounds that failed a stage have no score and are not counted. Higher "
-              "is better for every metric; AUROC 0.5 is random. Only scores every ranked compound has are compared "
-              "(refined-pose scores cover the refined few).</p>")
+    note = (
+        f'<p class="note">Over the {int(metrics["n"].max()) if len(metrics) else 0} ranked compounds with a label'
+        + (f" ({unlabelled} ranked compounds without a label left out)" if unlabelled else "")
+        + f"; the {len(run.failures)} compounds that failed a stage have no score and are not counted. Higher "
+        "is better for every metric; AUROC 0.5 is random. Only scores every ranked compound has are compared "
+        "(refined-pose scores cover the refined few).</p>"
+    )
     return html.table(columns, rows, table_id="enrichment-metrics") + note + figure_html
 
 
-def build_report(run_dir: str | Path, config: dict[str, Any], out_html: str | Path | None = None,
-                 top_hits_sdf: str | Path | None = None, figures_dir: str | Path | None = None,
-                 top_n: int | None = None) -> ReportSummary:
+def build_report(
+    run_dir: str | Path,
+    config: dict[str, Any],
+    out_html: str | Path | None = None,
+    top_hits_sdf: str | Path | None = None,
+    figures_dir: str | Path | None = None,
+    top_n: int | None = None,
+) -> ReportSummary:
     """Write the report of a finished run.
 
     Parameters
@@ -263,38 +375,60 @@ def build_report(run_dir: str | Path, config: dict[str, Any], out_html: str | Pa
         figures[name] = (png_bytes(fig), caption)
         return html.figure(figures[name][0], caption, name)
 
-    stages_fig = add("funnel", funnel_figure(funnel(run), failures_by_stage(run.failures)),
-                     "Compounds that reached each stage (left) and failures per stage (right).")
+    stages_fig = add(
+        "funnel",
+        funnel_figure(funnel(run), failures_by_stage(run.failures)),
+        "Compounds that reached each stage (left) and failures per stage (right).",
+    )
     hits_html, summary.top_rows = top_hits_table(run, top_n)
-    dist_fig = add("score_distributions", score_distributions(run.ranking, run.labels, top_n),
-                   "Score distributions over the ranked library"
-                   + (", actives and inactives stacked" if run.labels is not None else "")
-                   + (f"; the top {top_n} highlighted" if run.has_gnn else "")
-                   + ("; MD stability: ligand RMSD (mean over the run) against interaction energy (± std)" if run.has_md else "")
-                   + ".")
+    dist_fig = add(
+        "score_distributions",
+        score_distributions(run.ranking, run.labels, top_n),
+        "Score distributions over the ranked library"
+        + (", actives and inactives stacked" if run.labels is not None else "")
+        + (f"; the top {top_n} highlighted" if run.has_gnn else "")
+        + ("; MD stability: ligand RMSD (mean over the run) against interaction energy (± std)" if run.has_md else "")
+        + ".",
+    )
     top_ids = list(run.ranking["id"].head(top_n).astype(str))
     matrix = interaction_matrix(run.fingerprints, top_ids)
-    heat_fig = add("interaction_heatmap", interaction_heatmap(matrix, [f"{i + 1}. {cid}" for i, cid in enumerate(top_ids)]),
-                   "Protein–ligand interactions of the top hits (best docked pose, ProLIF): the number of interaction "
-                   "types each compound forms with each residue.")
-    sections = [("settings", "Inputs and settings", settings_section(run)),
-                ("funnel", "Funnel", funnel_section(run, stages_fig)),
-                ("top-hits", f"Top {summary.top_rows} hits",
-                 f"<p class=\"note\">Click a column header to sort. Poses of these compounds (MD-refined where refined) "
-                 f"are in <code>top_hits.sdf</code>; the whole ranking is <code>ranking.csv</code>.</p>{hits_html}"),
-                ("scores", "Score distributions", dist_fig)]
+    heat_fig = add(
+        "interaction_heatmap",
+        interaction_heatmap(matrix, [f"{i + 1}. {cid}" for i, cid in enumerate(top_ids)]),
+        "Protein–ligand interactions of the top hits (best docked pose, ProLIF): the number of interaction "
+        "types each compound forms with each residue.",
+    )
+    sections = [
+        ("settings", "Inputs and settings", settings_section(run)),
+        ("funnel", "Funnel", funnel_section(run, stages_fig)),
+        (
+            "top-hits",
+            f"Top {summary.top_rows} hits",
+            f'<p class="note">Click a column header to sort. Poses of these compounds (MD-refined where refined) '
+            f"are in <code>top_hits.sdf</code>; the whole ranking is <code>ranking.csv</code>.</p>{hits_html}",
+        ),
+        ("scores", "Score distributions", dist_fig),
+    ]
     if heat_fig:
         sections.append(("interactions", "Interaction heatmap", heat_fig))
     if can_evaluate(run.labels):
         metrics = enrichment_table(run.ranking, run.labels)
         summary.metrics = metrics.to_dict("records")
-        enrich_fig = add("enrichment", enrichment_figure(curves(run.ranking, run.labels), metrics),
-                         "Enrichment (share of the actives found against share of the ranked library screened, best "
-                         "scores first) and ROC curves per score; dashed: random.")
+        enrich_fig = add(
+            "enrichment",
+            enrichment_figure(curves(run.ranking, run.labels), metrics),
+            "Enrichment (share of the actives found against share of the ranked library screened, best "
+            "scores first) and ROC curves per score; dashed: random.",
+        )
         sections.append(("enrichment", "Enrichment", enrichment_section(metrics, enrich_fig, run)))
-    sections.append(("config", "Full configuration",
-                     f"<details><summary>the validated config of this run (results/{html.text(config['run'])}/config.yaml)"
-                     f"</summary><pre>{html.text(yaml.safe_dump(config, sort_keys=False))}</pre></details>"))
+    sections.append(
+        (
+            "config",
+            "Full configuration",
+            f"<details><summary>the validated config of this run (results/{html.text(config['run'])}/config.yaml)"
+            f"</summary><pre>{html.text(yaml.safe_dump(config, sort_keys=False))}</pre></details>",
+        )
+    )
 
     figures_dir.mkdir(parents=True, exist_ok=True)
     for stale in figures_dir.glob("*.png"):
@@ -307,9 +441,17 @@ def build_report(run_dir: str | Path, config: dict[str, Any], out_html: str | Pa
         summary.figures[name] = path
     summary.top_hits_written = write_top_hits(run_dir, run.ranking, top_n, top_hits_sdf)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    subtitle = (f"{len(run.ranking)} compounds ranked, {len(run.failures)} failed — vscreen {__version__}, "
-                f"report written {when}")
+    subtitle = (
+        f"{len(run.ranking)} compounds ranked, {len(run.failures)} failed — vscreen {__version__}, "
+        f"report written {when}"
+    )
     write_text_atomic(out_html, html.page(f"vscreen screening report: {config['run']}", subtitle, sections))
-    log.info("report %s: %d top hits, %d figures, %d poses in %s", out_html, summary.top_rows, len(figures),
-             summary.top_hits_written, top_hits_sdf)
+    log.info(
+        "report %s: %d top hits, %d figures, %d poses in %s",
+        out_html,
+        summary.top_rows,
+        len(figures),
+        summary.top_hits_written,
+        top_hits_sdf,
+    )
     return summary

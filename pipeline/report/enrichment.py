@@ -29,8 +29,11 @@ class Score:
 
 
 #: The whole-library scores of ``ranking.csv``, in the order the report lists them.
-SCORES = (Score("docking_score", "docking score", -1.0), Score("gnn_score", "GNN score", 1.0),
-          Score("consensus_score", "consensus score", 1.0))
+SCORES = (
+    Score("docking_score", "docking score", -1.0),
+    Score("gnn_score", "GNN score", 1.0),
+    Score("consensus_score", "consensus score", 1.0),
+)
 
 
 def library_scores(ranking: pd.DataFrame) -> list[Score]:
@@ -69,8 +72,17 @@ def enrichment_table(ranking: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
     rows = []
     for score in library_scores(ranking):
         y, s = _labelled(ranking, labels, score)
-        rows.append(dict(column=score.column, score=score.title, n=len(y), n_active=int((y > 0.5).sum()),
-                         auroc=auroc(y, s), ef1=enrichment_factor(y, s, 0.01), bedroc=bedroc(y, s)))
+        rows.append(
+            dict(
+                column=score.column,
+                score=score.title,
+                n=len(y),
+                n_active=int((y > 0.5).sum()),
+                auroc=auroc(y, s),
+                ef1=enrichment_factor(y, s, 0.01),
+                bedroc=bedroc(y, s),
+            )
+        )
     return pd.DataFrame(rows, columns=["column", "score", "n", "n_active", "auroc", "ef1", "bedroc"])
 
 

@@ -77,8 +77,13 @@ def _histogram(ax, values: pd.Series, labels: pd.Series | None, title: str, xlab
         active = values[(labels > 0.5) & np.isfinite(values)]
         inactive = values[(labels <= 0.5) & np.isfinite(values)]
         unknown = values[labels.isna() & np.isfinite(values)]
-        ax.hist([inactive, active], bins=bins, stacked=True, color=[INACTIVE, ACTIVE],
-                label=[f"inactive ({len(inactive)})", f"active ({len(active)})"])
+        ax.hist(
+            [inactive, active],
+            bins=bins,
+            stacked=True,
+            color=[INACTIVE, ACTIVE],
+            label=[f"inactive ({len(inactive)})", f"active ({len(active)})"],
+        )
         if len(unknown):
             ax.hist(unknown, bins=bins, histtype="step", color=NEUTRAL, label=f"unlabelled ({len(unknown)})")
         ax.legend(fontsize=8)
@@ -115,16 +120,36 @@ def score_distributions(ranking: pd.DataFrame, labels: pd.Series | None, top_n: 
         ax = axes[2]
         if len(ranking) > SCATTER_LIMIT:
             others = ranking.loc[~top, ["docking_score", "gnn_score"]].dropna()
-            ax.hexbin(others["docking_score"], others["gnn_score"], gridsize=60, cmap="Blues", bins="log", mincnt=1,
-                      zorder=1)
+            ax.hexbin(
+                others["docking_score"], others["gnn_score"], gridsize=60, cmap="Blues", bins="log", mincnt=1, zorder=1
+            )
             ax.scatter([], [], s=14, color=NEUTRAL, label=f"other ({len(others)}, density)")
         else:
-            ax.errorbar(ranking["docking_score"], ranking["gnn_score"], yerr=ranking["gnn_spread"], fmt="none",
-                        ecolor="#cccccc", elinewidth=0.8, zorder=1)
-            ax.scatter(ranking.loc[~top, "docking_score"], ranking.loc[~top, "gnn_score"], s=14, color=NEUTRAL,
-                       label="other", zorder=2)
-        ax.scatter(ranking.loc[top, "docking_score"], ranking.loc[top, "gnn_score"], s=22, color=HIGHLIGHT,
-                   label=f"top {int(top.sum())}", zorder=3)
+            ax.errorbar(
+                ranking["docking_score"],
+                ranking["gnn_score"],
+                yerr=ranking["gnn_spread"],
+                fmt="none",
+                ecolor="#cccccc",
+                elinewidth=0.8,
+                zorder=1,
+            )
+            ax.scatter(
+                ranking.loc[~top, "docking_score"],
+                ranking.loc[~top, "gnn_score"],
+                s=14,
+                color=NEUTRAL,
+                label="other",
+                zorder=2,
+            )
+        ax.scatter(
+            ranking.loc[top, "docking_score"],
+            ranking.loc[top, "gnn_score"],
+            s=22,
+            color=HIGHLIGHT,
+            label=f"top {int(top.sum())}",
+            zorder=3,
+        )
         ax.set_xlabel("docking score (kcal/mol)")
         ax.set_ylabel("GNN score ± spread")
         ax.set_title("GNN vs docking")
@@ -133,11 +158,23 @@ def score_distributions(ranking: pd.DataFrame, labels: pd.Series | None, top_n: 
     if has_md:
         ax = axes[at]
         md = ranking[ranking["md_rmsd_mean"].notna()]
-        ax.errorbar(md["md_rmsd_mean"], md["md_interaction_energy"], yerr=md.get("md_interaction_energy_std"),
-                    fmt="o", color=NEUTRAL, ecolor="#999999", markersize=5)
+        ax.errorbar(
+            md["md_rmsd_mean"],
+            md["md_interaction_energy"],
+            yerr=md.get("md_interaction_energy_std"),
+            fmt="o",
+            color=NEUTRAL,
+            ecolor="#999999",
+            markersize=5,
+        )
         for _, row in md.head(12).iterrows():
-            ax.annotate(str(row["id"])[:14], (row["md_rmsd_mean"], row["md_interaction_energy"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                str(row["id"])[:14],
+                (row["md_rmsd_mean"], row["md_interaction_energy"]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
         ax.set_xlabel("ligand RMSD during MD, mean (Å)")
         ax.set_ylabel("interaction energy (kcal/mol)")
         ax.set_title("MD stability of refined poses")
@@ -173,8 +210,13 @@ def interaction_matrix(fingerprints: pd.DataFrame, ids: list[str], max_residues:
     pairs = [c for c in fingerprints.columns if ":" in c]
     table = fingerprints.set_index("id").reindex(ids)[pairs].fillna(False).astype(bool)
     residues = sorted({c.split(":")[0] for c in pairs})
-    counts = pd.DataFrame({r: table[[c for c in pairs if c.split(":")[0] == r]].sum(axis=1) for r in residues},
-                          index=ids, dtype=int) if residues else pd.DataFrame(index=ids)
+    counts = (
+        pd.DataFrame(
+            {r: table[[c for c in pairs if c.split(":")[0] == r]].sum(axis=1) for r in residues}, index=ids, dtype=int
+        )
+        if residues
+        else pd.DataFrame(index=ids)
+    )
     counts = counts.loc[:, counts.sum(axis=0) > 0] if len(counts.columns) else counts
     if len(counts.columns) > max_residues:
         keep = (counts > 0).sum(axis=0).sort_values(ascending=False, kind="mergesort").index[:max_residues]
@@ -194,8 +236,15 @@ def interaction_heatmap(matrix: pd.DataFrame, row_labels: list[str]) -> Figure |
     ax.set_xticks(range(n_cols), matrix.columns, rotation=90, fontsize=8)
     ax.set_yticks(range(n_rows), row_labels, fontsize=8)
     for i, j in zip(*np.nonzero(values)):
-        ax.text(j, i, str(values[i, j]), ha="center", va="center", fontsize=7,
-                color="white" if values[i, j] > values.max() / 2 else "black")
+        ax.text(
+            j,
+            i,
+            str(values[i, j]),
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if values[i, j] > values.max() / 2 else "black",
+        )
     colorbar = fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
     colorbar.set_ticks(range(0, int(max(1, values.max())) + 1))
     colorbar.set_label("interaction types")

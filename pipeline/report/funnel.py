@@ -23,11 +23,16 @@ def funnel(run: RunData) -> pd.DataFrame:
         ``failed``) and ``compounds``. Stages a run did not have (no MD, no GNN) are left out.
     """
     ranking, counts = run.ranking, run.stage_counts
-    rows = [("input rows", run.manifest.get("rows", len(ranking) + len(run.failures))),
-            ("valid and unique", run.manifest.get("accepted", len(ranking) + int((run.failures["stage"] != "input").sum()))),
-            ("prepared", counts.get("prepared", 0)),
-            ("docked", counts.get("docked", 0)),
-            ("featurized", counts.get("featurized", 0))]
+    rows = [
+        ("input rows", run.manifest.get("rows", len(ranking) + len(run.failures))),
+        (
+            "valid and unique",
+            run.manifest.get("accepted", len(ranking) + int((run.failures["stage"] != "input").sum())),
+        ),
+        ("prepared", counts.get("prepared", 0)),
+        ("docked", counts.get("docked", 0)),
+        ("featurized", counts.get("featurized", 0)),
+    ]
     if counts.get("selected"):
         rows += [("selected for MD", counts["selected"]), ("refined by MD", counts.get("refined", 0))]
     if "scored" in counts:
@@ -60,9 +65,12 @@ def failure_reasons(failures: pd.DataFrame, examples: int = 3) -> pd.DataFrame:
     if not len(failures):
         return pd.DataFrame(columns=columns)
     table = failures.assign(kind=failures["reason"].map(reason_kind))
-    grouped = (table.groupby(["stage", "kind"], sort=False)["id"]
-               .agg(compounds="count", examples=lambda ids: ", ".join(list(ids)[:examples]))
-               .reset_index().rename(columns={"kind": "reason"}))
+    grouped = (
+        table.groupby(["stage", "kind"], sort=False)["id"]
+        .agg(compounds="count", examples=lambda ids: ", ".join(list(ids)[:examples]))
+        .reset_index()
+        .rename(columns={"kind": "reason"})
+    )
     order = {stage: i for i, stage in enumerate(FAILURE_STAGES)}
     grouped["_stage"] = grouped["stage"].map(lambda s: order.get(s, len(order)))
     grouped = grouped.sort_values(["_stage", "compounds", "reason"], ascending=[True, False, True], kind="mergesort")

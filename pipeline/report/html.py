@@ -109,8 +109,10 @@ def content_security_policy(script: str) -> str:
     No ``'unsafe-inline'`` for scripts (which would also allow ``onclick=`` attributes), so
     the page's JavaScript binds its handlers with ``addEventListener``.
     """
-    return (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src {script_hash(script)}; "
-            "base-uri 'none'; form-action 'none'")
+    return (
+        f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src {script_hash(script)}; "
+        "base-uri 'none'; form-action 'none'"
+    )
 
 
 #: The policy of every report page (computed from :data:`JS`, so it follows any edit of it).
@@ -177,7 +179,9 @@ def table(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], css: str = 
         cells = []
         for cell in row:
             classes = " ".join(filter(None, ["num" if cell.numeric else "", cell.css]))
-            attrs = ([f'class="{classes}"'] if classes else []) + ([] if cell.value is None else [f'data-value="{text(cell.value)}"'])
+            attrs = ([f'class="{classes}"'] if classes else []) + (
+                [] if cell.value is None else [f'data-value="{text(cell.value)}"']
+            )
             attrs += [f'{name}="{text(value)}"' for name, value in cell.attrs.items()]
             cells.append(f"<td {' '.join(attrs)}>{cell.html}</td>" if attrs else f"<td>{cell.html}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -188,8 +192,10 @@ def table(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], css: str = 
 def figure(png: bytes, caption: str, name: str) -> str:
     """A ``<figure>`` with the PNG embedded as a data URI and an HTML caption."""
     data = base64.b64encode(png).decode("ascii")
-    return (f'<figure id="fig-{text(name)}"><img alt="{text(name)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{caption}</figcaption></figure>")
+    return (
+        f'<figure id="fig-{text(name)}"><img alt="{text(name)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{caption}</figcaption></figure>"
+    )
 
 
 def section(anchor: str, title: str, body: str) -> str:
@@ -214,10 +220,12 @@ def page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]]) ->
     """
     nav = "".join(f'<a href="#{text(anchor)}">{text(name)}</a>' for anchor, name, _ in sections)
     body = "".join(section(anchor, name, html) for anchor, name, html in sections)
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            '<link rel="icon" href="data:,">'
-            f"<title>{text(title)}</title><style>{CSS}</style></head><body>"
-            f"<header><h1>{text(title)}</h1><p>{text(subtitle)}</p></header><nav>{nav}</nav>"
-            f"<main>{body}</main><script>{JS}</script></body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'
+        f"<title>{text(title)}</title><style>{CSS}</style></head><body>"
+        f"<header><h1>{text(title)}</h1><p>{text(subtitle)}</p></header><nav>{nav}</nav>"
+        f"<main>{body}</main><script>{JS}</script></body></html>\n"
+    )

@@ -32,8 +32,19 @@ from .labels import label_ranking, read_labels
 
 #: Columns of ``ranking.csv`` that the report uses for every ranked compound (figures, enrichment,
 #: labels, whether there are GNN and MD scores); the others it shows for the top hits only.
-LIBRARY_COLUMNS = ("rank", "id", "input_id", "docking_score", "gnn_score", "gnn_spread", "consensus_score",
-                   "gnn_score_refined", "md_rmsd_mean", "md_interaction_energy", "md_interaction_energy_std")
+LIBRARY_COLUMNS = (
+    "rank",
+    "id",
+    "input_id",
+    "docking_score",
+    "gnn_score",
+    "gnn_spread",
+    "consensus_score",
+    "gnn_score_refined",
+    "md_rmsd_mean",
+    "md_interaction_energy",
+    "md_interaction_energy_std",
+)
 
 
 class ReportError(VscreenError, ValueError):
@@ -134,7 +145,7 @@ def read_ranking(path: Path, top_n: int | None = None) -> pd.DataFrame:
             full = np.full(len(table), np.nan)
         else:
             full = np.full(len(table), "" if column in _FILLED_COLUMNS else None, dtype=object)
-        full[:len(top)] = values.to_numpy()
+        full[: len(top)] = values.to_numpy()
         table[column] = full
     return table[header]
 
@@ -246,9 +257,20 @@ def load_run(run_dir: str | Path, config: dict[str, Any], top_n: int | None = No
     }
     if "gnn_score" in ranking.columns:
         stage_counts["scored"] = int(ranking["gnn_score"].notna().sum())
-    labels = label_ranking(ranking, read_labels(config["library"], config.get("report", {}).get("label_column", "active")))
+    labels = label_ranking(
+        ranking, read_labels(config["library"], config.get("report", {}).get("label_column", "active"))
+    )
     top_ids = None if top_n is None else set(ranking["id"].head(top_n).astype(str))
-    return RunData(run_dir=run, config=config, ranking=ranking, failures=failures, warnings=warnings, labels=labels,
-                   stage_counts=stage_counts, manifest=_read_json(layout.chunks_dir / "manifest.json"),
-                   receptor=_read_json(layout.receptor_report), box=_read_json(layout.box_json),
-                   fingerprints=best_pose_fingerprints([layout.feature_table(c) for c in chunks], top_ids))
+    return RunData(
+        run_dir=run,
+        config=config,
+        ranking=ranking,
+        failures=failures,
+        warnings=warnings,
+        labels=labels,
+        stage_counts=stage_counts,
+        manifest=_read_json(layout.chunks_dir / "manifest.json"),
+        receptor=_read_json(layout.receptor_report),
+        box=_read_json(layout.box_json),
+        fingerprints=best_pose_fingerprints([layout.feature_table(c) for c in chunks], top_ids),
+    )

@@ -41,7 +41,11 @@ def _integer_columns(table: pd.DataFrame) -> set[str]:
         values = table[column]
         if pd.api.types.is_float_dtype(values):
             known = values.dropna()
-            if len(known) and (known == known.round()).all() and (column.startswith("n_") or column in ("md_pose", "rank")):
+            if (
+                len(known)
+                and (known == known.round()).all()
+                and (column.startswith("n_") or column in ("md_pose", "rank"))
+            ):
                 out.add(column)
     return out
 
@@ -93,7 +97,9 @@ def _read_poses(where: dict[str, Path]) -> dict[tuple[str, int], Chem.Mol]:
     return poses
 
 
-def select_top_poses(run_dir: str | Path, ranking: pd.DataFrame, top_n: int) -> list[tuple[pd.Series, Chem.Mol, str, int]]:
+def select_top_poses(
+    run_dir: str | Path, ranking: pd.DataFrame, top_n: int
+) -> list[tuple[pd.Series, Chem.Mol, str, int]]:
     """The pose of each of the first ``top_n`` compounds of the ranking.
 
     Parameters
@@ -127,8 +133,13 @@ def select_top_poses(run_dir: str | Path, ranking: pd.DataFrame, top_n: int) -> 
             continue
         mine = {pose: mol for (name, pose), mol in docked.items() if name == cid}
         if mine:
-            best = min(mine, key=lambda p: (float(mine[p].GetProp("docking_score")) if mine[p].HasProp("docking_score")
-                                            else math.inf, p))
+            best = min(
+                mine,
+                key=lambda p: (
+                    float(mine[p].GetProp("docking_score")) if mine[p].HasProp("docking_score") else math.inf,
+                    p,
+                ),
+            )
             out.append((row, mine[best], "docked", best))
     return out
 

@@ -127,12 +127,15 @@ def read_assay(source: str | os.PathLike | pd.DataFrame, task: str | None = None
         raise AssayError(f"assay table {name} needs columns 'id' and 'smiles' (found: {', '.join(columns)})")
     if task is None:
         if value_col is not None and active_col is not None:
-            raise AssayError(f"assay table {name} has both 'value' and 'active' columns; set the task "
-                             "(regression or classification)")
+            raise AssayError(
+                f"assay table {name} has both 'value' and 'active' columns; set the task (regression or classification)"
+            )
         task = "regression" if value_col is not None else "classification" if active_col is not None else None
     if task not in LABEL_COLUMN:
-        raise AssayError(f"assay table {name} needs a 'value' column (regression) or an 'active' column "
-                         f"(classification); found: {', '.join(columns)}")
+        raise AssayError(
+            f"assay table {name} needs a 'value' column (regression) or an 'active' column "
+            f"(classification); found: {', '.join(columns)}"
+        )
     label_col = value_col if task == "regression" else active_col
     if label_col is None:
         raise AssayError(f"assay table {name} has no '{LABEL_COLUMN[task]}' column for task {task}")
@@ -159,6 +162,8 @@ def read_assay(source: str | os.PathLike | pd.DataFrame, task: str | None = None
         first_line[cid] = line
         rows.append(dict(id=cid, smiles=smiles, label=float(label), line=line))
     if not rows:
-        raise AssayError(f"assay table {name} has no usable row ({len(failures)} rejected; first reason: "
-                         f"{failures[0]['reason'] if failures else 'empty table'})")
+        raise AssayError(
+            f"assay table {name} has no usable row ({len(failures)} rejected; first reason: "
+            f"{failures[0]['reason'] if failures else 'empty table'})"
+        )
     return Assay(pd.DataFrame(rows, columns=["id", "smiles", "label", "line"]), task, failures)

@@ -53,8 +53,17 @@ MODEL_FORMAT = "vscreen-model/1"
 TASKS = ("regression", "classification")
 #: The head each task trains, and whose output is ``gnn_score``.
 HEAD_OF_TASK = {"regression": "affinity", "classification": "active"}
-SCORE_COLUMNS = ["id", "pose", "source", "gnn_score", "gnn_spread", "affinity", "affinity_spread",
-                 "p_active", "p_active_spread"]
+SCORE_COLUMNS = [
+    "id",
+    "pose",
+    "source",
+    "gnn_score",
+    "gnn_spread",
+    "affinity",
+    "affinity_spread",
+    "p_active",
+    "p_active_spread",
+]
 #: Where model names are looked up when no folder is given (relative to the working directory).
 DEFAULT_MODELS_DIR = Path("models")
 CARD = "card.json"
@@ -91,16 +100,31 @@ CARD_SCHEMA: dict[str, Any] = {
             "items": {
                 "type": "object",
                 "required": ["weights", "sha256"],
-                "properties": {"weights": {"type": "string", "minLength": 1}, "sha256": _SHA256,
-                               "seed": {"type": "integer"}},
+                "properties": {
+                    "weights": {"type": "string", "minLength": 1},
+                    "sha256": _SHA256,
+                    "seed": {"type": "integer"},
+                },
             },
         },
         "n_models": {"type": "integer", "minimum": 1},
         "parameters": {"type": "integer"},
         "learning_curve": {"type": "string"},
         "versions": {"type": "object"},
-        **{key: _OBJECT_OR_NULL for key in ("score", "data", "split", "training", "normalization", "metrics",
-                                            "baselines", "summary", "metrics_by_target")},
+        **{
+            key: _OBJECT_OR_NULL
+            for key in (
+                "score",
+                "data",
+                "split",
+                "training",
+                "normalization",
+                "metrics",
+                "baselines",
+                "summary",
+                "metrics_by_target",
+            )
+        },
     },
 }
 
@@ -127,8 +151,15 @@ class Ensemble:
         Folder it was loaded from, if any.
     """
 
-    def __init__(self, members: Sequence[ComplexScorer], schema: GraphSchema, config: ModelConfig, task: str,
-                 card: Mapping[str, Any] | None = None, path: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        members: Sequence[ComplexScorer],
+        schema: GraphSchema,
+        config: ModelConfig,
+        task: str,
+        card: Mapping[str, Any] | None = None,
+        path: str | os.PathLike | None = None,
+    ) -> None:
         if task not in TASKS:
             raise ValueError(f"task must be one of {list(TASKS)}, got {task!r}")
         if not members:
@@ -176,7 +207,7 @@ class Ensemble:
         k, n = len(self.members), len(graphs)
         out = {"affinity": np.zeros((k, n)), "logit": np.zeros((k, n))}
         for start in range(0, n, max(1, batch_size)):
-            batch = Batch.from_data_list(list(graphs[start:start + batch_size])).to(device)
+            batch = Batch.from_data_list(list(graphs[start : start + batch_size])).to(device)
             for m, member in enumerate(self.members):
                 result = member(batch)
                 stop = start + batch.num_graphs
@@ -190,8 +221,12 @@ class Ensemble:
         n = predictions["logit"].shape[1]
         nan = np.full(n, np.nan)
         trained = set(self.card.get("heads") or [HEAD_OF_TASK[self.task]])
-        out = dict(affinity=predictions["affinity"].mean(0), affinity_spread=predictions["affinity"].std(0),
-                   p_active=prob.mean(0), p_active_spread=prob.std(0))
+        out = dict(
+            affinity=predictions["affinity"].mean(0),
+            affinity_spread=predictions["affinity"].std(0),
+            p_active=prob.mean(0),
+            p_active_spread=prob.std(0),
+        )
         if "affinity" not in trained:
             out["affinity"], out["affinity_spread"] = nan, nan
         if "active" not in trained:
@@ -203,16 +238,25 @@ class Ensemble:
     def score(self, graphs: Sequence, batch_size: int = 256) -> pd.DataFrame:
         """Scores of graphs as a table with :data:`SCORE_COLUMNS`, in the order of ``graphs``."""
         summary = self.summarize(self.predict(graphs, batch_size))
-        df = pd.DataFrame({"id": [str(g.id) for g in graphs],
-                           "pose": np.array([int(getattr(g, "pose", 1)) for g in graphs], dtype=np.int64),
-                           "source": [str(getattr(g, "source", "")) for g in graphs]})
+        df = pd.DataFrame(
+            {
+                "id": [str(g.id) for g in graphs],
+                "pose": np.array([int(getattr(g, "pose", 1)) for g in graphs], dtype=np.int64),
+                "source": [str(getattr(g, "source", "")) for g in graphs],
+            }
+        )
         for column in SCORE_COLUMNS[3:]:
             df[column] = summary[column]
         return df
 
 
-def new_ensemble(schema: GraphSchema = DEFAULT_SCHEMA, config: ModelConfig = ModelConfig(), task: str = "regression",  # noqa: B008 - frozen, never mutated
-                 n_models: int = 5, seed: int = 0) -> Ensemble:
+def new_ensemble(
+    schema: GraphSchema = DEFAULT_SCHEMA,
+    config: ModelConfig = ModelConfig(),  # noqa: B008 - frozen, never mutated
+    task: str = "regression",
+    n_models: int = 5,
+    seed: int = 0,
+) -> Ensemble:
     """An untrained ensemble (members initialized with seeds ``seed, seed+1, ...``); for tests and benchmarks."""
     members = []
     for k in range(n_models):
@@ -278,8 +322,9 @@ def plot_learning_curves(histories: Sequence[Mapping[str, Any]], path: str | os.
         fig.savefig(tmp, format="png")
 
 
-def save_ensemble(ensemble: Ensemble, out_dir: str | os.PathLike,
-                  histories: Sequence[Mapping[str, Any]] | None = None) -> Path:
+def save_ensemble(
+    ensemble: Ensemble, out_dir: str | os.PathLike, histories: Sequence[Mapping[str, Any]] | None = None
+) -> Path:
     """Write ``model_k.pt``, ``card.json`` (and ``learning_curve.png`` when ``histories`` are given).
 
     The folder is assembled next to ``out_dir`` and renamed into place, so a killed
@@ -308,8 +353,10 @@ def save_ensemble(ensemble: Ensemble, out_dir: str | os.PathLike,
             raise ValueError(f"card lists {len(members)} members but the ensemble has {len(ensemble.members)}")
         for k, member in enumerate(ensemble.members):
             weights = tmp / f"model_{k}.pt"
-            state = {name: t.detach().to("cpu", torch.float32) if t.is_floating_point() else t.detach().cpu()
-                     for name, t in member.state_dict().items()}
+            state = {
+                name: t.detach().to("cpu", torch.float32) if t.is_floating_point() else t.detach().cpu()
+                for name, t in member.state_dict().items()
+            }
             torch.save(state, weights)
             members[k].update(weights=weights.name, sha256=_sha256(weights))
         card["members"] = members
@@ -384,11 +431,13 @@ def validate_card(card: Any, path: str | os.PathLike = CARD) -> dict[str, Any]:
         first = errors[0]
         where = "/".join(map(str, first.absolute_path)) or "(top level)"
         more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-        raise ModelError(f"model card '{path}' is invalid at {where}: {first.message}{more}; retrain the model or "
-                         "restore its card")
+        raise ModelError(
+            f"model card '{path}' is invalid at {where}: {first.message}{more}; retrain the model or restore its card"
+        )
     if "n_models" in card and card["n_models"] != len(card["members"]):
-        raise ModelError(f"model card '{path}' says n_models {card['n_models']} but lists "
-                         f"{len(card['members'])} members")
+        raise ModelError(
+            f"model card '{path}' says n_models {card['n_models']} but lists {len(card['members'])} members"
+        )
     return card
 
 
@@ -422,21 +471,32 @@ def member_weights(folder: str | os.PathLike, card: Mapping[str, Any], name: str
         given = str(member["weights"])
         relative = Path(given)
         # refuse before touching the file system: a card must not point a loader at arbitrary files
-        if relative.is_absolute() or given.startswith(("/", "\\")) or ".." in relative.parts or ".." in given.split("\\"):
-            raise ModelError(f"model '{name}': member {k} weights path '{given}' in {CARD} must be a file name "
-                             f"inside the model folder '{root}' (no absolute path, no '..')")
+        if (
+            relative.is_absolute()
+            or given.startswith(("/", "\\"))
+            or ".." in relative.parts
+            or ".." in given.split("\\")
+        ):
+            raise ModelError(
+                f"model '{name}': member {k} weights path '{given}' in {CARD} must be a file name "
+                f"inside the model folder '{root}' (no absolute path, no '..')"
+            )
         resolved = (root / relative).resolve()
         if not resolved.is_relative_to(root):
-            raise ModelError(f"model '{name}': member {k} weights '{given}' resolves to '{resolved}', outside the "
-                             f"model folder '{root}' (a symlink out of the folder is refused)")
+            raise ModelError(
+                f"model '{name}': member {k} weights '{given}' resolves to '{resolved}', outside the "
+                f"model folder '{root}' (a symlink out of the folder is refused)"
+            )
         out.append((resolved, str(member["sha256"]).lower()))
     return out
 
 
 def _check_torch() -> None:
     if torch.__version__ < MIN_TORCH:  # TorchVersion compares as a version, not as a string
-        raise ModelError(f"torch {torch.__version__} is older than {MIN_TORCH}: its weights_only loading can be "
-                         f"bypassed by a crafted model file (CVE-2025-32434); install torch>={MIN_TORCH}")
+        raise ModelError(
+            f"torch {torch.__version__} is older than {MIN_TORCH}: its weights_only loading can be "
+            f"bypassed by a crafted model file (CVE-2025-32434); install torch>={MIN_TORCH}"
+        )
 
 
 def schema_differences(trained: GraphSchema, current: GraphSchema) -> list[str]:
@@ -445,33 +505,46 @@ def schema_differences(trained: GraphSchema, current: GraphSchema) -> list[str]:
     for key, value in trained.to_dict().items():
         other = current.to_dict().get(key)
         if value != other and not key.endswith(("_names", "_dim")):
-            shown = (f"{value} (model) vs {other} (pipeline)" if not isinstance(value, list)
-                     else f"{len(value)} entries (model) vs {len(other or [])} (pipeline)" if len(value) != len(other or [])
-                     else "same size, different entries")
+            shown = (
+                f"{value} (model) vs {other} (pipeline)"
+                if not isinstance(value, list)
+                else f"{len(value)} entries (model) vs {len(other or [])} (pipeline)"
+                if len(value) != len(other or [])
+                else "same size, different entries"
+            )
             out.append(f"{key}: {shown}")
     return out or ["derived feature names or sizes"]
 
 
-def check_schema(card: Mapping[str, Any], expect: GraphSchema, name: str = "model",
-                 folder: str | os.PathLike | None = None) -> GraphSchema:
+def check_schema(
+    card: Mapping[str, Any], expect: GraphSchema, name: str = "model", folder: str | os.PathLike | None = None
+) -> GraphSchema:
     """The schema a model was trained on; :class:`ModelError` unless it equals ``expect``."""
     where = f" (model folder '{folder}')" if folder is not None else ""
     trained_dict = dict(card["schema"])
     version = trained_dict.get("version") or card.get("schema_version") or "unknown"
     if version != expect.version:
-        raise ModelError(f"model '{name}' was trained on graph schema {version} but this pipeline produces "
-                         f"{expect.version}; retrain it on graphs from this pipeline (vscreen train), or use a model "
-                         f"trained on {expect.version}{where}")
+        raise ModelError(
+            f"model '{name}' was trained on graph schema {version} but this pipeline produces "
+            f"{expect.version}; retrain it on graphs from this pipeline (vscreen train), or use a model "
+            f"trained on {expect.version}{where}"
+        )
     trained = GraphSchema.from_dict(trained_dict)
     if trained != expect:
-        raise ModelError(f"model '{name}' was trained on graph schema {version} with different features than this "
-                         f"pipeline produces ({'; '.join(schema_differences(trained, expect))}); retrain it, or "
-                         f"featurize with the settings the model was trained with{where}")
+        raise ModelError(
+            f"model '{name}' was trained on graph schema {version} with different features than this "
+            f"pipeline produces ({'; '.join(schema_differences(trained, expect))}); retrain it, or "
+            f"featurize with the settings the model was trained with{where}"
+        )
     return trained
 
 
-def load_ensemble(path: str | os.PathLike, expect_schema: GraphSchema | None = DEFAULT_SCHEMA, device: str = "cpu",
-                  models_dir: str | os.PathLike | None = None) -> Ensemble:
+def load_ensemble(
+    path: str | os.PathLike,
+    expect_schema: GraphSchema | None = DEFAULT_SCHEMA,
+    device: str = "cpu",
+    models_dir: str | os.PathLike | None = None,
+) -> Ensemble:
     """Load a model folder written by :func:`save_ensemble`.
 
     Parameters
@@ -498,10 +571,14 @@ def load_ensemble(path: str | os.PathLike, expect_schema: GraphSchema | None = D
     card = read_card(folder)
     name = card.get("name") or folder.name
     if card.get("format", MODEL_FORMAT) != MODEL_FORMAT:
-        raise ModelError(f"model '{name}' has folder format {card.get('format')}, this pipeline reads {MODEL_FORMAT}; "
-                         "retrain it")
-    schema = (check_schema(card, expect_schema, name, folder) if expect_schema is not None
-              else GraphSchema.from_dict(card["schema"]))
+        raise ModelError(
+            f"model '{name}' has folder format {card.get('format')}, this pipeline reads {MODEL_FORMAT}; retrain it"
+        )
+    schema = (
+        check_schema(card, expect_schema, name, folder)
+        if expect_schema is not None
+        else GraphSchema.from_dict(card["schema"])
+    )
     try:
         config = ModelConfig.from_dict(card.get("model", {}))
     except (TypeError, ValueError) as exc:
@@ -522,8 +599,10 @@ def load_ensemble(path: str | os.PathLike, expect_schema: GraphSchema | None = D
             raise ModelError(f"model '{name}': weights file '{weights}' cannot be read: {exc}") from exc
         digest = hashlib.sha256(data).hexdigest()
         if digest != expected:
-            raise ModelError(f"model '{name}': weights file '{weights}' has SHA-256 {digest}, but {CARD} records "
-                             f"{expected}; the file was changed or damaged after training - restore it or retrain")
+            raise ModelError(
+                f"model '{name}': weights file '{weights}' has SHA-256 {digest}, but {CARD} records "
+                f"{expected}; the file was changed or damaged after training - restore it or retrain"
+            )
         verified.append((weights, data))
     members = []
     for weights, data in verified:
@@ -535,7 +614,8 @@ def load_ensemble(path: str | os.PathLike, expect_schema: GraphSchema | None = D
         try:
             member.load_state_dict(state)
         except (RuntimeError, KeyError, TypeError) as exc:
-            raise ModelError(f"model '{name}': '{weights}' does not fit the architecture in {CARD}: "
-                             f"{str(exc).splitlines()[0]}") from exc
+            raise ModelError(
+                f"model '{name}': '{weights}' does not fit the architecture in {CARD}: {str(exc).splitlines()[0]}"
+            ) from exc
         members.append(member.eval())
     return Ensemble(members, schema, config, task, card, folder).to(device)

@@ -43,8 +43,9 @@ class InteractionConv(MessagePassing):
         Dropout inside the MLPs (training only).
     """
 
-    def __init__(self, channels: int, edge_channels: int, hidden: int | None = None, aggr: str = "add",
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, channels: int, edge_channels: int, hidden: int | None = None, aggr: str = "add", dropout: float = 0.0
+    ) -> None:
         super().__init__(aggr=aggr)
         hidden = hidden or channels
         self.message_mlp = mlp(2 * channels + edge_channels, hidden, channels, dropout)
@@ -58,7 +59,7 @@ class InteractionConv(MessagePassing):
         # pocket graph) gives the same messages for a third of the work.
         first = self.message_mlp[0]
         c = h.shape[-1]
-        w_i, w_j, w_e = first.weight[:, :c], first.weight[:, c:2 * c], first.weight[:, 2 * c:]
+        w_i, w_j, w_e = first.weight[:, :c], first.weight[:, c : 2 * c], first.weight[:, 2 * c :]
         m = self.propagate(edge_index, a=h @ w_i.T, b=h @ w_j.T, e=edge_attr @ w_e.T + first.bias)
         return self.norm(h + self.update_mlp(torch.cat([h, m], dim=-1)))
 

@@ -232,13 +232,19 @@ def spearman(x: ArrayLike, y: ArrayLike) -> float:
 def classification_metrics(labels: ArrayLike, scores: ArrayLike) -> dict[str, float]:
     """``n, n_active, auroc, ef1, ef5, bedroc`` of one ranking (higher score = more likely active)."""
     y = np.asarray(labels, dtype=np.float64).ravel()
-    return dict(n=int(len(y)), n_active=int((y > 0.5).sum()), auroc=auroc(labels, scores),
-                ef1=enrichment_factor(labels, scores, 0.01), ef5=enrichment_factor(labels, scores, 0.05),
-                bedroc=bedroc(labels, scores))
+    return dict(
+        n=int(len(y)),
+        n_active=int((y > 0.5).sum()),
+        auroc=auroc(labels, scores),
+        ef1=enrichment_factor(labels, scores, 0.01),
+        ef5=enrichment_factor(labels, scores, 0.05),
+        bedroc=bedroc(labels, scores),
+    )
 
 
-def regression_metrics(y_true: ArrayLike, y_pred: ArrayLike, active_threshold: float | None = None,
-                       ranking_score: ArrayLike | None = None) -> dict[str, float]:
+def regression_metrics(
+    y_true: ArrayLike, y_pred: ArrayLike, active_threshold: float | None = None, ranking_score: ArrayLike | None = None
+) -> dict[str, float]:
     """``n, rmse, mae, pearson, spearman`` of predicted values; with a threshold also ranking metrics.
 
     Parameters
@@ -255,9 +261,13 @@ def regression_metrics(y_true: ArrayLike, y_pred: ArrayLike, active_threshold: f
     """
     a, b = _pair(y_true, y_pred)
     rank_by = np.asarray(y_pred if ranking_score is None else ranking_score, dtype=np.float64).ravel()
-    out = dict(n=int(len(a)), rmse=rmse(y_true, y_pred),
-               mae=float(np.mean(np.abs(a - b))) if len(a) else float("nan"),
-               pearson=pearson(y_true, rank_by), spearman=spearman(y_true, rank_by))
+    out = dict(
+        n=int(len(a)),
+        rmse=rmse(y_true, y_pred),
+        mae=float(np.mean(np.abs(a - b))) if len(a) else float("nan"),
+        pearson=pearson(y_true, rank_by),
+        spearman=spearman(y_true, rank_by),
+    )
     if active_threshold is not None:
         truth = np.asarray(y_true, dtype=np.float64).ravel()
         known = np.isfinite(truth)

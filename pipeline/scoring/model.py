@@ -114,8 +114,9 @@ class ComplexScorer(nn.Module):
         h = config.hidden
         self.node_embed = nn.Linear(schema.node_dim, h)
         self.edge_embed = nn.Sequential(nn.Linear(schema.edge_dim, h), nn.SiLU())
-        self.convs = nn.ModuleList(InteractionConv(h, h, aggr=config.aggr, dropout=config.dropout)
-                                   for _ in range(config.layers))
+        self.convs = nn.ModuleList(
+            InteractionConv(h, h, aggr=config.aggr, dropout=config.dropout) for _ in range(config.layers)
+        )
         head_in = h * len(config.pooling) + (2 * schema.global_dim if config.use_globals else 0)
         self.affinity_head = mlp(head_in, config.head_hidden, 1, config.dropout)
         self.active_head = mlp(head_in, config.head_hidden, 1, config.dropout)
@@ -125,8 +126,13 @@ class ComplexScorer(nn.Module):
         self.register_buffer("target_mean", torch.zeros(()))
         self.register_buffer("target_std", torch.ones(()))
 
-    def set_normalization(self, globals_mean: Sequence[float] | None = None, globals_std: Sequence[float] | None = None,
-                          target_mean: float | None = None, target_std: float | None = None) -> None:
+    def set_normalization(
+        self,
+        globals_mean: Sequence[float] | None = None,
+        globals_std: Sequence[float] | None = None,
+        target_mean: float | None = None,
+        target_std: float | None = None,
+    ) -> None:
         """Store training-set statistics (global features; regression target) in the buffers."""
         with torch.no_grad():
             if globals_mean is not None:
@@ -142,8 +148,11 @@ class ComplexScorer(nn.Module):
         """Per-graph input of the heads (B × head_in) from a batch."""
         dtype = self.node_embed.weight.dtype
         x, edge_attr = data.x.to(dtype), data.edge_attr.to(dtype)
-        batch = data.batch if getattr(data, "batch", None) is not None else torch.zeros(
-            x.shape[0], dtype=torch.long, device=x.device)
+        batch = (
+            data.batch
+            if getattr(data, "batch", None) is not None
+            else torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        )
         n_graphs = int(data.num_graphs) if hasattr(data, "num_graphs") else 1
         h = self.node_embed(x)
         e = self.edge_embed(edge_attr)
@@ -177,8 +186,11 @@ class ComplexScorer(nn.Module):
         """
         z = self.readout(data)
         affinity_z = self.affinity_head(z).squeeze(-1)
-        return dict(affinity=affinity_z * self.target_std + self.target_mean, affinity_z=affinity_z,
-                    logit=self.active_head(z).squeeze(-1))
+        return dict(
+            affinity=affinity_z * self.target_std + self.target_mean,
+            affinity_z=affinity_z,
+            logit=self.active_head(z).squeeze(-1),
+        )
 
 
 def count_parameters(model: nn.Module) -> int:

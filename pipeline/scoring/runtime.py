@@ -65,8 +65,10 @@ def tune_malloc(mmap_threshold: int = 256 << 20, trim_threshold: int = 512 << 20
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = (libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) == 1
-              and libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)) == 1)
+        ok = (
+            libc.mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) == 1
+            and libc.mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)) == 1
+        )
     except (OSError, AttributeError):  # not glibc (musl, ...): leave the allocator alone
         ok = False
     _MALLOC_TUNED["done"] = ok

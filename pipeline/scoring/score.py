@@ -144,8 +144,14 @@ def cache_info() -> dict[str, Any]:
 # --------------------------------------------------------------------------- tasks
 
 
-def score_graph_file(graph_file: str | os.PathLike, model_dir: str | os.PathLike, batch_size: int = 256,
-                     device: str = "auto", precision: str = "float32", malloc: bool = True) -> pd.DataFrame:
+def score_graph_file(
+    graph_file: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    batch_size: int = 256,
+    device: str = "auto",
+    precision: str = "float32",
+    malloc: bool = True,
+) -> pd.DataFrame:
     """Score every graph of one file (a Dask task; also usable in-process).
 
     ``malloc``: call :func:`~pipeline.scoring.runtime.tune_malloc` in this process first.
@@ -183,11 +189,12 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
     lines = str(exc).strip().splitlines()
     first = (lines[0] if lines else "").split(". ", 1)[0].rstrip(".")
     text = f"{type(exc).__name__}: {first}".rstrip(": ")
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _score_task(graph_file: str, model_dir: str, batch_size: int, device: str, precision: str,
-                malloc: bool) -> pd.DataFrame | UnreadableGraphFile:
+def _score_task(
+    graph_file: str, model_dir: str, batch_size: int, device: str, precision: str, malloc: bool
+) -> pd.DataFrame | UnreadableGraphFile:
     """Dask task of :func:`score_library`: like :func:`score_graph_file`, but an unreadable file is a value."""
     faults.inject(STAGE, Path(graph_file).stem)  # tests' hook (no-op unless VSCREEN_FAULTS): kill this worker
     if malloc:
@@ -198,8 +205,10 @@ def _score_task(graph_file: str, model_dir: str, batch_size: int, device: str, p
     except Exception as exc:  # truncated, garbage, not a graph payload: the file's fault, not the run's
         return UnreadableGraphFile(str(graph_file), _one_line(exc))
     if schema != ensemble.schema:  # a readable file of another layout: the run is misconfigured
-        raise GraphError(f"graph file '{graph_file}' has schema {schema.version} with different features than "
-                         f"the model's ({ensemble.schema.version}); featurize again with the scorer's settings")
+        raise GraphError(
+            f"graph file '{graph_file}' has schema {schema.version} with different features than "
+            f"the model's ({ensemble.schema.version}); featurize again with the scorer's settings"
+        )
     return ensemble.score(graphs, batch_size)
 
 
@@ -251,12 +260,22 @@ def _empty() -> pd.DataFrame:
     return df.astype({"id": str, "pose": "int64", "source": str})
 
 
-def score_library(graph_files: Sequence[str | os.PathLike], model_dir: str | os.PathLike, client=None, *,
-                  ids: Mapping[str | os.PathLike, Sequence[str]] | None = None,
-                  refined: Collection[str | os.PathLike] = (), batch_size: int = 256, device: str = "auto",
-                  precision: str = "float32", expect_schema: GraphSchema | None = None,
-                  models_dir: str | os.PathLike | None = None, threads: int | None = None,
-                  tune_malloc: bool = True, retries: int | None = None) -> ScoreResult:
+def score_library(
+    graph_files: Sequence[str | os.PathLike],
+    model_dir: str | os.PathLike,
+    client=None,
+    *,
+    ids: Mapping[str | os.PathLike, Sequence[str]] | None = None,
+    refined: Collection[str | os.PathLike] = (),
+    batch_size: int = 256,
+    device: str = "auto",
+    precision: str = "float32",
+    expect_schema: GraphSchema | None = None,
+    models_dir: str | os.PathLike | None = None,
+    threads: int | None = None,
+    tune_malloc: bool = True,
+    retries: int | None = None,
+) -> ScoreResult:
     """Score the complexes of graph files with an ensemble; an unreadable file costs only its compounds.
 
     Parameters
@@ -312,8 +331,14 @@ def score_library(graph_files: Sequence[str | os.PathLike], model_dir: str | os.
     else:
         from ..dask_cluster import run_tasks
 
-        done = run_tasks(client, _score_task, args, names=[_short(f) for f in given],
-                         retries=TASK_RETRIES if retries is None else retries, what="score")
+        done = run_tasks(
+            client,
+            _score_task,
+            args,
+            names=[_short(f) for f in given],
+            retries=TASK_RETRIES if retries is None else retries,
+            what="score",
+        )
         for i, result in progress(done, total=len(files), desc="score", unit="file"):
             results[i] = result
     ids = ids or {}
@@ -326,8 +351,12 @@ def score_library(graph_files: Sequence[str | os.PathLike], model_dir: str | os.
             try:
                 held = list(ids[key_of[file]])
             except KeyError as exc:
-                log.error("graph file %s cannot be read (%s), and which compounds it held is not known: %s", path,
-                          result.reason, exc)
+                log.error(
+                    "graph file %s cannot be read (%s), and which compounds it held is not known: %s",
+                    path,
+                    result.reason,
+                    exc,
+                )
                 continue
             rows = _unreadable_rows(path, result.reason, held, file in optional)
             (warnings if file in optional else failures).extend(rows)
@@ -341,10 +370,18 @@ def score_library(graph_files: Sequence[str | os.PathLike], model_dir: str | os.
     return ScoreResult(table, failures, warnings, unreadable)
 
 
-def score_graph_files(graph_files: Sequence[str | os.PathLike], model_dir: str | os.PathLike, client=None,
-                      batch_size: int = 256, device: str = "auto", precision: str = "float32",
-                      expect_schema: GraphSchema | None = None, models_dir: str | os.PathLike | None = None,
-                      threads: int | None = None, tune_malloc: bool = True) -> pd.DataFrame:
+def score_graph_files(
+    graph_files: Sequence[str | os.PathLike],
+    model_dir: str | os.PathLike,
+    client=None,
+    batch_size: int = 256,
+    device: str = "auto",
+    precision: str = "float32",
+    expect_schema: GraphSchema | None = None,
+    models_dir: str | os.PathLike | None = None,
+    threads: int | None = None,
+    tune_malloc: bool = True,
+) -> pd.DataFrame:
     """Score the complexes of graph files with an ensemble, every file required.
 
     The strict form of :func:`score_library` for callers that only want the table
@@ -393,9 +430,18 @@ def score_graph_files(graph_files: Sequence[str | os.PathLike], model_dir: str |
     pipeline.dask_cluster.InfrastructureError
         A Dask fault that persisted through the retries.
     """
-    result = score_library(graph_files, model_dir, client, batch_size=batch_size, device=device,
-                           precision=precision, expect_schema=expect_schema, models_dir=models_dir,
-                           threads=threads, tune_malloc=tune_malloc)
+    result = score_library(
+        graph_files,
+        model_dir,
+        client,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        expect_schema=expect_schema,
+        models_dir=models_dir,
+        threads=threads,
+        tune_malloc=tune_malloc,
+    )
     if result.unreadable:
         listing = "; ".join(f"'{f}': {why}" for f, why in result.unreadable.items())
         raise GraphError(f"graph files cannot be read: {listing}; featurize them again")

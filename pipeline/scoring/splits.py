@@ -41,8 +41,9 @@ def _sizes(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
     return n - n_val - n_test, n_val, n_test
 
 
-def scaffold_split(ids: Sequence[str], smiles: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1),
-                   seed: int = 42) -> dict[str, list[str]]:
+def scaffold_split(
+    ids: Sequence[str], smiles: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42
+) -> dict[str, list[str]]:
     """Split compounds so that no scaffold is shared between parts.
 
     Scaffold groups too big to fit in half of the validation or test set are placed
@@ -69,6 +70,7 @@ def scaffold_split(ids: Sequence[str], smiles: Sequence[str], fractions: Sequenc
     for cid, smi in zip(ids, smiles):
         groups.setdefault(murcko_scaffold(smi), []).append(str(cid))
     ordered = [sorted(groups[key]) for key in sorted(groups)]
+
     def is_big(group: list[str]) -> bool:
         return len(group) > n_val / 2 or (n_test > 0 and len(group) > n_test / 2)
 
@@ -91,17 +93,27 @@ def scaffold_split(ids: Sequence[str], smiles: Sequence[str], fractions: Sequenc
     return {p: sorted(v) for p, v in parts.items()}
 
 
-def random_split(ids: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42) -> dict[str, list[str]]:
+def random_split(
+    ids: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42
+) -> dict[str, list[str]]:
     """Split compounds at random (seeded; independent of input order). Returns sorted id lists per part."""
     n_train, n_val, _ = _sizes(len(ids), fractions)
     order = sorted(str(i) for i in ids)
     shuffled = [order[i] for i in np.random.default_rng(seed).permutation(len(order))]
-    return dict(train=sorted(shuffled[:n_train]), val=sorted(shuffled[n_train:n_train + n_val]),
-                test=sorted(shuffled[n_train + n_val:]))
+    return dict(
+        train=sorted(shuffled[:n_train]),
+        val=sorted(shuffled[n_train : n_train + n_val]),
+        test=sorted(shuffled[n_train + n_val :]),
+    )
 
 
-def split_compounds(ids: Sequence[str], smiles: Sequence[str], method: str = "scaffold",
-                    fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42) -> dict[str, list[str]]:
+def split_compounds(
+    ids: Sequence[str],
+    smiles: Sequence[str],
+    method: str = "scaffold",
+    fractions: Sequence[float] = (0.8, 0.1, 0.1),
+    seed: int = 42,
+) -> dict[str, list[str]]:
     """:func:`scaffold_split` or :func:`random_split` by name."""
     if len(set(ids)) != len(ids):
         raise ValueError("compound ids must be unique to split them")

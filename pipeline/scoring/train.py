@@ -135,8 +135,14 @@ class TrainSettings:
             raise ValueError(f"train task must be one of {list(TASKS)}, got {self.task!r}")
         if self.split not in SPLITS:
             raise ValueError(f"train split must be one of {list(SPLITS)}, got {self.split!r}")
-        if len(self.fractions) != 3 or min(self.fractions) < 0 or not math.isclose(sum(self.fractions), 1.0, abs_tol=1e-6):
-            raise ValueError(f"train fractions must be three non-negative numbers summing to 1, got {list(self.fractions)}")
+        if (
+            len(self.fractions) != 3
+            or min(self.fractions) < 0
+            or not math.isclose(sum(self.fractions), 1.0, abs_tol=1e-6)
+        ):
+            raise ValueError(
+                f"train fractions must be three non-negative numbers summing to 1, got {list(self.fractions)}"
+            )
         if self.fractions[1] <= 0:
             raise ValueError("train fractions: the validation fraction must be positive (early stopping needs it)")
         if self.n_models < 1 or self.max_epochs < 1 or self.patience < 1 or self.batch_size < 1:
@@ -202,8 +208,9 @@ class LabelledGraphs:
         return [i for key in keys for i in by_key.get(key, [])]
 
 
-def attach_labels(graphs: Sequence, assay: Assay, active_threshold: float | None = None,
-                  key_prefix: str = "") -> tuple[LabelledGraphs, list[dict]]:
+def attach_labels(
+    graphs: Sequence, assay: Assay, active_threshold: float | None = None, key_prefix: str = ""
+) -> tuple[LabelledGraphs, list[dict]]:
     """Pair graphs with assay labels by compound id.
 
     Graphs whose id is not in the assay are left out (they were screened, not
@@ -233,8 +240,11 @@ def attach_labels(graphs: Sequence, assay: Assay, active_threshold: float | None
     skipped = len(graphs) - len(out_graphs)
     if skipped:
         log.info("%d graphs have no assay label and are not used", skipped)
-    failures = [dict(id=cid, stage=STAGE, reason="no complex graph for this compound (not docked or not featurized?)")
-                for cid in assay.table["id"] if cid not in seen]
+    failures = [
+        dict(id=cid, stage=STAGE, reason="no complex graph for this compound (not docked or not featurized?)")
+        for cid in assay.table["id"]
+        if cid not in seen
+    ]
     compounds = assay.table[assay.table["id"].isin(seen)][["id", "smiles", "label"]].copy()
     compounds.index = [key_prefix + cid for cid in compounds["id"]]
     return LabelledGraphs(out_graphs, keys, compounds, assay.task), failures
@@ -267,9 +277,15 @@ def seeded(seed: int, device: torch.device | None = None) -> Iterator[None]:
             torch.use_deterministic_algorithms(previous)
 
 
-def _fit(model: nn.Module, train_items: Sequence, val_batches: Sequence[tuple[Any, int]],
-         collate: Callable[[list], Any], loss_fn: Callable[[nn.Module, Any], torch.Tensor],
-         settings: TrainSettings, seed: int) -> dict[str, Any]:
+def _fit(
+    model: nn.Module,
+    train_items: Sequence,
+    val_batches: Sequence[tuple[Any, int]],
+    collate: Callable[[list], Any],
+    loss_fn: Callable[[nn.Module, Any], torch.Tensor],
+    settings: TrainSettings,
+    seed: int,
+) -> dict[str, Any]:
     """Adam with early stopping on the validation loss; leaves ``model`` at its best epoch.
 
     Returns the history: ``train_loss``, ``val_loss`` (per epoch), ``best_epoch`` (1-based),
@@ -284,7 +300,7 @@ def _fit(model: nn.Module, train_items: Sequence, val_batches: Sequence[tuple[An
         order = torch.randperm(len(train_items), generator=generator).tolist()
         total = 0.0
         for start in range(0, len(order), settings.batch_size):
-            chunk = order[start:start + settings.batch_size]
+            chunk = order[start : start + settings.batch_size]
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model, collate([train_items[i] for i in chunk]))
             loss.backward()
@@ -293,7 +309,9 @@ def _fit(model: nn.Module, train_items: Sequence, val_batches: Sequence[tuple[An
             total += float(loss.detach()) * len(chunk)
         model.eval()
         with torch.no_grad():
-            val = sum(float(loss_fn(model, batch)) * n for batch, n in val_batches) / max(1, sum(n for _, n in val_batches))
+            val = sum(float(loss_fn(model, batch)) * n for batch, n in val_batches) / max(
+                1, sum(n for _, n in val_batches)
+            )
         history["train_loss"].append(total / max(1, len(order)))
         history["val_loss"].append(val)
         if val < history["best_val_loss"]:
@@ -344,8 +362,13 @@ class _Fitted:
     normalization: dict[str, Any]
 
 
-def _fit_models(data: LabelledGraphs, train_keys: Sequence[str], val_keys: Sequence[str], settings: TrainSettings,
-                schema: GraphSchema) -> _Fitted:
+def _fit_models(
+    data: LabelledGraphs,
+    train_keys: Sequence[str],
+    val_keys: Sequence[str],
+    settings: TrainSettings,
+    schema: GraphSchema,
+) -> _Fitted:
     """Train the K GNN members and (optionally) the K ligand-only members on one split."""
     from torch_geometric.data import Batch
 
@@ -366,8 +389,13 @@ def _fit_models(data: LabelledGraphs, train_keys: Sequence[str], val_keys: Seque
         return Batch.from_data_list(items).to(device)
 
     val_idx = data.graph_indices(sorted(val_keys))
-    val_batches = [(collate([data.graphs[i] for i in val_idx[s:s + settings.batch_size]]),
-                    len(val_idx[s:s + settings.batch_size])) for s in range(0, len(val_idx), settings.batch_size)]
+    val_batches = [
+        (
+            collate([data.graphs[i] for i in val_idx[s : s + settings.batch_size]]),
+            len(val_idx[s : s + settings.batch_size]),
+        )
+        for s in range(0, len(val_idx), settings.batch_size)
+    ]
     members, histories, records = [], [], []
     for k in progress(range(settings.n_models), total=settings.n_models, desc="train members", unit="model"):
         seed = settings.seed + k
@@ -380,28 +408,56 @@ def _fit_models(data: LabelledGraphs, train_keys: Sequence[str], val_keys: Seque
             history = _fit(model, items, val_batches, collate, gnn_loss, settings, seed)
         members.append(model.to("cpu"))
         histories.append(history)
-        records.append(dict(seed=seed, train_compounds=len(keys), distinct_train_compounds=len(set(keys)),
-                            train_graphs=len(items), epochs=history["epochs"], best_epoch=history["best_epoch"],
-                            best_val_loss=history["best_val_loss"]))
-        log.info("member %d: best epoch %d of %d, validation loss %.4f", k, history["best_epoch"],
-                 history["epochs"], history["best_val_loss"])
+        records.append(
+            dict(
+                seed=seed,
+                train_compounds=len(keys),
+                distinct_train_compounds=len(set(keys)),
+                train_graphs=len(items),
+                epochs=history["epochs"],
+                best_epoch=history["best_epoch"],
+                best_val_loss=history["best_val_loss"],
+            )
+        )
+        log.info(
+            "member %d: best epoch %d of %d, validation loss %.4f",
+            k,
+            history["best_epoch"],
+            history["epochs"],
+            history["best_val_loss"],
+        )
     ensemble = Ensemble(members, schema, settings.model, task, card=dict(heads=[HEAD_OF_TASK[task]]))
-    ligand_models = _fit_ligand_models(data, train_keys, val_keys, settings, t_mean, t_std, pos_weight, device) \
-        if settings.ligand_baseline else []
-    normalization = dict(globals_mean=dict(zip(schema.global_names, g_mean.tolist())),
-                         globals_std=dict(zip(schema.global_names, g_std.tolist())),
-                         target_mean=t_mean, target_std=t_std, pos_weight=float(pos_weight))
+    ligand_models = (
+        _fit_ligand_models(data, train_keys, val_keys, settings, t_mean, t_std, pos_weight, device)
+        if settings.ligand_baseline
+        else []
+    )
+    normalization = dict(
+        globals_mean=dict(zip(schema.global_names, g_mean.tolist())),
+        globals_std=dict(zip(schema.global_names, g_std.tolist())),
+        target_mean=t_mean,
+        target_std=t_std,
+        pos_weight=float(pos_weight),
+    )
     return _Fitted(ensemble, histories, records, ligand_models, normalization)
 
 
-def _fit_ligand_models(data: LabelledGraphs, train_keys: Sequence[str], val_keys: Sequence[str],
-                       settings: TrainSettings, t_mean: float, t_std: float, pos_weight: torch.Tensor,
-                       device: torch.device) -> list[FingerprintMLP]:
+def _fit_ligand_models(
+    data: LabelledGraphs,
+    train_keys: Sequence[str],
+    val_keys: Sequence[str],
+    settings: TrainSettings,
+    t_mean: float,
+    t_std: float,
+    pos_weight: torch.Tensor,
+    device: torch.device,
+) -> list[FingerprintMLP]:
     """The ligand-only baseline: same split, same seeds and resamples as the GNN members."""
     keys = list(data.compounds.index)
     row = {key: i for i, key in enumerate(keys)}
-    x = torch.from_numpy(morgan_fingerprints(data.compounds["smiles"].tolist(), settings.fingerprint_radius,
-                                             settings.fingerprint_bits)).to(device)
+    x = torch.from_numpy(
+        morgan_fingerprints(data.compounds["smiles"].tolist(), settings.fingerprint_radius, settings.fingerprint_bits)
+    ).to(device)
     y = torch.tensor(data.compounds["label"].to_numpy(dtype=np.float32), device=device)
     task = data.task
 
@@ -417,8 +473,10 @@ def _fit_ligand_models(data: LabelledGraphs, train_keys: Sequence[str], val_keys
         return F.binary_cross_entropy_with_logits(out, labels, pos_weight=pos_weight)
 
     val_rows = [row[key] for key in sorted(val_keys)]
-    val_batches = [(collate(val_rows[s:s + settings.batch_size]), len(val_rows[s:s + settings.batch_size]))
-                   for s in range(0, len(val_rows), settings.batch_size)]
+    val_batches = [
+        (collate(val_rows[s : s + settings.batch_size]), len(val_rows[s : s + settings.batch_size]))
+        for s in range(0, len(val_rows), settings.batch_size)
+    ]
     models = []
     for k in range(settings.n_models):
         seed = settings.seed + k
@@ -433,8 +491,13 @@ def _fit_ligand_models(data: LabelledGraphs, train_keys: Sequence[str], val_keys
     return models
 
 
-def fit_ligand_baseline(compounds: pd.DataFrame, train_keys: Sequence[str], val_keys: Sequence[str],
-                        settings: TrainSettings, task: str = "classification") -> list[FingerprintMLP]:
+def fit_ligand_baseline(
+    compounds: pd.DataFrame,
+    train_keys: Sequence[str],
+    val_keys: Sequence[str],
+    settings: TrainSettings,
+    task: str = "classification",
+) -> list[FingerprintMLP]:
     """Train the ligand-only baseline alone, as :func:`train_ensemble` trains it beside the GNN.
 
     Parameters
@@ -457,12 +520,14 @@ def fit_ligand_baseline(compounds: pd.DataFrame, train_keys: Sequence[str], val_
     t_mean, t_std = _target_normalization(labels, task)
     data = LabelledGraphs(graphs=[], keys=[], compounds=compounds, task=task)
     with torch_threads(settings.threads):
-        return _fit_ligand_models(data, train_keys, val_keys, settings, t_mean, t_std,
-                                  _pos_weight(labels, settings, device), device)
+        return _fit_ligand_models(
+            data, train_keys, val_keys, settings, t_mean, t_std, _pos_weight(labels, settings, device), device
+        )
 
 
-def predict_ligand_baseline(models: Sequence[FingerprintMLP], smiles: Sequence[str], settings: TrainSettings,
-                            task: str = "classification") -> np.ndarray:
+def predict_ligand_baseline(
+    models: Sequence[FingerprintMLP], smiles: Sequence[str], settings: TrainSettings, task: str = "classification"
+) -> np.ndarray:
     """Mean ligand-only prediction per SMILES: probability of being active, or the value (assay units)."""
     fps = torch.from_numpy(morgan_fingerprints(list(smiles), settings.fingerprint_radius, settings.fingerprint_bits))
     with torch.inference_mode():
@@ -485,11 +550,14 @@ def _per_compound(keys_of_graphs: Sequence[str], values: np.ndarray, keys: Seque
 def _docking_per_compound(data: LabelledGraphs, keys: Sequence[str], schema: GraphSchema) -> np.ndarray:
     """Negated best (lowest) docking score of each compound; NaN where no pose has one."""
     idx = data.graph_indices(keys)
-    return _per_compound([data.keys[i] for i in idx], -docking_scores([data.graphs[i] for i in idx], schema), keys, "max")
+    return _per_compound(
+        [data.keys[i] for i in idx], -docking_scores([data.graphs[i] for i in idx], schema), keys, "max"
+    )
 
 
-def _compound_scores(fitted: _Fitted, data: LabelledGraphs, keys: Sequence[str], settings: TrainSettings,
-                    schema: GraphSchema) -> dict[str, np.ndarray]:
+def _compound_scores(
+    fitted: _Fitted, data: LabelledGraphs, keys: Sequence[str], settings: TrainSettings, schema: GraphSchema
+) -> dict[str, np.ndarray]:
     """Per-compound scores of ``keys`` (higher = more likely active) for every method.
 
     ``gnn``: ensemble score (poses aggregated by ``pose_aggregation``); ``docking``:
@@ -507,13 +575,20 @@ def _compound_scores(fitted: _Fitted, data: LabelledGraphs, keys: Sequence[str],
     else:
         out["gnn"] = out["docking"] = np.full(len(keys), np.nan)
     if fitted.ligand_models:
-        out["ligand_only"] = predict_ligand_baseline(fitted.ligand_models,
-                                                     data.compounds.loc[list(keys), "smiles"].tolist(), settings, data.task)
+        out["ligand_only"] = predict_ligand_baseline(
+            fitted.ligand_models, data.compounds.loc[list(keys), "smiles"].tolist(), settings, data.task
+        )
     return out
 
 
-def _evaluate(fitted: _Fitted, data: LabelledGraphs, keys: Sequence[str], train_keys: Sequence[str],
-             settings: TrainSettings, schema: GraphSchema) -> dict[str, dict[str, float]]:
+def _evaluate(
+    fitted: _Fitted,
+    data: LabelledGraphs,
+    keys: Sequence[str],
+    train_keys: Sequence[str],
+    settings: TrainSettings,
+    schema: GraphSchema,
+) -> dict[str, dict[str, float]]:
     """Metrics of every method on the compounds ``keys`` (see :func:`_compound_scores`).
 
     Classification: ``n, n_active, auroc, ef1, ef5, bedroc``. Regression: ``n, rmse, mae,
@@ -532,8 +607,10 @@ def _evaluate(fitted: _Fitted, data: LabelledGraphs, keys: Sequence[str], train_
             out[method] = classification_metrics(labels, score)
         elif method == "docking":
             train = list(train_keys)
-            a, b = linear_calibration(_docking_per_compound(data, train, schema),
-                                      data.compounds.loc[train, "label"].to_numpy(dtype=np.float64))
+            a, b = linear_calibration(
+                _docking_per_compound(data, train, schema),
+                data.compounds.loc[train, "label"].to_numpy(dtype=np.float64),
+            )
             out[method] = regression_metrics(labels, a * score + b, settings.active_threshold, ranking_score=score)
             out[method]["n_missing"] = int(np.isnan(score).sum())
         else:
@@ -573,18 +650,31 @@ def library_versions() -> dict[str, str]:
 
     from .. import __version__
 
-    return dict(vscreen=__version__, torch=torch.__version__, torch_geometric=torch_geometric.__version__,
-                rdkit=rdkit.__version__, numpy=np.__version__, python=platform.python_version())
+    return dict(
+        vscreen=__version__,
+        torch=torch.__version__,
+        torch_geometric=torch_geometric.__version__,
+        rdkit=rdkit.__version__,
+        numpy=np.__version__,
+        python=platform.python_version(),
+    )
 
 
 def _split_sizes(data: LabelledGraphs, split: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    return dict(compounds={p: len(v) for p, v in split.items()},
-                graphs={p: len(data.graph_indices(v)) for p, v in split.items()})
+    return dict(
+        compounds={p: len(v) for p, v in split.items()},
+        graphs={p: len(data.graph_indices(v)) for p, v in split.items()},
+    )
 
 
-def train_ensemble(graphs: Sequence, assay: Assay | str | os.PathLike | pd.DataFrame,
-                   settings: TrainSettings = TrainSettings(), schema: GraphSchema = DEFAULT_SCHEMA,
-                   name: str = "model", sources: Mapping[str, Any] | None = None) -> TrainResult:
+def train_ensemble(
+    graphs: Sequence,
+    assay: Assay | str | os.PathLike | pd.DataFrame,
+    settings: TrainSettings = TrainSettings(),
+    schema: GraphSchema = DEFAULT_SCHEMA,
+    name: str = "model",
+    sources: Mapping[str, Any] | None = None,
+) -> TrainResult:
     """Train an ensemble scorer and its baselines; evaluate on the held-out compounds.
 
     Parameters
@@ -622,15 +712,24 @@ def train_ensemble(graphs: Sequence, assay: Assay | str | os.PathLike | pd.DataF
     n = len(data.compounds)
     if n < 3:
         raise ValueError(f"only {n} compounds have both an assay label and a complex graph; at least 3 are needed")
-    split = split_compounds(list(data.compounds.index), data.compounds["smiles"].tolist(), settings.split,
-                            settings.fractions, settings.seed)
+    split = split_compounds(
+        list(data.compounds.index), data.compounds["smiles"].tolist(), settings.split, settings.fractions, settings.seed
+    )
     data_info = dict(n_assay_rows_rejected=len(assay.failures), n_assay_compounds_without_graph=len(missing))
     return _train_on_split(data, split, settings, schema, name, dict(data_info, **dict(sources or {})), failures, start)
 
 
-def _train_on_split(data: LabelledGraphs, split: Mapping[str, list[str]], settings: TrainSettings,
-                    schema: GraphSchema, name: str, data_info: Mapping[str, Any], failures: list[dict],
-                    start: float, groups: Mapping[str, Sequence[str]] | None = None) -> TrainResult:
+def _train_on_split(
+    data: LabelledGraphs,
+    split: Mapping[str, list[str]],
+    settings: TrainSettings,
+    schema: GraphSchema,
+    name: str,
+    data_info: Mapping[str, Any],
+    failures: list[dict],
+    start: float,
+    groups: Mapping[str, Sequence[str]] | None = None,
+) -> TrainResult:
     """Fit the ensemble (and baselines) on ``split``, evaluate, and write the card.
 
     ``groups`` (e.g. target -> compound keys) adds ``metrics_by_group``: the metrics of
@@ -638,73 +737,122 @@ def _train_on_split(data: LabelledGraphs, split: Mapping[str, list[str]], settin
     """
     n = len(data.compounds)
     if not split["val"] or not split["train"]:
-        raise ValueError(f"the {settings.split} split of {n} compounds left no training or validation compound; "
-                         "use more compounds, other fractions, or split: random")
+        raise ValueError(
+            f"the {settings.split} split of {n} compounds left no training or validation compound; "
+            "use more compounds, other fractions, or split: random"
+        )
     with torch_threads(settings.threads):
         fitted = _fit_models(data, split["train"], split["val"], settings, schema)
-        metrics = {part: _evaluate(fitted, data, split[part], split["train"], settings, schema)
-                   for part in ("val", "test")}
+        metrics = {
+            part: _evaluate(fitted, data, split[part], split["train"], settings, schema) for part in ("val", "test")
+        }
         by_group = {}
         for group, members in (groups or {}).items():
             members = set(members)
-            by_group[group] = {part: _evaluate(fitted, data, [k for k in split[part] if k in members], split["train"],
-                                               settings, schema) for part in ("val", "test")}
+            by_group[group] = {
+                part: _evaluate(
+                    fitted, data, [k for k in split[part] if k in members], split["train"], settings, schema
+                )
+                for part in ("val", "test")
+            }
     labels = data.compounds["label"].to_numpy(dtype=np.float64)
     card = dict(
-        name=name, format=MODEL_FORMAT, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        task=data.task, heads=[HEAD_OF_TASK[data.task]],
-        score=dict(column="gnn_score", meaning=("ensemble mean predicted value (assay units)" if data.task == "regression"
-                                                else "ensemble mean probability of being active")
-                   + "; higher = more likely active; gnn_spread = std over members"),
-        data=dict(fingerprint=data_fingerprint(data.compounds), n_compounds=n, n_graphs=len(data.graphs),
-                  labels=(dict(n_active=int((labels > 0.5).sum()), n_inactive=int((labels <= 0.5).sum()))
-                          if data.task == "classification" else
-                          dict(mean=float(labels.mean()), std=float(labels.std()), min=float(labels.min()),
-                               max=float(labels.max()))),
-                  **dict(data_info)),
-        split=dict(method=settings.split, seed=settings.seed, fractions=list(settings.fractions),
-                   **_split_sizes(data, split), ids={p: list(v) for p, v in split.items() if p != "train"}),
-        training=settings.to_dict(), model=settings.model.to_dict(),
+        name=name,
+        format=MODEL_FORMAT,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        task=data.task,
+        heads=[HEAD_OF_TASK[data.task]],
+        score=dict(
+            column="gnn_score",
+            meaning=(
+                "ensemble mean predicted value (assay units)"
+                if data.task == "regression"
+                else "ensemble mean probability of being active"
+            )
+            + "; higher = more likely active; gnn_spread = std over members",
+        ),
+        data=dict(
+            fingerprint=data_fingerprint(data.compounds),
+            n_compounds=n,
+            n_graphs=len(data.graphs),
+            labels=(
+                dict(n_active=int((labels > 0.5).sum()), n_inactive=int((labels <= 0.5).sum()))
+                if data.task == "classification"
+                else dict(
+                    mean=float(labels.mean()), std=float(labels.std()), min=float(labels.min()), max=float(labels.max())
+                )
+            ),
+            **dict(data_info),
+        ),
+        split=dict(
+            method=settings.split,
+            seed=settings.seed,
+            fractions=list(settings.fractions),
+            **_split_sizes(data, split),
+            ids={p: list(v) for p, v in split.items() if p != "train"},
+        ),
+        training=settings.to_dict(),
+        model=settings.model.to_dict(),
         parameters=count_parameters(fitted.ensemble.members[0]),
         normalization=fitted.normalization,
-        schema=schema.to_dict(), schema_version=schema.version, versions=library_versions(),
+        schema=schema.to_dict(),
+        schema_version=schema.version,
+        versions=library_versions(),
         members=fitted.members,
         metrics=metrics,
-        baselines=dict(docking="negated docking score of the best pose (graph global docking_score); regression RMSE "
-                               "after a linear fit on the training compounds",
-                       ligand_only=(f"Morgan fingerprint (radius {settings.fingerprint_radius}, "
-                                    f"{settings.fingerprint_bits} bits) -> MLP({settings.ligand_hidden}), same split, "
-                                    "seeds and resamples" if settings.ligand_baseline else "not trained")),
-        training_seconds=round(time.perf_counter() - start, 1))
+        baselines=dict(
+            docking="negated docking score of the best pose (graph global docking_score); regression RMSE "
+            "after a linear fit on the training compounds",
+            ligand_only=(
+                f"Morgan fingerprint (radius {settings.fingerprint_radius}, "
+                f"{settings.fingerprint_bits} bits) -> MLP({settings.ligand_hidden}), same split, "
+                "seeds and resamples"
+                if settings.ligand_baseline
+                else "not trained"
+            ),
+        ),
+        training_seconds=round(time.perf_counter() - start, 1),
+    )
     if groups:
         card["metrics_by_target"] = by_group
     fitted.ensemble.card = card
     return TrainResult(fitted.ensemble, card, fitted.histories, failures)
 
 
-def _labelled_targets(graphs_by_target: Mapping[str, Sequence], assays_by_target: Mapping[str, Any],
-                      settings: TrainSettings) -> tuple[LabelledGraphs, list[dict], dict[str, int]]:
+def _labelled_targets(
+    graphs_by_target: Mapping[str, Sequence], assays_by_target: Mapping[str, Any], settings: TrainSettings
+) -> tuple[LabelledGraphs, list[dict], dict[str, int]]:
     """All targets' labelled graphs in one set, compound keys ``<target>/<id>``; also failures and rejects."""
     parts, tasks, failures, rejected = [], set(), [], {}
     for target in sorted(graphs_by_target):
         assay = assays_by_target[target]
         assay = assay if isinstance(assay, Assay) else read_assay(assay, settings.task)
         tasks.add(assay.task)
-        labelled, missing = attach_labels(graphs_by_target[target], assay, settings.active_threshold,
-                                          key_prefix=f"{target}/")
+        labelled, missing = attach_labels(
+            graphs_by_target[target], assay, settings.active_threshold, key_prefix=f"{target}/"
+        )
         parts.append(labelled)
         failures += [dict(f, id=f"{target}/{f['id']}") for f in list(assay.failures) + missing]
         rejected[target] = len(assay.failures)
     if len(tasks) != 1:
         raise ValueError(f"all targets' assays must have one task, got {sorted(tasks)}")
-    data = LabelledGraphs(graphs=[g for p in parts for g in p.graphs], keys=[k for p in parts for k in p.keys],
-                          compounds=pd.concat([p.compounds for p in parts]), task=tasks.pop())
+    data = LabelledGraphs(
+        graphs=[g for p in parts for g in p.graphs],
+        keys=[k for p in parts for k in p.keys],
+        compounds=pd.concat([p.compounds for p in parts]),
+        task=tasks.pop(),
+    )
     return data, failures, rejected
 
 
-def train_multi_target(graphs_by_target: Mapping[str, Sequence], assays_by_target: Mapping[str, Any],
-                       settings: TrainSettings = TrainSettings(), schema: GraphSchema = DEFAULT_SCHEMA,
-                       name: str = "model", sources: Mapping[str, Any] | None = None) -> TrainResult:
+def train_multi_target(
+    graphs_by_target: Mapping[str, Sequence],
+    assays_by_target: Mapping[str, Any],
+    settings: TrainSettings = TrainSettings(),
+    schema: GraphSchema = DEFAULT_SCHEMA,
+    name: str = "model",
+    sources: Mapping[str, Any] | None = None,
+) -> TrainResult:
     """Train one ensemble on the complexes of several targets; report metrics per target.
 
     Every target's compounds are split on their own (by scaffold unless told otherwise,
@@ -727,17 +875,23 @@ def train_multi_target(graphs_by_target: Mapping[str, Sequence], assays_by_targe
     for target in sorted(graphs_by_target):
         pool = data.compounds[[k.startswith(f"{target}/") for k in data.compounds.index]]
         groups[target] = list(pool.index)
-        part = split_compounds(list(pool.index), pool["smiles"].tolist(), settings.split, settings.fractions,
-                               settings.seed)
+        part = split_compounds(
+            list(pool.index), pool["smiles"].tolist(), settings.split, settings.fractions, settings.seed
+        )
         for name_ in split:
             split[name_] += part[name_]
-    info = dict(targets=sorted(graphs_by_target), n_compounds_by_target={t: len(v) for t, v in groups.items()},
-                n_assay_rows_rejected=rejected, **dict(sources or {}))
+    info = dict(
+        targets=sorted(graphs_by_target),
+        n_compounds_by_target={t: len(v) for t, v in groups.items()},
+        n_assay_rows_rejected=rejected,
+        **dict(sources or {}),
+    )
     return _train_on_split(data, split, settings, schema, name, info, failures, start, groups)
 
 
-def load_training_graphs(graph_files: Sequence[str | os.PathLike],
-                         expect: GraphSchema | None = None) -> tuple[GraphSchema, list]:
+def load_training_graphs(
+    graph_files: Sequence[str | os.PathLike], expect: GraphSchema | None = None
+) -> tuple[GraphSchema, list]:
     """Graphs of several files that must share one schema (``expect``, or the first file's)."""
     schema, graphs = expect, []
     for path in graph_files:
@@ -761,10 +915,14 @@ class TrainSummary:
     seconds: float
 
 
-def train_from_files(graph_files: Sequence[str | os.PathLike], assay_path: str | os.PathLike,
-                     model_dir: str | os.PathLike, settings: TrainSettings = TrainSettings(),
-                     failures_csv: str | os.PathLike | None = None,
-                     expect_schema: GraphSchema | None = None) -> TrainSummary:
+def train_from_files(
+    graph_files: Sequence[str | os.PathLike],
+    assay_path: str | os.PathLike,
+    model_dir: str | os.PathLike,
+    settings: TrainSettings = TrainSettings(),
+    failures_csv: str | os.PathLike | None = None,
+    expect_schema: GraphSchema | None = None,
+) -> TrainSummary:
     """Train from graph files and an assay table; write ``model_dir`` (and the failures CSV).
 
     Parameters
@@ -790,15 +948,25 @@ def train_from_files(graph_files: Sequence[str | os.PathLike], assay_path: str |
     if failures_csv is not None:
         write_failures(sorted(result.failures, key=lambda f: (f["id"], f["reason"])), failures_csv)
     card = result.card
-    return TrainSummary(model_dir=str(model_dir), compounds=card["data"]["n_compounds"], graphs=card["data"]["n_graphs"],
-                        failed=len(result.failures), metrics=card["metrics"], seconds=time.perf_counter() - start)
+    return TrainSummary(
+        model_dir=str(model_dir),
+        compounds=card["data"]["n_compounds"],
+        graphs=card["data"]["n_graphs"],
+        failed=len(result.failures),
+        metrics=card["metrics"],
+        seconds=time.perf_counter() - start,
+    )
 
 
 # --------------------------------------------------------------------------- leave one target out
 
 
-def leave_one_target_out(graphs_by_target: Mapping[str, Sequence], assays_by_target: Mapping[str, Any],
-                         settings: TrainSettings = TrainSettings(), schema: GraphSchema = DEFAULT_SCHEMA) -> pd.DataFrame:
+def leave_one_target_out(
+    graphs_by_target: Mapping[str, Sequence],
+    assays_by_target: Mapping[str, Any],
+    settings: TrainSettings = TrainSettings(),
+    schema: GraphSchema = DEFAULT_SCHEMA,
+) -> pd.DataFrame:
     """Per-target generalization: train on every other target, test on the held-out one.
 
     Parameters
@@ -838,6 +1006,14 @@ def leave_one_target_out(graphs_by_target: Mapping[str, Sequence], assays_by_tar
             fitted = _fit_models(data, split["train"], split["val"], inner, schema)
             results = _evaluate(fitted, data, held_out, split["train"], inner, schema)
         for method, values in results.items():
-            rows.append(dict(target=target, method=method, n_train=len(split["train"]), n_val=len(split["val"]),
-                             n_test=len(held_out), **values))
+            rows.append(
+                dict(
+                    target=target,
+                    method=method,
+                    n_train=len(split["train"]),
+                    n_val=len(split["val"]),
+                    n_test=len(held_out),
+                    **values,
+                )
+            )
     return pd.DataFrame(rows)
