@@ -90,8 +90,8 @@ def test_campaign_docks_in_rounds_and_resumes(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     run = CampaignRun("test", tmp_path / "config.yaml", REPO)
     try:
-        assert run.n_chunks() == 2
         assert dock_in_rounds([run], hours=0) == {"test": (0, 2)}
+        assert run.n_chunks() == 2  # from the split's manifest (chunk_size 1)
         assert (run.run_dir / "chunks" / "chunk_00001.parquet").exists()
         assert dock_in_rounds([run], hours=1, chunks_per_round=1) == {"test": (2, 2)}
         stamps = [run.graph_file(i).stat().st_mtime for i in range(2)]

@@ -131,6 +131,17 @@ def test_hostile_ids_stay_distinct_exact_and_inert(faulty_run):
             assert bad.empty, f"{name}:{column} has formula-like cells {bad.tolist()}"
 
 
+def test_every_output_is_group_readable_under_umask_022(faulty_run):
+    import stat
+
+    out, result, _ = faulty_run
+    assert result.returncode == 0, result.stderr[-2000:]
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) > 50
+    private = [str(p.relative_to(out)) for p in files if stat.S_IMODE(p.stat().st_mode) & 0o044 != 0o044]
+    assert not private, private[:10]
+
+
 def _ranking(workdir: Path, run: str) -> pd.DataFrame:
     return pd.read_csv(workdir / "results" / run / "ranking.csv")
 

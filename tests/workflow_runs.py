@@ -44,6 +44,7 @@ def run_snakemake(
         text=True,
         cwd=workdir,
         env=None if env is None else {**os.environ, **env},
+        umask=0o022,  # as on a shared cluster account: every output must come out group-readable
     )
 
 

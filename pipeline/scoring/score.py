@@ -161,11 +161,16 @@ def score_graph_file(
     pipeline.graphs.GraphError
         When the file's schema is not the model's (featurize again with the model's settings).
     """
-    if malloc:
-        runtime.tune_malloc()
-    ensemble = cached_ensemble(model_dir, device, precision)
+    ensemble = _task_ensemble(model_dir, device, precision, malloc)
     _, graphs = load_graphs(graph_file, expect=ensemble.schema)
     return ensemble.score(graphs, batch_size)
+
+
+def _task_ensemble(model_dir: str | os.PathLike, device: str, precision: str, malloc: bool) -> Ensemble:
+    """The scoring process's ensemble (cached), after tuning malloc when asked (see :func:`score_graph_file`)."""
+    if malloc:
+        runtime.tune_malloc()
+    return cached_ensemble(model_dir, device, precision)
 
 
 @dataclass(frozen=True)
@@ -197,9 +202,7 @@ def _score_task(
 ) -> pd.DataFrame | UnreadableGraphFile:
     """Dask task of :func:`score_library`: like :func:`score_graph_file`, but an unreadable file is a value."""
     faults.inject(STAGE, Path(graph_file).stem)  # tests' hook (no-op unless VSCREEN_FAULTS): kill this worker
-    if malloc:
-        runtime.tune_malloc()
-    ensemble = cached_ensemble(model_dir, device, precision)
+    ensemble = _task_ensemble(model_dir, device, precision, malloc)
     try:
         schema, graphs = load_graphs(graph_file)
     except Exception as exc:  # truncated, garbage, not a graph payload: the file's fault, not the run's
