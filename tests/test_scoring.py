@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 from rdkit import Chem
 from rdkit.Chem import AllChem
 from rdkit.Geometry import Point3D
@@ -633,3 +634,35 @@ def test_multi_target_training_reports_each_target(complexes):
         assert mine and card["metrics_by_target"][target]["test"]["gnn"]["n"] == len(mine)
         assert set(card["metrics_by_target"][target]["test"]) == {"gnn", "docking", "ligand_only"}
     assert card["metrics"]["test"]["gnn"]["n"] == len(held_out)
+
+
+def test_score_reads_only_the_graph_files_the_run_made(complexes, trained, tmp_path):
+    """A rerun with a smaller refine.top_n leaves an earlier selection's batch graphs behind; ``vscreen
+    score`` takes the run's files from the manifests (RunLayout), so the stale ones are never scored."""
+    from pipeline.cli import main
+    from pipeline.layout import write_manifest
+
+    run = tmp_path / "results" / "rerun"
+    (run / "graphs").mkdir(parents=True)
+    write_manifest(run / "chunks", "chunks", ["chunk_00000"])
+    write_manifest(run / "refine_batches", "batches", [])  # this selection made no batch
+    (run / "graphs" / "chunk_00000.pt").write_bytes(complexes["files"][0].read_bytes())
+    (run / "graphs" / "batch_00003.pt").write_bytes(complexes["files"][1].read_bytes())  # left by an earlier run
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "run": "rerun",
+                "library": {"path": "library.csv"},
+                "receptor": {"path": "receptor.pdb"},
+                "box": {"center": [0, 0, 0], "size": [10, 10, 10]},
+                "dask": {"n_workers": 1},
+                "score": {"model": str(trained[0])},
+            }
+        )
+    )
+    assert main(["score", "--run-dir", str(run), "--config", str(config)]) == 0
+    scored = pd.read_parquet(run / "scores.parquet")
+    expected = {g["id"] for g in load_graphs(complexes["files"][0])[1]}
+    stale = {g["id"] for g in load_graphs(complexes["files"][1])[1]} - expected
+    assert set(scored["id"]) == expected and not set(scored["id"]) & stale
