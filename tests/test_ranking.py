@@ -351,3 +351,16 @@ def test_benchmark_quick_mode(tmp_path):
     assert row["n"] == 10000 and row["accounted"] and row["ranked"] + row["failed"] == 10000
     for stage in ("rank", "report"):
         assert row[stage]["returncode"] == 0 and 0 < row[stage]["peak_rss_mb"] < 2048 and row[stage]["seconds"] > 0
+
+
+def test_report_reads_ids_that_pandas_would_take_for_missing_values(tmp_path):
+    """Ids such as NA, None, null or nan are compounds, not missing values."""
+    from pipeline.report.rundata import read_ranking
+
+    ids = ["NA", "None", "null", "nan"]
+    pd.DataFrame({"rank": [1, 2, 3, 4], "id": ids, "input_id": ids, "docking_score": [-7.0, -6.0, None, -5.0]}).to_csv(
+        tmp_path / "ranking.csv", index=False
+    )
+    ranking = read_ranking(tmp_path / "ranking.csv")
+    assert ranking["id"].tolist() == ids and ranking["input_id"].tolist() == ids
+    assert ranking["docking_score"].isna().tolist() == [False, False, True, False]

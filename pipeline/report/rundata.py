@@ -111,10 +111,10 @@ _FILLED_COLUMNS = ("stage", "reason", "interactions", "md_interactions")
 
 
 def _read_csv(path: Path, columns: list[str] | None = None, **read_options) -> pd.DataFrame:
-    """A CSV the rank stage wrote: ids as text, empty text cells as ``""``, neutralizing quotes removed."""
+    """A CSV the rank stage wrote: ids as text (an id "NA" stays "NA"), empty cells as "" or NaN, neutralizing quotes removed."""
     if not path.is_file():
         return pd.DataFrame(columns=columns or [])
-    table = pd.read_csv(path, dtype=_TEXT_COLUMNS, keep_default_na=True, **read_options)
+    table = pd.read_csv(path, dtype=_TEXT_COLUMNS, keep_default_na=False, na_values=[""], **read_options)
     for column in _FILLED_COLUMNS:
         if column in table.columns:
             table[column] = table[column].fillna("")
