@@ -74,10 +74,6 @@ __all__ = [
     "MD_STATUS_COLUMNS",
     "MD_STATUSES",
     "RANK_BY",
-    "best_poses",
-    "collect_failures",
-    "key_interactions",
-    "interaction_summary",
     "md_summary",
     "persistent_interactions",
     "gnn_summary",
@@ -196,26 +192,6 @@ def _concat_failures(tables: Iterable[pa.Table]) -> pa.Table:
     return pa.concat_tables(tables) if tables else _empty_failures()
 
 
-def collect_failures(failure_files: Iterable[str | Path]) -> pd.DataFrame:
-    """Concatenate failure CSVs (``id, stage, reason``), ids as text."""
-    return _concat_failures(_read_failure_table(p) for p in failure_files).to_pandas()
-
-
-def best_poses(pose_tables: Iterable[str | Path]) -> pd.DataFrame:
-    """One row per compound: its best docking score and how many poses it has."""
-    frames = [pd.read_parquet(p, columns=["id", "pose", "docking_score"]) for p in pose_tables]
-    frames = [f for f in frames if len(f)]
-    if not frames:
-        return pd.DataFrame(
-            {"id": pd.Series(dtype=str), "docking_score": pd.Series(dtype=float), "n_poses": pd.Series(dtype="int64")}
-        )
-    poses = pd.concat(frames, ignore_index=True)
-    grouped = poses.groupby("id", sort=False)
-    return pd.DataFrame(
-        {"docking_score": grouped["docking_score"].min(), "n_poses": grouped["pose"].count()}
-    ).reset_index()
-
-
 def _priority_key(pair: str) -> tuple[bool, int]:
     kind = pair.split(":")[1]
     return (
@@ -231,28 +207,6 @@ def _join_present(names: Sequence[str], matrix: np.ndarray, top: int) -> pa.Arra
     offsets = np.searchsorted(rows, np.arange(len(matrix) + 1)).astype(np.int32)
     values = pa.array(np.asarray(names, dtype=object)[cols] if len(cols) else [], pa.string())
     return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), values), "; ")
-
-
-def key_interactions(present: pd.DataFrame, top: int = 6) -> np.ndarray:
-    """The key interactions of each row: ``RESIDUE:Interaction`` columns that are true, joined by ``"; "``.
-
-    Parameters
-    ----------
-    present
-        Boolean ``RESIDUE:Interaction`` columns, one row per pose (missing = false), in the
-        featurization table's order (chain, then residue number).
-    top
-        At most this many per row: H-bonds and ionic ones first (:data:`KEY_INTERACTION_PRIORITY`),
-        then the others in column order.
-
-    Returns
-    -------
-    numpy.ndarray
-        One string per row (empty when none), built with array operations: no per-row Python.
-    """
-    names = sorted(present.columns, key=_priority_key)  # stable: ties keep the column order
-    matrix = present[names].fillna(False).astype(bool).to_numpy() if names else np.zeros((len(present), 0), bool)
-    return np.asarray(_join_present(names, matrix, top).to_numpy(zero_copy_only=False), dtype=object)
 
 
 def _first_per_id(table: pa.Table, sort_keys: list[tuple[str, str, str]]) -> pa.Table:
@@ -286,19 +240,6 @@ def _best_pose_interactions(path: Path, top: int) -> pa.Table | None:
     return pa.table(
         {"id": table["id"], **{c: table[c] for c in counts}, "interactions": _join_present(pairs, matrix, top)}
     )
-
-
-def interaction_summary(feature_tables: Iterable[str | Path], top: int = 6) -> pd.DataFrame:
-    """Per compound (its best featurized pose): counts by interaction type and the key interactions.
-
-    Returns columns ``id``, ``n_<Type>`` for every interaction type and ``interactions``:
-    the residue–interaction pairs of the pose, H-bonds and ionic ones first, at most ``top``
-    (:func:`key_interactions`). Each table is summarized on its own (a compound is in one table).
-    """
-    frames = [t.to_pandas() for t in (_best_pose_interactions(Path(p), top) for p in feature_tables) if t is not None]
-    if not frames:
-        return pd.DataFrame(columns=["id", "interactions"])
-    return pd.concat(frames, ignore_index=True)
 
 
 def _read_tables(paths: Iterable[str | Path], columns: list[str] | None = None) -> pd.DataFrame | None:

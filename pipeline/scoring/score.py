@@ -144,35 +144,6 @@ def cache_info() -> dict[str, Any]:
 # --------------------------------------------------------------------------- tasks
 
 
-def score_graph_file(
-    graph_file: str | os.PathLike,
-    model_dir: str | os.PathLike,
-    batch_size: int = 256,
-    device: str = "auto",
-    precision: str = "float32",
-    malloc: bool = True,
-) -> pd.DataFrame:
-    """Score every graph of one file (a Dask task; also usable in-process).
-
-    ``malloc``: call :func:`~pipeline.scoring.runtime.tune_malloc` in this process first.
-
-    Raises
-    ------
-    pipeline.graphs.GraphError
-        When the file's schema is not the model's (featurize again with the model's settings).
-    """
-    ensemble = _task_ensemble(model_dir, device, precision, malloc)
-    _, graphs = load_graphs(graph_file, expect=ensemble.schema)
-    return ensemble.score(graphs, batch_size)
-
-
-def _task_ensemble(model_dir: str | os.PathLike, device: str, precision: str, malloc: bool) -> Ensemble:
-    """The scoring process's ensemble (cached), after tuning malloc when asked (see :func:`score_graph_file`)."""
-    if malloc:
-        runtime.tune_malloc()
-    return cached_ensemble(model_dir, device, precision)
-
-
 @dataclass(frozen=True)
 class UnreadableGraphFile:
     """What a scoring task returns for a graph file it cannot read (so the library goes on).
@@ -200,9 +171,14 @@ def _one_line(exc: BaseException, limit: int = 200) -> str:
 def _score_task(
     graph_file: str, model_dir: str, batch_size: int, device: str, precision: str, malloc: bool
 ) -> pd.DataFrame | UnreadableGraphFile:
-    """Dask task of :func:`score_library`: like :func:`score_graph_file`, but an unreadable file is a value."""
+    """Dask task of :func:`score_library`: score every graph of one file; an unreadable file is a value.
+
+    ``malloc``: call :func:`~pipeline.scoring.runtime.tune_malloc` in this process first.
+    """
     faults.inject(STAGE, Path(graph_file).stem)  # tests' hook (no-op unless VSCREEN_FAULTS): kill this worker
-    ensemble = _task_ensemble(model_dir, device, precision, malloc)
+    if malloc:
+        runtime.tune_malloc()
+    ensemble = cached_ensemble(model_dir, device, precision)
     try:
         schema, graphs = load_graphs(graph_file)
     except Exception as exc:  # truncated, garbage, not a graph payload: the file's fault, not the run's
