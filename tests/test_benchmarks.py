@@ -203,3 +203,40 @@ def test_speed_table_puts_each_figure_beside_its_same_run_baseline():
     assert rows["GNN scoring CUDA, in-process (complexes/s)"] == ("1000.0", "CPU in-process 100.0", "10.00")
     assert rows["MD CPU, 1500 atoms (ns/day)"][2] == "10.00"
     assert all(len(r) == 3 for r in rows.values())
+
+
+def test_convergence_table_counts_compounds_within_half_a_kcal_of_exhaustiveness_16():
+    """The convergence summary: share within 0.5 kcal/mol of the reference, AUROC, and the rule's pick."""
+    import docking_convergence as dc
+
+    rows = []
+    for target in dc.TARGETS:
+        for n in range(4):
+            active = int(n < 2)
+            # compound 0 only finds its best pose at exhaustiveness 8; the others already at 1
+            best = -8.0 - active
+            for ex in dc.SETTINGS:
+                score = best + (1.0 if n == 0 and ex < 8 else 0.0)
+                rows.append(
+                    dict(
+                        target=target,
+                        id=f"{target}{n}",
+                        active=active,
+                        prepared_smiles="C",
+                        exhaustiveness=ex,
+                        score=score,
+                        seconds=float(ex),
+                    )
+                )
+    # a stale preparation of one compound (docked before a protonation change) is ignored
+    rows.append(
+        dict(target="aces", id="aces0", active=1, prepared_smiles="old", exhaustiveness=1, score=0.0, seconds=1.0)
+    )
+    frame = pd.DataFrame(rows)
+    frame = pd.concat([frame.iloc[[-1]], frame.iloc[:-1]])  # the stale row came first
+    result, table = dc.summarize(dc.current_preparation(frame), n_per_class=2)
+    aces = result["targets"]["aces"]["settings"]
+    assert aces[1]["converged"] == 0.75 and aces[8]["converged"] == 1.0
+    assert aces[16]["auroc"] == 1.0 and aces[4]["seconds_per_ligand"] == 4.0
+    assert result["smallest_setting_with_all_targets_converged"] == 8 and result["complete"]
+    assert len(table) == len(dc.TARGETS) * len(dc.SETTINGS)
