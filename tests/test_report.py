@@ -233,6 +233,7 @@ def test_report_funnel_and_sections(demo):
         ("failed", len(failures)),
     ):
         assert f'<td>{stage}</td><td class="num" data-value="{count}">{count}</td>' in text, stage
+    assert "GNN score (highest first)" in text  # this pass asks for rank_by: gnn explicitly
     # nothing is fetched: no external source, link, stylesheet or font (SVG namespace URIs are names, not requests)
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|url\(\s*["']?(https?:)?//|@import""", text)
     figures = sorted(p.name for p in (demo.run / "figures").glob("*.png"))
@@ -313,7 +314,24 @@ def test_report_without_gnn_scores(demo):
         _auroc_by_pairs(labels, -ranking["docking_score"].to_numpy()), abs=1e-12
     )
     assert not [c for c in page.cells if c.get("data-score") == "gnn_score"]
+    assert "docking score (lowest first)" in text and "no GNN score was computed in this run" in text
     _check_top_hits(demo.docking_only / "top_hits.sdf", ranking, demo.run)
+
+
+def test_the_report_says_why_the_ranking_sorts_by_docking_score(repo):
+    """The default (docking) is explained with the model card's held-out figures; a chosen GNN ranking is flagged."""
+    import json
+
+    from pipeline.report.build import ranking_rationale
+
+    card = json.loads((repo / "models" / "default" / "card.json").read_text())
+    why = ranking_rationale("docking", card)
+    assert "score.rank_by: docking" in why and "not been shown to rank better than docking" in why
+    assert "0.443" in why and "0.570" in why  # the card's leave-one-target-out AUROC, GNN then docking
+    gnn = ranking_rationale("gnn", card)
+    assert "Chosen in the run&#x27;s config" in gnn or "Chosen in the run's config" in gnn
+    assert "did not beat docking" in gnn
+    assert "did not beat docking" not in ranking_rationale("gnn", {})
 
 
 def test_report_without_md_and_without_labels(demo, tmp_path):

@@ -144,17 +144,62 @@ def settings_section(run: RunData) -> str:
     else:
         items.append(("GNN scoring", "off"))
     rank_by = score["rank_by"] if score["enabled"] and run.has_gnn else "docking"
-    items.append(
-        (
-            "ranked by",
-            {
-                "gnn": "GNN score (highest first)",
-                "docking": "docking score (lowest first)",
-                "consensus": f"consensus of GNN and docking z-scores (GNN weight {t(score['consensus_weight'])})",
-            }.get(rank_by, t(rank_by)),
-        )
-    )
+    order = {
+        "gnn": "GNN score (highest first)",
+        "docking": "docking score (lowest first)",
+        "consensus": f"consensus of GNN and docking z-scores (GNN weight {t(score['consensus_weight'])})",
+    }.get(rank_by, t(rank_by))
+    why = ranking_rationale(rank_by, _model_card(score) if score["enabled"] and run.has_gnn else {})
+    items.append(("ranked by", f'{order}<br><span class="note">{why}</span>'))
     return html.definition_list(items)
+
+
+def _held_out_auroc(card: dict[str, Any]) -> dict[str, float]:
+    """Leave-one-target-out mean AUROC per method from a model card (``{}`` when it has none)."""
+    summary = card.get("summary")
+    rows = summary.get("mean_over_targets") if isinstance(summary, dict) else None
+    out = {}
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, dict) and row.get("evaluation") == "leave one target out":
+            value = row.get("auroc")
+            if isinstance(value, (int, float)) and isinstance(row.get("method"), str):
+                out[row["method"]] = float(value)
+    return out
+
+
+def ranking_rationale(rank_by: str, card: dict[str, Any]) -> str:
+    """One sentence (HTML-escaped) on why the ranking sorts by ``rank_by``, with the model card's evidence.
+
+    Parameters
+    ----------
+    rank_by
+        ``docking``, ``gnn`` or ``consensus`` (what the ranking actually sorts by).
+    card
+        The scoring model's card (``{}`` when no GNN score was used).
+
+    Returns
+    -------
+    str
+        Escaped text for the settings list of the report.
+    """
+    held_out = _held_out_auroc(card)
+    evidence = ""
+    if "gnn" in held_out and "docking" in held_out:
+        evidence = (
+            f" Its card's leave-one-target-out AUROC (proteins it was not trained on) is "
+            f"{held_out['gnn']:.3f}, against {held_out['docking']:.3f} for the docking score."
+        )
+    if rank_by == "docking":
+        if not card:
+            return html.text("Docking score: no GNN score was computed in this run.")
+        return html.text(
+            "The docking score is the default (score.rank_by: docking) because the GNN scorer has not been "
+            "shown to rank better than docking on proteins it was not trained on." + evidence + " The GNN "
+            "score is shown as a column; set score.rank_by: gnn or consensus to sort by it."
+        )
+    beats = held_out.get("gnn", 0.0) > held_out.get("docking", 1.0)
+    caution = "" if beats or not evidence else " Caution: on held-out proteins the model did not beat docking."
+    return html.text(f"Chosen in the run's config (score.rank_by: {rank_by}).{evidence}{caution}")
 
 
 def funnel_section(run: RunData, figure_html: str) -> str:
