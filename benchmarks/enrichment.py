@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.campaign import CampaignRun, dock_in_rounds, snakemake  # noqa: E402
+from pipeline.config import schema_default  # noqa: E402
 from pipeline.dude import sample_library  # noqa: E402
 
 DUDE = ROOT.parent / "shared" / "data" / "dude_diverse"
@@ -229,7 +230,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--chunk-size", type=int, default=10)
     parser.add_argument("--chunks-per-round", type=int, default=4)
-    parser.add_argument("--exhaustiveness", type=int, default=1, help="as the default model's training data")
+    parser.add_argument(
+        "--exhaustiveness",
+        type=int,
+        default=schema_default("docking", "exhaustiveness"),
+        help="default: the pipeline's (pipeline/schema.yaml)",
+    )
     parser.add_argument("--refine-top", type=int, default=5, help="compounds refined by MD (0: none)")
     parser.add_argument("--model", default="default", help="GNN model folder or name under models/")
     parser.add_argument(

@@ -47,6 +47,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
+from pipeline.config import schema_default  # noqa: E402
+
 
 @dataclass(frozen=True)
 class Plan:
@@ -68,7 +70,7 @@ class Plan:
 
 QUICK = Plan(
     dock_ligands=3,
-    dock_exhaustiveness=2,
+    dock_exhaustiveness=schema_default("docking", "exhaustiveness"),  # the speed users get
     dock_rounds=2,
     md_poses=2,
     md_baseline_poses=1,
@@ -82,7 +84,7 @@ QUICK = Plan(
 )
 FULL = Plan(
     dock_ligands=8,
-    dock_exhaustiveness=8,
+    dock_exhaustiveness=schema_default("docking", "exhaustiveness"),
     dock_rounds=3,
     md_poses=5,
     md_baseline_poses=2,

@@ -28,6 +28,17 @@ def load_schema() -> dict:
     return yaml.safe_load(text)
 
 
+def schema_default(section: str, key: str) -> Any:
+    """The default of ``section.key`` as ``schema.yaml`` gives it (benchmarks and builds use the run defaults).
+
+    Raises
+    ------
+    KeyError
+        The schema has no such key or it has no default.
+    """
+    return copy.deepcopy(load_schema()["properties"][section]["properties"][key]["default"])
+
+
 def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(part) for part in error.absolute_path)
 
