@@ -33,6 +33,22 @@ Metal ions
     nitrogen towards the metal, Cys as thiolate CYM) in both outputs.  Naming
     the ion in ``keep_heterogens`` keeps it in the MD PDB too; then the System
     needs ``amber14/tip3p.xml`` (see :func:`md_forcefield_files`).
+Residues that cannot be typed
+    A residue that meeko (no template matches the bonds it perceives from the
+    coordinates, or RDKit cannot build it at all) or amber14 cannot type, in a
+    structure that otherwise prepares, is handled by its distance to the docking
+    box when ``box`` is given: farther than ``remove_untypable_beyond``
+    (:data:`UNTYPABLE_REMOVAL_DISTANCE`, 10 A) from the box it is deleted from
+    both outputs (its neighbours become termini) and named in
+    ``removed_untypable`` and a log warning; closer, a standard amino acid is
+    relaxed with amber14 (its N, CA, C and everything else fixed), and if that
+    is not enough its side chain is deleted, rebuilt by PDBFixer and relaxed
+    again (named in ``repaired_untypable`` and a log warning); if it still
+    cannot be typed a :class:`ReceptorError` names it.  Without a box
+    every such residue is an error, as the pocket cannot be told apart.  The
+    usual cause is a clash in a poorly modelled region (Uni-FEP's AURKA model has
+    an Arg NH1 1.7 A from a Cys SG, which meeko reads as a bond; see
+    :func:`relax_residues`).
 Waters / other heterogens
     Removed unless ``keep_waters`` / ``keep_heterogens``.  A kept heterogen must
     have both an OpenMM amber14 template and a meeko template, otherwise a
@@ -61,6 +77,7 @@ Outputs
 from __future__ import annotations
 
 import contextlib
+import gzip
 import importlib.util
 import io
 import json
@@ -68,17 +85,22 @@ import logging
 import random
 import re
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.io import write_text_atomic
 
 from .errors import VscreenError
+
+if TYPE_CHECKING:  # only for annotations: pipeline.box imports this module at run time
+    from .box import Box as DockingBox
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +115,15 @@ BREAK_DISTANCE = 2.0
 #: Force field used for the MD check; ions and waters need the TIP3P file's templates.
 AMBER_FILES = ("amber14-all.xml", "implicit/obc2.xml")
 AMBER_FILES_WITH_IONS = ("amber14-all.xml", "amber14/tip3p.xml", "implicit/obc2.xml")
+#: Distance (A) from the docking box beyond which a residue that cannot be typed is removed, not rebuilt.
+UNTYPABLE_REMOVAL_DISTANCE = 10.0
+#: Preparation rounds spent on removing/rebuilding untypable residues before giving up.
+MAX_UNTYPABLE_ROUNDS = 8
+#: Atom names kept when a residue's side chain is rebuilt, and those held fixed when the residue is relaxed.
+_BACKBONE_ATOMS = frozenset({"N", "CA", "C", "O", "OXT"})
+_RELAX_FIXED_ATOMS = frozenset({"N", "CA", "C"})
+#: Structure file suffixes accepted as receptor input (each also gzipped, e.g. ``.pdb.gz``).
+STRUCTURE_SUFFIXES = frozenset({".pdb", ".pdbqt", ".ent"})
 
 # AutoDock atom type -> element, for types whose element is not just the type's letters.
 _AD_TYPE_ELEMENT = {
@@ -126,7 +157,12 @@ class ReceptorReport:
     ``removed_heterogens`` lists residues dropped from both outputs;
     ``docking_only_atoms`` lists metal ions present in the PDBQT but not the PDB;
     ``input_repairs`` lists other fixes of the input records (interrupted
-    residues, blank chain identifiers, replaced modified residues).
+    residues, blank chain identifiers, replaced modified residues);
+    ``removed_untypable`` lists residues (``"A:VAL 123"``) that meeko or amber14
+    could not type and that lay far from the docking box, deleted from both
+    outputs; ``repaired_untypable`` those near the box that were relaxed (and if
+    need be rebuilt) until they could be typed (``input_repairs`` says how, why
+    and how far from the box).
     """
 
     source: str
@@ -141,6 +177,8 @@ class ReceptorReport:
     docking_only_atoms: list[str] = field(default_factory=list)
     input_repairs: list[str] = field(default_factory=list)
     pdbqt_heavy_atoms: int = 0
+    removed_untypable: list[str] = field(default_factory=list)
+    repaired_untypable: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -185,7 +223,7 @@ def resolve_receptor_source(spec: str | Path) -> Path:
     Parameters
     ----------
     spec : str or Path
-        Path to a ``.pdb`` / ``.pdbqt`` file, or the name of a dockstring target
+        Path to a ``.pdb`` / ``.pdbqt`` file (optionally ``.gz``), or the name of a dockstring target
         (``"ACHE"``, case-insensitive), which resolves to the PDBQT bundled
         with the installed dockstring package (no network).
 
@@ -200,14 +238,33 @@ def resolve_receptor_source(spec: str | Path) -> Path:
         The path does not exist, has an unsupported suffix, or the name is not a dockstring target.
     """
     path = Path(spec).expanduser()
-    looks_like_path = path.suffix.lower() in {".pdb", ".pdbqt", ".ent"} or len(path.parts) > 1
+    looks_like_path = _structure_suffix(path) in STRUCTURE_SUFFIXES or len(path.parts) > 1
     if path.is_file():
-        if path.suffix.lower() not in {".pdb", ".pdbqt", ".ent"}:
-            raise ReceptorError(f"Receptor file {path} has suffix {path.suffix!r}; convert it to .pdb or .pdbqt.")
+        if _structure_suffix(path) not in STRUCTURE_SUFFIXES:
+            raise ReceptorError(
+                f"Receptor file {path} has suffix {''.join(path.suffixes)!r}; convert it to .pdb or .pdbqt "
+                "(optionally gzipped, .pdb.gz)."
+            )
         return path
     if looks_like_path:
         raise ReceptorError(f"Receptor file {path} does not exist; check the path (or give a dockstring target name).")
     return _dockstring_file(str(spec), "_target.pdbqt")
+
+
+def _structure_suffix(path: Path) -> str:
+    """Structure format suffix of a file name, looking through a ``.gz`` (``x.pdb.gz`` -> ``.pdb``)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def _read_structure_text(path: Path) -> str:
+    """Text of a structure file, decompressing ``.gz`` (users hand in ``protein.pdb.gz`` as downloaded)."""
+    if path.suffix.lower() == ".gz":
+        with gzip.open(path, "rt", errors="replace") as handle:
+            return handle.read()
+    return path.read_text(errors="replace")
 
 
 def read_vina_box(path: str | Path) -> Box:
@@ -438,8 +495,8 @@ def read_receptor_records(path: Path) -> tuple[list[_Atom], list[str]]:
     Parameters
     ----------
     path : Path
-        ``.pdb`` or ``.pdbqt`` file.  PDBQT charge/type columns are dropped and
-        the element is taken from the AutoDock type.
+        ``.pdb`` or ``.pdbqt`` file, optionally gzipped (``.pdb.gz``).  PDBQT
+        charge/type columns are dropped and the element is taken from the AutoDock type.
 
     Returns
     -------
@@ -453,9 +510,9 @@ def read_receptor_records(path: Path) -> tuple[list[_Atom], list[str]]:
         The file cannot be read or holds no usable atom records.
     """
     try:
-        text = path.read_text(errors="replace")
-        atoms, ter_after = _parse_records(text, is_pdbqt=path.suffix.lower() == ".pdbqt")
-    except (OSError, ValueError) as exc:
+        text = _read_structure_text(path)
+        atoms, ter_after = _parse_records(text, is_pdbqt=_structure_suffix(path) == ".pdbqt")
+    except (OSError, EOFError, zlib.error, ValueError) as exc:  # EOFError, zlib.error: truncated or corrupt .gz
         raise ReceptorError(f"Cannot read receptor {path} ({exc}); supply a valid PDB or PDBQT file.") from exc
     if not _drop_hydrogens(atoms):
         raise ReceptorError(
@@ -705,6 +762,59 @@ def add_missing_heavy_atoms(fixer) -> int:
     return count
 
 
+def relax_residues(fixer, keys) -> None:
+    """Minimise some residues with amber14 in vacuum, their N, CA, C and every other residue fixed.
+
+    The repair for a residue meeko cannot type near the pocket.  Such residues
+    clash with a neighbour or are distorted in a few atoms (Uni-FEP's AURKA Arg
+    255 NH1 sits 1.7 A from a Cys SG); amber14's bonded terms restore their
+    geometry and its Lennard-Jones terms push them out of the clash.  The
+    carbonyl O and the hydrogens move too: OpenMM's soft-sphere hydrogen
+    placement can push an amide H next to a clashing atom almost onto the
+    previous residue's C (GCKR Phe 7: 1.1 A), and a distorted input O can sit
+    1.5 A from the next N (LCK Leu 385); the peptide-plane terms fix both.  N,
+    CA and C keep the experimental trace.  Also applied to side chains rebuilt
+    by PDBFixer, whose soft force field lets a crowded side chain collapse
+    (angles near 65 degrees, C-C 1.8 A).  Left unchanged when amber14 cannot
+    build a System (the OpenMM check reports why) or the minimisation does not
+    give finite coordinates (atoms on top of each other).
+
+    Parameters
+    ----------
+    fixer : pdbfixer.PDBFixer
+        Protonated structure; its positions are updated in place.
+    keys : collection of tuple
+        ``(chain id, residue number, insertion code)`` of the residues to relax.
+    """
+    import openmm
+
+    app, unit, _, _, _ = _openmm_modules()
+    topology = fixer.topology
+    moving = {
+        atom.index
+        for residue in topology.residues()
+        if (residue.chain.id, residue.id, residue.insertionCode or " ") in keys
+        for atom in residue.atoms()
+        if atom.name not in _RELAX_FIXED_ATOMS
+    }
+    files = tuple(f for f in md_forcefield_files(topology) if not f.startswith("implicit/"))
+    try:
+        system = _forcefield(files).createSystem(
+            topology, nonbondedMethod=app.CutoffNonPeriodic, nonbondedCutoff=1.0 * unit.nanometer
+        )
+    except ValueError:
+        return
+    for index in range(system.getNumParticles()):
+        if index not in moving:
+            system.setParticleMass(index, 0.0)  # the minimiser leaves massless particles where they are
+    context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("CPU"))
+    context.setPositions(fixer.positions)
+    openmm.LocalEnergyMinimizer.minimize(context, 10.0, 1000)
+    positions = context.getState(getPositions=True).getPositions(asNumpy=True)
+    if np.all(np.isfinite(positions.value_in_unit(unit.nanometer))):
+        fixer.positions = positions
+
+
 def _is_chain_end(residue) -> bool:
     """First or last residue of its chain (a terminus)."""
     residues = list(residue.chain.residues())
@@ -906,15 +1016,21 @@ def receptor_pdbqt(pdb_text: str, source: str) -> str:
     return rigid
 
 
-def _meeko_polymer(pdb_text: str):
-    """meeko Polymer with default residue templates and Gasteiger template charges (meeko's chatter muted)."""
+def _meeko_polymer(pdb_text: str, allow_bad_res: bool = False):
+    """meeko Polymer with default residue templates and Gasteiger template charges (meeko's chatter muted).
+
+    ``allow_bad_res`` makes meeko skip residues no template matches instead of
+    raising; only used to list them (see :func:`_meeko_untypable`).
+    """
     from meeko import MoleculePreparation, Polymer, ResidueChemTemplates
 
     meeko_log = logging.getLogger("meeko")
     level = meeko_log.level
     meeko_log.setLevel(logging.ERROR)
     try:
-        return Polymer.from_pdb_string(pdb_text, ResidueChemTemplates.create_from_defaults(), MoleculePreparation())
+        return Polymer.from_pdb_string(
+            pdb_text, ResidueChemTemplates.create_from_defaults(), MoleculePreparation(), allow_bad_res=allow_bad_res
+        )
     finally:
         meeko_log.setLevel(level)
 
@@ -932,6 +1048,245 @@ def _meeko_error(source: str, exc: Exception) -> ReceptorError:
     return ReceptorError(
         f"meeko cannot type {where} of receptor {source} ({detail[:160]}); this usually means overlapping "
         "or distorted atoms in the input, so inspect and fix those residues."
+    )
+
+
+# --------------------------------------------------------------------------- untypable residues
+
+
+@dataclass
+class _Untypable:
+    """A residue of the prepared structure that meeko or amber14 cannot type."""
+
+    key: tuple[str, str, str]  # (chain, residue number, insertion code) as in _Atom.residue_key
+    engine: str
+    reason: str
+    label: str = ""
+    distance: float = 0.0  # to the docking box, A (0 inside)
+
+
+_MEEKO_KEY = re.compile(r"^(.?):(-?\d+)([A-Za-z]?)$")
+_RDKIT_BUILD_FAILURE = re.compile(r"unable to build rdkit mol for residue \S+ corresponding to key (\S+)")
+
+
+def _meeko_key(key: str) -> tuple[str, str, str] | None:
+    """meeko's ``"A:123"`` / ``"A:123B"`` residue key as an input residue key, or None if unparseable."""
+    match = _MEEKO_KEY.match(key)
+    return (match.group(1) or " ", match.group(2), match.group(3) or " ") if match else None
+
+
+def _meeko_untypable(pdb_text: str) -> list[_Untypable]:
+    """Residues meeko cannot type in PDB text it rejected; empty if the failure is not per residue.
+
+    RDKit failing to build a residue at all (valence errors from atoms too close)
+    stops meeko at the first such residue, so at most one of those is found per
+    call; template mismatches are all listed at once.
+    """
+    try:
+        polymer = _meeko_polymer(pdb_text, allow_bad_res=True)
+    except (RuntimeError, ValueError) as exc:
+        match = _RDKIT_BUILD_FAILURE.search(str(exc))
+        key = _meeko_key(match.group(1)) if match else None
+        reason = "RDKit cannot build it from its coordinates (atoms too close together)"
+        return [_Untypable(key, "meeko", reason)] if key else []
+    keys = [_meeko_key(k) for k in polymer.get_ignored_monomers()]
+    reason = "no meeko template matches the bonds perceived from its coordinates (a clash or distorted geometry)"
+    return [_Untypable(k, "meeko", reason) for k in keys if k]
+
+
+def _amber_untypable(pdb_text: str) -> list[_Untypable]:
+    """Residues of an MD PDB that match no template of the amber14 force field files."""
+    app = _openmm_modules()[0]
+    topology = app.PDBFile(io.StringIO(pdb_text)).topology
+    unmatched = _forcefield(md_forcefield_files(topology)).getUnmatchedResidues(topology)
+    reason = "no amber14 template matches it"
+    return [_Untypable((r.chain.id, r.id, r.insertionCode or " "), "amber14", reason) for r in unmatched]
+
+
+def _type_structure(pdb_text: str, docking_metals: list, source: str, check_openmm: bool):
+    """PDBQT text of a prepared structure, or the residues that stop it (with the error they caused).
+
+    Returns ``(pdbqt_text, [], None)`` on success, ``(None, untypable, error)``
+    when specific residues cannot be typed; any other failure is raised.
+    """
+    if check_openmm:
+        try:
+            check_openmm_system(pdb_text, name=source)
+        except ReceptorError as exc:
+            bad = _amber_untypable(pdb_text)
+            if not bad:
+                raise
+            return None, bad, exc
+    text = _with_metals(pdb_text, docking_metals)
+    try:
+        return receptor_pdbqt(text, source), [], None
+    except ReceptorError as exc:
+        bad = _meeko_untypable(text) if exc.__cause__ is not None else []  # no cause: an unknown heterogen name
+        if not bad:
+            raise
+        return None, bad, exc
+
+
+def _box_bounds(box: DockingBox | Box) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper corners (A) of a ``pipeline.box.Box`` or a ``(center, size)`` pair."""
+    center, size = (box.center, box.size) if hasattr(box, "center") else box
+    center, half = np.asarray(center, dtype=float), np.asarray(size, dtype=float) / 2
+    return center - half, center + half
+
+
+def _distance_to_box(xyz: np.ndarray, bounds: tuple[np.ndarray, np.ndarray]) -> float:
+    """Smallest distance (A) from any of the points to the box; 0 when one lies inside."""
+    lo, hi = bounds
+    return float(np.min(np.linalg.norm(xyz - np.clip(xyz, lo, hi), axis=1)))
+
+
+def _locate_untypable(bad: list[_Untypable], typed_text: str, bounds) -> list[_Untypable]:
+    """Fill in each residue's label and distance to the box from the text that failed to type."""
+    atoms, _ = _parse_records(typed_text, is_pdbqt=False)
+    by_key: dict[tuple, list[_Atom]] = defaultdict(list)
+    for atom in _drop_hydrogens(atoms):
+        by_key[atom.residue_key].append(atom)
+    located = []
+    for residue in bad:
+        members = by_key.get(residue.key)
+        if not members:
+            continue  # meeko named a key absent from the text: leave the original error to explain it
+        residue.label = members[0].residue_label
+        residue.distance = _distance_to_box(np.array([a.xyz for a in members]), bounds) if bounds else 0.0
+        located.append(residue)
+    return located
+
+
+@dataclass
+class _UntypableLog:
+    """What the untypable-residue handling did, across preparation rounds."""
+
+    removed: list[str] = field(default_factory=list)
+    repaired: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    attempts: dict[tuple[str, str, str], int] = field(default_factory=dict)  # 1 relaxed, 2 also rebuilt
+
+
+def _handle_untypable(
+    bad: list[_Untypable],
+    atoms: list[_Atom],
+    metals: list[_Atom],
+    limit: float,
+    done: _UntypableLog,
+    source: str,
+) -> tuple[list[_Atom], list[_Atom]]:
+    """Remove far untypable residues from the input records; mark near ones for repair in the next round.
+
+    A near standard amino acid is first relaxed as it is (its own clash is
+    usually a few atoms), then, if still untypable, its side chain is deleted
+    for PDBFixer to rebuild and relaxed again.  Raises ReceptorError naming every
+    near residue that is not a standard amino acid or that both repairs left untypable.
+    """
+    protein = _openmm_modules()[3]
+    hopeless = []
+    for residue in bad:
+        detail = f"{residue.engine}: {residue.reason}; {residue.distance:.1f} A from the docking box"
+        if residue.distance > limit:
+            atoms = [a for a in atoms if a.residue_key != residue.key]
+            metals = [a for a in metals if a.residue_key != residue.key]
+            done.removed.append(residue.label)
+            done.notes.append(f"{residue.label}: removed from both outputs ({detail})")
+            log.warning("receptor %s: removed untypable residue %s (%s)", source, residue.label, detail)
+            continue
+        residue_name = residue.label.split(":", 1)[1].split()[0]
+        side_chain = [a for a in atoms if a.residue_key == residue.key and a.line[12:16].strip() not in _BACKBONE_ATOMS]
+        attempts = done.attempts.get(residue.key, 0)
+        if residue_name not in protein:
+            why = "and is not a standard amino acid, so it cannot be rebuilt"
+        elif attempts >= 2:
+            why = "even after relaxing it with amber14 and rebuilding its side chain with PDBFixer"
+        elif attempts == 1 and not side_chain:
+            why = "even after relaxing it with amber14, and has no side chain to rebuild (the backbone is at fault)"
+        else:
+            why = ""
+        if why:
+            hopeless.append(
+                f"residue {residue.label} cannot be typed ({residue.engine}: {residue.reason}) {why}; it lies "
+                f"{residue.distance:.1f} A from the docking box (within {limit:g} A, so it may shape the pocket and "
+                f"is not removed){_backbone_distortion(atoms, residue.key)}"
+            )
+            continue
+        done.attempts[residue.key] = attempts + 1
+        if attempts == 0:
+            done.repaired.append(residue.label)
+            done.notes.append(f"{residue.label}: relaxed with amber14, N, CA, C and its surroundings fixed ({detail})")
+            log.warning("receptor %s: relaxing untypable residue %s (%s)", source, residue.label, detail)
+            continue
+        doomed = {id(a) for a in side_chain}
+        # Named as in the MD structure, so a relabelled residue (HIZ, ...) stripped to its backbone is still
+        # recognised as the amino acid PDBFixer must complete, not dropped as an unknown heterogen.
+        atoms = [
+            _Atom(a.line[:17] + f"{residue_name:>3}" + a.line[20:], a.element, a.line_number)
+            if a.residue_key == residue.key
+            else a
+            for a in atoms
+            if id(a) not in doomed
+        ]
+        done.notes.append(
+            f"{residue.label}: still untypable after relaxing; side chain rebuilt by PDBFixer and relaxed"
+        )
+        log.warning(
+            "receptor %s: rebuilding the side chain of untypable residue %s (%s)", source, residue.label, detail
+        )
+    if hopeless:
+        raise ReceptorError(
+            f"Receptor {source}: {'; '.join(hopeless)}. Fix its coordinates in the input (remodel the residue or "
+            "resolve its clash with neighbouring atoms), or delete it there if it does not matter for binding."
+        )
+    return atoms, metals
+
+
+#: Ideal backbone bond angles (degrees) and the deviation beyond which an error calls the backbone distorted.
+_BACKBONE_ANGLES = {
+    ("C-", "N", "CA"): 122.0,
+    ("N", "CA", "C"): 111.0,
+    ("CA", "C", "N+"): 117.0,
+    ("CA", "C", "O"): 121.0,
+}
+_BACKBONE_ANGLE_TOLERANCE = 20.0
+
+
+def _backbone_distortion(atoms: list[_Atom], key: tuple[str, str, str]) -> str:
+    """``"; its backbone is distorted in the input (CA-C-N+ 155 degrees, ideal 117)"`` or ``""``.
+
+    Tells the user an error needs the backbone remodelled, which relaxing around
+    a fixed N, CA, C cannot do (Uni-FEP's TEK Arg 895 has CA-C-O at 66 degrees).
+    ``C-`` and ``N+`` are the neighbours' linking atoms, used when bonded.
+    """
+    xyz: dict[tuple, dict[str, np.ndarray]] = defaultdict(dict)
+    for atom in atoms:
+        xyz[atom.residue_key][atom.line[12:16].strip()] = atom.xyz
+    order = list(xyz)  # residues in record order
+    if key not in xyz:
+        return ""
+    names = dict(xyz[key])
+    position = order.index(key)
+    for step, wanted, own in ((-1, "C", "N"), (1, "N", "C")):
+        if 0 <= position + step < len(order) and order[position + step][0] == key[0]:
+            linked = xyz[order[position + step]].get(wanted)
+            if linked is not None and own in names and np.linalg.norm(linked - names[own]) <= BREAK_DISTANCE:
+                names[wanted + ("-" if step < 0 else "+")] = linked
+    found = []
+    for (a, b, c), ideal in _BACKBONE_ANGLES.items():
+        if {a, b, c} <= names.keys():
+            u, v = names[a] - names[b], names[c] - names[b]
+            angle = float(np.degrees(np.arccos(np.clip(u @ v / np.linalg.norm(u) / np.linalg.norm(v), -1, 1))))
+            if abs(angle - ideal) > _BACKBONE_ANGLE_TOLERANCE:
+                found.append(f"{a}-{b}-{c} {angle:.0f} degrees, ideal {ideal:.0f}")
+    return f"; its backbone is distorted in the input ({', '.join(found)})" if found else ""
+
+
+def _untypable_without_box(error: ReceptorError, bad: list[_Untypable]) -> ReceptorError:
+    """The original typing error, plus the residues and how a docking box would let them be handled."""
+    names = ", ".join(r.label for r in bad)
+    return ReceptorError(
+        f"{error} Untypable residue(s): {names}. Give the docking box (prepare_receptor(box=...)) so residues "
+        "far from it are removed and near ones rebuilt automatically."
     )
 
 
@@ -963,13 +1318,17 @@ def _deterministic_openmm():
         cpu.setPropertyDefaultValue("Threads", previous)
 
 
-def _build_md_structure(atoms, source, ph, keep_waters, keep_names, metal_xyz):
-    """Run the PDBFixer/OpenMM steps; return (pdb_text, counts-and-notes dict, topology)."""
+def _build_md_structure(atoms, source, ph, keep_waters, keep_names, metal_xyz, relax=frozenset()):
+    """Run the PDBFixer/OpenMM steps; return (pdb_text, counts-and-notes dict, topology).
+
+    ``relax`` holds input residue keys of residues to relax with amber14
+    (see :func:`relax_residues`).
+    """
     with _deterministic_openmm():
-        return _fix_and_protonate(atoms, source, ph, keep_waters, keep_names, metal_xyz)
+        return _fix_and_protonate(atoms, source, ph, keep_waters, keep_names, metal_xyz, relax)
 
 
-def _fix_and_protonate(atoms, source, ph, keep_waters, keep_names, metal_xyz):
+def _fix_and_protonate(atoms, source, ph, keep_waters, keep_names, metal_xyz, relax=frozenset()):
     """PDBFixer repairs, chain splitting and protonation (see :func:`_build_md_structure`)."""
     fixer = _load_fixer(_pdb_text(atoms), source)
     replaced = _replace_modified_residues(fixer, keep_names)
@@ -979,6 +1338,8 @@ def _fix_and_protonate(atoms, source, ph, keep_waters, keep_names, metal_xyz):
     breaks, lone, n_oxt = split_chains_at_breaks(fixer)
     added_heavy = add_missing_heavy_atoms(fixer) + n_oxt
     added_h = protonate(fixer, ph, metal_xyz)
+    if relax:
+        relax_residues(fixer, relax)
     info = dict(repairs=replaced + lone, removed=removed, breaks=breaks, added_heavy=added_heavy, added_h=added_h)
     return _md_pdb_text(fixer, source, ph), info, fixer.topology
 
@@ -992,6 +1353,8 @@ def prepare_receptor(
     keep_heterogens: Sequence[str] = (),
     keep_metals: bool = True,
     check_openmm: bool = True,
+    box: DockingBox | Box | None = None,
+    remove_untypable_beyond: float = UNTYPABLE_REMOVAL_DISTANCE,
 ) -> ReceptorReport:
     """Prepare one receptor for docking (PDBQT) and MD (PDB) from the same structure.
 
@@ -1016,6 +1379,13 @@ def prepare_receptor(
     check_openmm : bool
         Build an OpenMM System from the PDB before writing anything and raise
         ReceptorError if a template is missing.
+    box : pipeline.box.Box or (center, size), optional
+        Docking box (A).  With it, a residue meeko or amber14 cannot type is
+        removed when it lies farther than ``remove_untypable_beyond`` from the
+        box and relaxed, then rebuilt by PDBFixer, when nearer (see the module
+        docstring); without it such a residue raises ReceptorError.
+    remove_untypable_beyond : float
+        Distance (A) from the box beyond which an untypable residue is removed.
 
     Returns
     -------
@@ -1026,7 +1396,9 @@ def prepare_receptor(
     Raises
     ------
     ReceptorError
-        Unknown/missing/unparseable input, or output that amber14 or meeko cannot type.
+        Unknown/missing/unparseable input, or output that amber14 or meeko cannot
+        type (a residue within ``remove_untypable_beyond`` of the box that stays
+        untypable after relaxing and rebuilding, or any such residue when no box is given).
     """
     start = time.perf_counter()
     path = resolve_receptor_source(source)
@@ -1034,11 +1406,32 @@ def prepare_receptor(
     atoms, notes = read_receptor_records(path)
     atoms, metals = _split_docking_metals(atoms, keep_names)
     docking_metals = metals if keep_metals else []
-    metal_xyz = _metal_ion_xyz(atoms, docking_metals, keep_names)
-    pdb_text, info, topology = _build_md_structure(atoms, path, ph, keep_waters, keep_names, metal_xyz)
-    if check_openmm:
-        check_openmm_system(pdb_text, name=str(path))
-    pdbqt_text = receptor_pdbqt(_with_metals(pdb_text, docking_metals), str(path))
+    bounds = _box_bounds(box) if box is not None else None
+    untypable = _UntypableLog()
+    for _ in range(MAX_UNTYPABLE_ROUNDS):
+        metal_xyz = _metal_ion_xyz(atoms, docking_metals, keep_names)
+        pdb_text, info, topology = _build_md_structure(
+            atoms, path, ph, keep_waters, keep_names, metal_xyz, frozenset(untypable.attempts)
+        )
+        pdbqt_text, bad, error = _type_structure(pdb_text, docking_metals, str(path), check_openmm)
+        if pdbqt_text is not None:
+            break
+        bad = _locate_untypable(bad, _with_metals(pdb_text, docking_metals), bounds)
+        if not bad:
+            raise error
+        if bounds is None:
+            raise _untypable_without_box(error, bad) from error
+        # Repairs change the input records, so the next round rebuilds everything: a removed residue's
+        # neighbours become proper termini, a stripped side chain is rebuilt by PDBFixer, and every
+        # residue marked for repair is relaxed after protonation.
+        atoms, docking_metals = _handle_untypable(
+            bad, atoms, docking_metals, remove_untypable_beyond, untypable, str(path)
+        )
+    else:
+        raise ReceptorError(
+            f"Receptor {path}: still untypable residues after {MAX_UNTYPABLE_ROUNDS} rounds of removing and "
+            f"repairing ({', '.join(untypable.removed + untypable.repaired)}); inspect the input structure."
+        )
     _check_same_heavy_atoms(pdb_text, pdbqt_text, len(docking_metals), str(path))
     write_text_atomic(out_pdb, pdb_text)
     write_text_atomic(out_pdbqt, pdbqt_text)
@@ -1053,8 +1446,10 @@ def prepare_receptor(
         ph=ph,
         removed_heterogens=info["removed"] + [m.residue_label for m in metals if not keep_metals],
         docking_only_atoms=[m.residue_label for m in docking_metals],
-        input_repairs=notes + info["repairs"],
+        input_repairs=notes + info["repairs"] + untypable.notes,
         pdbqt_heavy_atoms=_heavy_atom_count(pdbqt_text, True),
+        removed_untypable=untypable.removed,
+        repaired_untypable=untypable.repaired,
         seconds=round(time.perf_counter() - start, 2),
     )
     log.info("receptor %s prepared in %.1f s: %s", path.name, report.seconds, json.dumps(report.to_dict()))

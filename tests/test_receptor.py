@@ -284,3 +284,104 @@ def test_read_vina_box_parses_shared_box_file():
     if not path.is_file():
         pytest.skip(f"{path} not available")
     assert read_vina_box(path) == ((15.19, 53.903, 16.917), (20.0, 20.0, 20.0))
+
+
+# ----------------------------------------------------------------------------- untypable residues (cropped 1iep)
+
+BROKEN_RESIDUE = 280  # A:VAL 280, about 15 A from an 8 A box on residue 299 in the 268-300 stretch of 1iep
+
+
+def _xyz(line: str) -> np.ndarray:
+    return np.array([float(line[30:38]), float(line[38:46]), float(line[46:54])])
+
+
+def _with_xyz(line: str, xyz: np.ndarray) -> str:
+    return f"{line[:30]}{xyz[0]:8.3f}{xyz[1]:8.3f}{xyz[2]:8.3f}{line[54:]}"
+
+
+@pytest.fixture(scope="module")
+def broken_valine(tmp_path_factory):
+    """1iep residues 268-300 with VAL 280 broken: returns (backbone-broken .pdb.gz, side-chain-broken .pdb, boxes).
+
+    In the first its CA is pushed 1.3 A out, 2.4 A from N and C: no relaxation around the fixed
+    N, CA, C or side-chain rebuild can fix that.  In the second CG1 sits 0.5 A from CB.  Both
+    make meeko's bond perception fail.
+    """
+    import gzip
+
+    source = COMPLEXES / "1iep_receptorH.pdb"
+    if not source.is_file():
+        pytest.skip(f"{source} not available")
+    lines = [
+        line
+        for line in source.read_text().splitlines()
+        if line.startswith("ATOM") and 268 <= int(line[22:26]) <= 300 and line[76:78].strip() != "H"
+    ]
+    atom = {(int(line[22:26]), line[12:16].strip()): line for line in lines}
+    n, ca, c, cb = (_xyz(atom[BROKEN_RESIDUE, name]) for name in ("N", "CA", "C", "CB"))
+    outwards = (ca - (n + c) / 2) / np.linalg.norm(ca - (n + c) / 2)
+    moved = {"backbone": ("CA", ca + 1.3 * outwards), "side_chain": ("CG1", cb + 0.33 * (ca - cb))}
+    folder = tmp_path_factory.mktemp("broken")
+    paths = {}
+    for kind, (name, xyz) in moved.items():
+        text = "\n".join(
+            _with_xyz(line, xyz) if (int(line[22:26]), line[12:16].strip()) == (BROKEN_RESIDUE, name) else line
+            for line in lines
+        )
+        paths[kind] = folder / f"{kind}.pdb"
+        paths[kind].write_text(text + "\nEND\n")
+    paths["backbone_gz"] = folder / "backbone.pdb.gz"
+    paths["backbone_gz"].write_bytes(gzip.compress(paths["backbone"].read_bytes()))
+    boxes = {
+        "far": (tuple(_xyz(atom[299, "CA"])), (8.0, 8.0, 8.0)),
+        "near": (tuple(_xyz(atom[BROKEN_RESIDUE, "CA"])), (8.0, 8.0, 8.0)),
+    }
+    return paths, boxes
+
+
+def _residue_numbers(path: Path) -> set[int]:
+    return {int(line[22:26]) for line in _atom_lines(path)}
+
+
+def test_untypable_residue_far_from_box_is_removed_and_named(broken_valine, tmp_path, caplog):
+    paths, boxes = broken_valine
+    pdb, pdbqt = tmp_path / "r.pdb", tmp_path / "r.pdbqt"
+    assert resolve_receptor_source(paths["backbone_gz"]) == paths["backbone_gz"]  # gzipped input is read as is
+    report = prepare_receptor(paths["backbone_gz"], pdb, pdbqt, box=boxes["far"])
+    assert report.removed_untypable == ["A:VAL 280"]
+    assert any("A:VAL 280" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    assert any(note.startswith("A:VAL 280: removed from both outputs") for note in report.input_repairs)
+    assert BROKEN_RESIDUE not in _residue_numbers(pdb) and BROKEN_RESIDUE not in _residue_numbers(pdbqt)
+    assert "A:GLU 279 / A:GLU 281" in report.chain_breaks  # its neighbours became termini
+    assert len(_heavy_xyz(pdbqt, pdbqt=True)) == len(_heavy_xyz(pdb, pdbqt=False)) == report.pdbqt_heavy_atoms
+    check_openmm_system(pdb)
+
+
+def test_untypable_residue_near_box_fails_naming_it_and_writes_nothing(broken_valine, tmp_path, caplog):
+    paths, boxes = broken_valine
+    with pytest.raises(ReceptorError, match="A:VAL 280") as info:
+        prepare_receptor(paths["backbone"], tmp_path / "r.pdb", tmp_path / "r.pdbqt", box=boxes["near"])
+    assert "even after relaxing it with amber14 and rebuilding its side chain with PDBFixer" in str(info.value)
+    assert "Fix its coordinates" in str(info.value) and "backbone is distorted in the input" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+    warnings = [r.getMessage() for r in caplog.records if "A:VAL 280" in r.getMessage()]
+    assert any("relaxing" in w for w in warnings) and any("rebuilding the side chain" in w for w in warnings)
+
+
+def test_untypable_residue_without_box_is_an_error(broken_valine, tmp_path):
+    paths, _ = broken_valine
+    with pytest.raises(ReceptorError, match="A:VAL 280") as info:
+        prepare_receptor(paths["backbone"], tmp_path / "r.pdb", tmp_path / "r.pdbqt")
+    assert "box" in str(info.value)
+
+
+def test_untypable_side_chain_near_box_is_repaired(broken_valine, tmp_path):
+    paths, boxes = broken_valine
+    pdb = tmp_path / "r.pdb"
+    report = prepare_receptor(paths["side_chain"], pdb, tmp_path / "r.pdbqt", box=boxes["near"])
+    assert report.repaired_untypable == ["A:VAL 280"] and report.removed_untypable == []
+    assert any(note.startswith("A:VAL 280: relaxed with amber14") for note in report.input_repairs)
+    valine = {line[12:16].strip(): _xyz(line) for line in _atom_lines(pdb) if int(line[22:26]) == BROKEN_RESIDUE}
+    for a, b in [("CA", "CB"), ("CB", "CG1"), ("CB", "CG2")]:
+        assert 1.45 < np.linalg.norm(valine[a] - valine[b]) < 1.62, (a, b)  # amber14 bond lengths restored
+    check_openmm_system(pdb)
