@@ -188,7 +188,8 @@ rule prepare_ligands:
         failures=str(LAYOUT.ligand_failures("{chunk}")),
     params:
         run=run_folder,
-        args=(f"--ph {LIG['ph']} --seed {CFG['seed']} --max-heavy-atoms {LIG['max_heavy_atoms']} "
+        args=(f"--ph {LIG['ph']} --protonation {LIG['protonation']} --seed {CFG['seed']} "
+              f"--max-heavy-atoms {LIG['max_heavy_atoms']} "
               f"--min-heavy-atoms {LIG['min_heavy_atoms']} --embed-attempts {LIG['embed_attempts']} "
               f"--time-limit {'none' if LIG['time_limit'] is None else LIG['time_limit']}"),
     log:

@@ -95,6 +95,7 @@ def cmd_prepare_receptor(args: argparse.Namespace) -> int:
         ph=args.ph,
         keep_waters=args.keep_waters,
         keep_heterogens=args.keep_heterogens,
+        box=box,  # untypable residues far from the box are removed, near ones rebuilt (or a clear error)
     )
     inside = check_box_on_receptor(box, read_pdb_coordinates(out / "receptor.pdb"))
     box.to_json(out / "box.json")
@@ -117,6 +118,7 @@ def cmd_prepare_ligands(args: argparse.Namespace) -> int:
     settings = LigandSettings(
         ph=args.ph,
         seed=args.seed,
+        protonation=args.protonation,
         max_heavy_atoms=args.max_heavy_atoms,
         min_heavy_atoms=args.min_heavy_atoms,
         embed_attempts=args.embed_attempts,
@@ -480,6 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True)
     p.add_argument("--ph", type=float, default=7.4)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument(
+        "--protonation",
+        choices=("molscrub", "dimorphite"),  # pipeline.ligands.PROTONATION_TOOLS, not imported here (light CLI)
+        default="molscrub",
+        help="tool for the dominant protonation state at --ph (default molscrub)",
+    )
     p.add_argument("--max-heavy-atoms", type=int, default=80)
     p.add_argument("--min-heavy-atoms", type=int, default=4)
     p.add_argument("--embed-attempts", type=int, default=3)

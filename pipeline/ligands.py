@@ -2,7 +2,8 @@
 
 For each compound of a chunk: parse the SMILES, keep the largest organic fragment
 (salts and solvents dropped), neutralize, protonate at the configured pH
-(dimorphite-dl), add hydrogens, embed one conformer with ETKDGv3 seeded from the
+(``ligands.protonation``: molscrub's acid/base rules plus vscreen's own, or dimorphite-dl;
+see :func:`protonate`), add hydrogens, embed one conformer with ETKDGv3 seeded from the
 run seed and the compound id (so a compound gets the same start whatever chunk it
 lands in), relax it with MMFF94, and type it for Vina with meeko. Compounds that
 fail any step become failure rows (stage ``prepare``) with the reason.
@@ -25,8 +26,10 @@ import math
 import time
 import zlib
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
+from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rdkit import Chem, RDLogger
@@ -37,6 +40,9 @@ from . import faults
 from .io import atomic_sdf, write_failures, write_parquet_atomic
 from .isolation import check_time_limit, pack_mol, run_isolated, unexpected_error, unpack_mol
 
+if TYPE_CHECKING:
+    from molscrub import AcidBaseConjugator
+
 log = logging.getLogger(__name__)
 RDLogger.DisableLog("rdApp.*")
 
@@ -44,6 +50,10 @@ RDLogger.DisableLog("rdApp.*")
 VINA_ELEMENTS = frozenset({"H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I"})
 LIGAND_COLUMNS = ["id", "smiles", "prepared_smiles", "heavy_atoms", "formal_charge", "rotatable_bonds", "pdbqt"]
 STAGE = "prepare"
+#: Protonation tools of ``ligands.protonation`` (the first is the default).
+PROTONATION_TOOLS = ("molscrub", "dimorphite")
+#: vscreen's acid/base rules, read by molscrub after its own (``pipeline/data``).
+VSCREEN_PKA_RULES = "pka_reactions_vscreen.txt"
 
 
 class PreparationError(ValueError):
@@ -55,7 +65,8 @@ class LigandSettings:
     """Settings of ligand preparation (config section ``ligands`` plus the run seed).
 
     ``time_limit`` is the wall-clock limit per compound in seconds (``None`` = none);
-    see :func:`embed_timeout` for the share ETKDG gets of it.
+    see :func:`embed_timeout` for the share ETKDG gets of it. ``protonation`` is the
+    tool of :func:`protonate` (one of :data:`PROTONATION_TOOLS`).
     """
 
     ph: float = 7.4
@@ -64,9 +75,12 @@ class LigandSettings:
     min_heavy_atoms: int = 4
     embed_attempts: int = 3
     time_limit: float | None = 120.0
+    protonation: str = PROTONATION_TOOLS[0]
 
     def __post_init__(self) -> None:
         check_time_limit(self.time_limit, "ligands.time_limit")
+        if self.protonation not in PROTONATION_TOOLS:
+            raise ValueError(f"ligands.protonation must be one of {list(PROTONATION_TOOLS)}, got {self.protonation!r}")
 
 
 def parse_smiles(smiles: str) -> Chem.Mol:
@@ -120,8 +134,47 @@ def check_composition(mol: Chem.Mol, settings: LigandSettings) -> None:
         )
 
 
-def protonate(mol: Chem.Mol, ph: float) -> Chem.Mol:
-    """Most likely protonation state at ``ph`` (dimorphite-dl, one variant)."""
+def protonate(mol: Chem.Mol, ph: float, tool: str = PROTONATION_TOOLS[0]) -> Chem.Mol:
+    """The dominant protonation state of a standardized molecule at ``ph``, one per compound.
+
+    Parameters
+    ----------
+    mol
+        Output of :func:`standardize` (neutral where it can be, no explicit hydrogens).
+    ph
+        The pH.
+    tool
+        ``"molscrub"`` (default): :func:`protonate_molscrub`, molscrub's acid/base rules and
+        vscreen's; ``"dimorphite"``: :func:`protonate_dimorphite`, dimorphite-dl as vscreen
+        used it before ``ligands.protonation`` existed.
+
+    Returns
+    -------
+    Chem.Mol
+        A new molecule; the input one when the tool has nothing to change.
+    """
+    if tool == "molscrub":
+        return protonate_molscrub(mol, ph)
+    if tool == "dimorphite":
+        return protonate_dimorphite(mol, ph)
+    raise ValueError(f"unknown protonation tool {tool!r}; choose one of {list(PROTONATION_TOOLS)}")
+
+
+def protonate_dimorphite(mol: Chem.Mol, ph: float) -> Chem.Mol:
+    """Most likely protonation state at ``ph`` (dimorphite-dl, one variant, the mean pKa of each site).
+
+    Parameters
+    ----------
+    mol
+        A standardized molecule.
+    ph
+        The pH.
+
+    Returns
+    -------
+    Chem.Mol
+        dimorphite-dl's first variant; ``mol`` itself when it returns none.
+    """
     from dimorphite_dl import protonate_smiles
 
     smiles = Chem.MolToSmiles(mol)
@@ -130,6 +183,99 @@ def protonate(mol: Chem.Mol, ph: float) -> Chem.Mol:
         return mol
     protonated = Chem.MolFromSmiles(variants[0])
     return protonated if protonated is not None else mol
+
+
+@lru_cache(maxsize=1)
+def molscrub_conjugator() -> AcidBaseConjugator:
+    """molscrub's acid/base engine with its own rules followed by vscreen's (built once per process).
+
+    The rules are SMARTS reactions with one pKa each (``molscrub/data/pka_reactions.txt``, then
+    ``pipeline/data/pka_reactions_vscreen.txt``). molscrub's machine-learned pKa model is not
+    used: it would be downloaded on first use, and nothing may download at run time.
+
+    Returns
+    -------
+    molscrub.AcidBaseConjugator
+        Called as ``conjugator(mol, ph_low, ph_high)``, returns the states of ``mol``.
+    """
+    from molscrub import AcidBaseConjugator
+
+    rules = list(AcidBaseConjugator.from_default_data_files(model=None).pka_reactions)
+    with resources.as_file(resources.files("pipeline").joinpath("data", VSCREEN_PKA_RULES)) as path:
+        rules += AcidBaseConjugator.parse_reaction_file(str(path))
+    return AcidBaseConjugator(rules, pka_model=None)
+
+
+def protonation_states(mol: Chem.Mol, ph_low: float, ph_high: float) -> list[Chem.Mol]:
+    """molscrub's protonation states of ``mol`` for pH ``ph_low`` to ``ph_high``, in a fixed order.
+
+    A site whose rule pKa lies in the range comes in both forms. The order does not depend
+    on how the input SMILES was written: fewest formal charges first (smallest absolute net
+    charge, then fewest charged atoms), then canonical SMILES. Tautomers are not enumerated
+    (molscrub's tautomer rules turn ascorbic acid and warfarin into minor keto forms and give
+    two tautomers of histamine or theophylline; the input tautomer is kept, as with dimorphite-dl).
+
+    Parameters
+    ----------
+    mol
+        A standardized molecule.
+    ph_low, ph_high
+        The pH range; equal for the states at one pH.
+
+    Returns
+    -------
+    list of Chem.Mol
+        At least one state; sanitized, without explicit hydrogens, canonical atom order.
+
+    Raises
+    ------
+    PreparationError
+        When molscrub's reactions fail on the molecule.
+    """
+    canonical = Chem.MolFromSmiles(Chem.MolToSmiles(mol))  # canonical atom order: rules match sites in order
+    if canonical is None:
+        canonical = Chem.Mol(mol)
+    try:
+        states = molscrub_conjugator()(canonical, ph_low, ph_high)
+    except Exception as exc:  # RDKit reaction errors on a molecule the rules cannot handle
+        raise PreparationError(f"molscrub cannot protonate this molecule: {type(exc).__name__}: {exc}") from exc
+    unique = {}
+    for state in states:
+        smiles = Chem.MolToSmiles(state)
+        clean = Chem.MolFromSmiles(smiles)
+        if clean is not None:
+            unique.setdefault(Chem.MolToSmiles(clean), clean)
+    if not unique:
+        return [canonical]
+
+    def order(item: tuple[str, Chem.Mol]) -> tuple[int, int, str]:
+        smiles, state = item
+        charged = sum(1 for atom in state.GetAtoms() if atom.GetFormalCharge())
+        return abs(Chem.GetFormalCharge(state)), charged, smiles
+
+    return [state for _, state in sorted(unique.items(), key=order)]
+
+
+def protonate_molscrub(mol: Chem.Mol, ph: float) -> Chem.Mol:
+    """Dominant protonation state at ``ph`` by molscrub's and vscreen's acid/base rules.
+
+    Each rule is a SMARTS reaction with a pKa: a site whose rule pKa is below ``ph`` is made
+    its base form, one above it the acid form. A site whose rule pKa equals ``ph`` has two
+    states; the first of :func:`protonation_states` (the less charged one) is kept.
+
+    Parameters
+    ----------
+    mol
+        A standardized molecule.
+    ph
+        The pH.
+
+    Returns
+    -------
+    Chem.Mol
+        The one state.
+    """
+    return protonation_states(mol, ph, ph)[0]
 
 
 def compound_seed(compound_id: str, seed: int) -> int:
@@ -195,16 +341,39 @@ def to_pdbqt(mol: Chem.Mol) -> str:
     return pdbqt
 
 
-def prepare_ligand(compound_id: str, smiles: str, settings: LigandSettings) -> tuple[Chem.Mol, dict]:
-    """Prepare one compound; return its 3D molecule and its table row.
+def protonated_molecule(smiles: str, settings: LigandSettings) -> Chem.Mol:
+    """The 2D steps of :func:`prepare_ligand`: parse, check, standardize, protonate.
 
-    Raises :class:`PreparationError` with a readable reason when any step fails.
+    Parameters
+    ----------
+    smiles
+        The compound as given in the library.
+    settings
+        Ligand settings (``ph``, ``protonation``, the size limits).
+
+    Returns
+    -------
+    Chem.Mol
+        The molecule in its protonation state at ``settings.ph``, without explicit hydrogens.
+
+    Raises
+    ------
+    PreparationError
+        When the SMILES cannot be read or the molecule is outside what Vina can score.
     """
     mol = parse_smiles(smiles)
     check_no_bonded_metals(mol)
     mol = standardize(mol)
     check_composition(mol, settings)
-    mol = protonate(mol, settings.ph)
+    return protonate(mol, settings.ph, settings.protonation)
+
+
+def prepare_ligand(compound_id: str, smiles: str, settings: LigandSettings) -> tuple[Chem.Mol, dict]:
+    """Prepare one compound; return its 3D molecule and its table row.
+
+    Raises :class:`PreparationError` with a readable reason when any step fails.
+    """
+    mol = protonated_molecule(smiles, settings)
     faults.inject(STAGE, compound_id)  # tests' hook before the native engines (no-op unless VSCREEN_FAULTS)
     mol3d = embed(mol, compound_seed(compound_id, settings.seed), settings.embed_attempts, embed_timeout(settings))
     pdbqt = to_pdbqt(mol3d)
@@ -248,6 +417,8 @@ def prepare_chunk(
     """
     compounds = pd.read_parquet(chunk)
     rows, failed = [], []
+    if settings.protonation == "molscrub":
+        molscrub_conjugator()  # built once here: a worker forked after a crash inherits it
     with atomic_sdf(out_sdf) as writer:
         outcomes = run_isolated(
             zip(compounds["id"], zip(compounds["id"], compounds["smiles"])),

@@ -32,6 +32,7 @@ DISTRIBUTIONS = {
     "openmmforcefields": {"openmmforcefields"},
     "gemmi": {"gemmi"},
     "dimorphite_dl": {"dimorphite-dl"},
+    "molscrub": {"molscrub"},
     "dockstring": {"dockstring"},
     "prolif": {"prolif"},
     "MDAnalysis": {"mdanalysis"},

@@ -99,7 +99,8 @@ def settings_section(run: RunData) -> str:
     items += [
         (
             "ligand preparation",
-            f"protonated at pH {t(lig['ph'])}, {t(lig['min_heavy_atoms'])}–"
+            f"protonated at pH {t(lig['ph'])} ({t(lig.get('protonation', 'dimorphite'))}), "
+            f"{t(lig['min_heavy_atoms'])}–"
             f"{t(lig['max_heavy_atoms'])} heavy atoms, one ETKDGv3 conformer, MMFF94-relaxed",
         ),
         (
