@@ -10,6 +10,11 @@ For each target and setting the table gives
 * ``AUROC``: actives against decoys by the negated best score, with a 95% bootstrap interval;
 * ``s/lig``: mean seconds per ligand on one core (Vina search and pose export).
 
+Each docking runs in the pipeline's isolated worker with the pipeline's per-ligand limit
+(``docking.time_limit``, 600 s): a compound that runs past it at some setting would fail in a
+screen, so it is recorded as timed out there (and not docked at the higher settings), left out
+of the table and counted per target (``timed_out``).
+
 The default exhaustiveness is the smallest setting at which every target has at least 90%
 of its compounds converged.
 
@@ -31,9 +36,10 @@ import dataclasses
 import json
 import os
 import platform
+import queue
 import sys
+import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +48,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pipeline.config import schema_default  # noqa: E402
 from pipeline.dude import sample_library  # noqa: E402
 
 DUDE = ROOT.parent / "shared" / "data" / "dude_diverse"
@@ -53,11 +60,9 @@ RULE = 0.90
 ROWS = ROOT / "benchmarks" / "convergence" / "rows.csv"
 CACHE = ROOT / "benchmarks" / ".cache" / "convergence"
 RESULT = ROOT / "benchmarks" / "results" / "docking_convergence.json"
-COLUMNS = ["target", "id", "active", "prepared_smiles", "exhaustiveness", "score", "seconds"]
+COLUMNS = ["target", "id", "active", "prepared_smiles", "exhaustiveness", "score", "seconds", "timed_out"]
 N_BOOTSTRAP = 1000
 SEED = 2026  # the sample; Vina's seed is the pipeline default (42)
-
-_dockers: dict = {}
 
 
 def sample(target: str, n: int, seed: int) -> pd.DataFrame:
@@ -95,36 +100,89 @@ def prepare(table: pd.DataFrame) -> pd.DataFrame:
     return table.assign(prepared_smiles=prepared, pdbqt=pdbqts)
 
 
-def _init_worker(nice: int) -> None:
+def _worker_state(nice: int) -> dict:
+    """State of an isolated docking worker: its niceness set, Vina objects made per target on first use."""
     os.nice(nice)
+    return {}
 
 
-def dock_all_settings(target: str, cid: str, pdbqt: str) -> list[tuple[int, float, float]]:
-    """``(exhaustiveness, best score, seconds)`` of one ligand at every setting (one Vina object per target)."""
+def _dock_one(dockers: dict, item: tuple[str, str, str, int]) -> tuple[float, float]:
+    """``(best score, seconds)`` of one ligand at one exhaustiveness, in the isolated worker."""
     from pipeline.box import Box
     from pipeline.docking import Docker, DockingSettings
     from pipeline.receptor import dockstring_box
 
-    if target not in _dockers:
+    target, cid, pdbqt, exhaustiveness = item
+    if target not in dockers:
         center, size = dockstring_box(TARGETS[target])
-        settings = DockingSettings(n_poses=1, threads=1)
-        _dockers[target] = Docker(receptor(target), Box(center, size), settings)
-    docker = _dockers[target]
+        dockers[target] = Docker(receptor(target), Box(center, size), DockingSettings(n_poses=1, threads=1))
+    docker = dockers[target]
+    docker.settings = dataclasses.replace(docker.settings, exhaustiveness=exhaustiveness)
+    start = time.perf_counter()
+    _, energies = docker.dock(cid, pdbqt)
+    return float(energies[0][0]), time.perf_counter() - start
+
+
+def dock_all_settings(worker, target: str, cid: str, pdbqt: str, time_limit: float) -> list[tuple]:
+    """``(exhaustiveness, best score, seconds, timed_out)`` per setting; stops at the first time-out or failure."""
     out = []
     for exhaustiveness in SETTINGS:
-        docker.settings = dataclasses.replace(docker.settings, exhaustiveness=exhaustiveness)
-        start = time.perf_counter()
-        _, energies = docker.dock(cid, pdbqt)
-        out.append((exhaustiveness, float(energies[0][0]), time.perf_counter() - start))
+        key, result, reason = worker.submit(cid, (target, cid, pdbqt, exhaustiveness))
+        if reason is not None:
+            timed_out = reason.startswith("time limit")
+            if not timed_out:
+                print(f"  {cid}: exhaustiveness {exhaustiveness} failed ({reason})", flush=True)
+                return []
+            out.append((exhaustiveness, float("nan"), time_limit, True))
+            break
+        out.append((exhaustiveness, result[0], result[1], False))
     return out
+
+
+_write_lock = threading.Lock()
+
+
+def _docking_thread(todo: queue.Queue, deadline: float, nice: int, time_limit: float) -> None:
+    """Take compounds off the queue until it is empty or the deadline passed; one isolated worker each thread."""
+    from functools import partial
+
+    from pipeline.isolation import IsolatedWorker
+
+    with IsolatedWorker(_dock_one, init=partial(_worker_state, nice), time_limit=time_limit, stage="dock") as worker:
+        while time.monotonic() < deadline:
+            try:
+                target, cid, active, smiles, pdbqt = todo.get_nowait()
+            except queue.Empty:
+                return
+            results = dock_all_settings(worker, target, cid, pdbqt, time_limit)
+            if not results:
+                continue
+            rows = [
+                dict(
+                    target=target,
+                    id=cid,
+                    active=active,
+                    prepared_smiles=smiles,
+                    exhaustiveness=ex,
+                    score=score,
+                    seconds=round(secs, 3),
+                    timed_out=out,
+                )
+                for ex, score, secs, out in results
+            ]
+            with _write_lock:
+                append_rows(rows)
+            best = " ".join("timeout" if out else f"{score:.1f}" for _, score, _, out in results)
+            print(f"  {cid}: {best}  ({sum(r[2] for r in results):.0f} s)", flush=True)
 
 
 def read_rows() -> pd.DataFrame:
     """Finished dockings (a line cut short by a kill is dropped)."""
     if not ROWS.is_file():
         return pd.DataFrame(columns=COLUMNS)
-    rows = pd.read_csv(ROWS, on_bad_lines="skip", keep_default_na=False, na_values=[""])
-    return rows.dropna(subset=["score", "seconds"])
+    rows = pd.read_csv(ROWS, on_bad_lines="skip", keep_default_na=False, na_values=["", "nan"])
+    rows["timed_out"] = rows["timed_out"].astype(str).str.lower().eq("true") if "timed_out" in rows else False
+    return rows.dropna(subset=["seconds"])
 
 
 def append_rows(rows: list[dict]) -> None:
@@ -181,7 +239,13 @@ def summarize(rows: pd.DataFrame, n_per_class: int) -> dict:
         part = wide.xs(target, level="target")
         labels = part.index.get_level_values("active").to_numpy().astype(int)
         reference = part[REFERENCE].to_numpy()
-        entry = {"compounds": int(len(part)), "actives": int(labels.sum()), "settings": {}}
+        timed_out = rows[rows["timed_out"] & (rows["target"] == target)]
+        entry = {
+            "compounds": int(len(part)),
+            "actives": int(labels.sum()),
+            "timed_out": sorted(set(timed_out["id"])),
+            "settings": {},
+        }
         for ex in SETTINGS:
             score = part[ex].to_numpy()
             converged = float(np.mean(score <= reference + TOLERANCE))
@@ -196,7 +260,7 @@ def summarize(rows: pd.DataFrame, n_per_class: int) -> dict:
             table.append((target, ex, converged, entry["settings"][ex]["auroc"], float(secs.mean())))
         per_target[target] = entry
     complete = len(per_target) == len(TARGETS) and all(
-        e["compounds"] >= 2 * n_per_class - 2 for e in per_target.values()
+        e["compounds"] + len(e["timed_out"]) >= 2 * n_per_class - 2 for e in per_target.values()
     )
     default = None
     if per_target:
@@ -231,11 +295,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--nice", type=int, default=10, help="niceness of the docking workers")
     parser.add_argument("--per-class", type=int, default=20, help="actives (and decoys) per target")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=schema_default("docking", "time_limit"),
+        help="seconds per docking, as the pipeline's docking.time_limit",
+    )
     parser.add_argument("--summary", action="store_true", help="only rewrite the table and JSON from the rows")
     args = parser.parse_args(argv)
     deadline = time.monotonic() + args.hours * 3600
     if not args.summary:
         done = read_rows()
+        if ROWS.is_file() and ROWS.read_text().splitlines()[0] != ",".join(COLUMNS):
+            done[COLUMNS].to_csv(ROWS, index=False)  # rows of an older version of this script: add the column
         done_keys = {(t, i, s) for t, i, s in zip(done["target"], done["id"], done["prepared_smiles"])}
         queues = []
         for target in TARGETS:
@@ -250,39 +322,17 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{target}: {len(table)} sampled, {len(todo)} to dock", flush=True)
         # round-robin over targets, so a stopped run has a balanced part of every target
         tasks = [q[i] for i in range(max(map(len, queues), default=0)) for q in queues if i < len(q)]
-        with ProcessPoolExecutor(args.workers, initializer=_init_worker, initargs=(args.nice,)) as pool:
-            running, position = {}, 0
-            while position < len(tasks) or running:
-                while position < len(tasks) and len(running) < args.workers and time.monotonic() < deadline:
-                    target, cid, active, smiles, pdbqt = tasks[position]
-                    running[pool.submit(dock_all_settings, target, cid, pdbqt)] = tasks[position]
-                    position += 1
-                if not running:
-                    break
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    target, cid, active, smiles, _ = running.pop(future)
-                    try:
-                        results = future.result()
-                    except Exception as exc:  # noqa: BLE001 -- a failed ligand is reported, the run goes on
-                        print(f"  {cid}: docking failed ({exc})", flush=True)
-                        continue
-                    append_rows(
-                        [
-                            dict(
-                                target=target,
-                                id=cid,
-                                active=active,
-                                prepared_smiles=smiles,
-                                exhaustiveness=ex,
-                                score=score,
-                                seconds=round(secs, 3),
-                            )
-                            for ex, score, secs in results
-                        ]
-                    )
-                    best = " ".join(f"{score:.1f}" for _, score, _ in results)
-                    print(f"  {cid}: {best}  ({sum(s for *_, s in results):.0f} s)", flush=True)
+        pending: queue.Queue = queue.Queue()
+        for task in tasks:
+            pending.put(task)
+        threads = [
+            threading.Thread(target=_docking_thread, args=(pending, deadline, args.nice, args.time_limit), daemon=True)
+            for _ in range(args.workers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     rows = current_preparation(read_rows())
     result, table = summarize(rows, args.per_class)
     print_table(table)

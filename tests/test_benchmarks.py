@@ -226,17 +226,44 @@ def test_convergence_table_counts_compounds_within_half_a_kcal_of_exhaustiveness
                         exhaustiveness=ex,
                         score=score,
                         seconds=float(ex),
+                        timed_out=False,
                     )
                 )
     # a stale preparation of one compound (docked before a protonation change) is ignored
     rows.append(
-        dict(target="aces", id="aces0", active=1, prepared_smiles="old", exhaustiveness=1, score=0.0, seconds=1.0)
+        dict(
+            target="aces",
+            id="aces0",
+            active=1,
+            prepared_smiles="old",
+            exhaustiveness=1,
+            score=0.0,
+            seconds=1.0,
+            timed_out=False,
+        )
     )
     frame = pd.DataFrame(rows)
     frame = pd.concat([frame.iloc[[-1]], frame.iloc[:-1]])  # the stale row came first
+    # a compound past the time limit at exhaustiveness 4 is left out of the table and listed
+    slow = [
+        dict(
+            target="akt2",
+            id="slow",
+            active=0,
+            prepared_smiles="C",
+            exhaustiveness=ex,
+            score=-5.0,
+            seconds=1.0,
+            timed_out=False,
+        )
+        for ex in (1, 2)
+    ]
+    slow.append(dict(slow[0], exhaustiveness=4, score=float("nan"), seconds=600.0, timed_out=True))
+    frame = pd.concat([frame, pd.DataFrame(slow)])
     result, table = dc.summarize(dc.current_preparation(frame), n_per_class=2)
     aces = result["targets"]["aces"]["settings"]
     assert aces[1]["converged"] == 0.75 and aces[8]["converged"] == 1.0
     assert aces[16]["auroc"] == 1.0 and aces[4]["seconds_per_ligand"] == 4.0
     assert result["smallest_setting_with_all_targets_converged"] == 8 and result["complete"]
+    assert result["targets"]["akt2"]["timed_out"] == ["slow"] and result["targets"]["akt2"]["compounds"] == 4
     assert len(table) == len(dc.TARGETS) * len(dc.SETTINGS)
