@@ -18,6 +18,9 @@ of the table and counted per target (``timed_out``).
 The default exhaustiveness is the smallest setting at which every target has at least 90%
 of its compounds converged.
 
+Run it alone on the machine: the limit is wall-clock, so a loaded machine times out
+compounds a free core would finish, and the seconds per ligand would not be one core's.
+
 Resumable: each compound's five dockings are appended to ``benchmarks/convergence/rows.csv``
 (committed) as soon as they finish, and a rerun skips what is there. A compound whose
 prepared SMILES changed since (a new protonation tool, say) is docked again. Stop it at any
