@@ -327,13 +327,54 @@ def embed(mol: Chem.Mol, seed: int, attempts: int = 3, timeout: int = 0) -> Chem
     return mol
 
 
+def rigid_macrocycles(setup) -> list[tuple[int, ...]]:
+    """Rings of macrocycle size that meeko left closed in a molecule setup (docked rigid).
+
+    Parameters
+    ----------
+    setup : meeko.RDKitMoleculeSetup
+        A prepared setup.
+
+    Returns
+    -------
+    list of tuple of int
+        Atom indices of each ring of meeko's macrocycle size range (7 to 33 atoms), not
+        wholly aromatic, that none of the opened bonds belongs to.
+    """
+    from meeko.macrocycle import DEFAULT_MAX_RING_SIZE, DEFAULT_MIN_RING_SIZE
+
+    opened = {frozenset(bond) for bond in setup.ring_closure_info.bonds_removed}
+    return [
+        ring
+        for ring in setup.rings
+        if DEFAULT_MIN_RING_SIZE <= len(ring) <= DEFAULT_MAX_RING_SIZE
+        and not all(setup.mol.GetAtomWithIdx(i).GetIsAromatic() for i in ring)
+        and not any(frozenset(bond) in opened for bond in setup.get_bonds_in_ring(ring))
+    ]
+
+
 def to_pdbqt(mol: Chem.Mol) -> str:
-    """Vina PDBQT of a 3D molecule with hydrogens (meeko); raises :class:`PreparationError`."""
+    """Vina PDBQT of a 3D molecule with hydrogens (meeko); raises :class:`PreparationError`.
+
+    Macrocycles (rings of 7 to 33 atoms) are made flexible by meeko's ring opening: one
+    ring bond per ring is cut, its two atoms typed ``CG<n>`` and each given a ``G<n>``
+    glue atom on the other's position, which Vina's glue potential pulls together again
+    while the ring's torsions are searched; the exported poses get the bond back from the
+    SMILES the PDBQT carries. meeko cuts only single C-C bonds between non-aromatic carbons
+    by default; a macrocycle without one (biaryl- or aryl-linked rings) is retried with
+    aromatic carbons allowed, and one that still cannot be opened is docked rigid, in its
+    embedded conformation (logged).
+    """
     from meeko import MoleculePreparation, PDBQTWriterLegacy
 
     try:
-        setups = MoleculePreparation().prepare(mol)
-        pdbqt, ok, error = PDBQTWriterLegacy.write_string(setups[0])
+        setup = MoleculePreparation(rigid_macrocycles=False).prepare(mol)[0]
+        if rigid_macrocycles(setup):
+            setup = MoleculePreparation(rigid_macrocycles=False, macrocycle_allow_A=True).prepare(mol)[0]
+            if rigid_macrocycles(setup):
+                smiles = Chem.MolToSmiles(Chem.RemoveHs(mol))
+                log.info("macrocycle docked rigid (no ring bond meeko can open): %s", smiles)
+        pdbqt, ok, error = PDBQTWriterLegacy.write_string(setup)
     except Exception as exc:  # meeko raises plain exceptions for untypable atoms
         raise PreparationError(f"meeko cannot type this molecule for Vina: {exc}") from exc
     if not ok:

@@ -1,16 +1,20 @@
-"""Real AutoDock Vina docking: redocking imatinib into Abl (1iep), determinism, chunk outputs."""
+"""Real AutoDock Vina docking: redocking imatinib into Abl (1iep), determinism, chunk outputs, macrocycles."""
 
 from __future__ import annotations
+
+import sys
 
 import pandas as pd
 import pytest
 from rdkit import Chem
+from rdkit.Chem import rdMolTransforms
 
 from pipeline.box import Box, read_vina_config
 from pipeline.docking import Docker, DockingSettings, dock_chunk
 from pipeline.ligands import LigandSettings, prepare_ligand
 from pipeline.receptor import prepare_receptor
 from pipeline.rmsd import heavy_atom_rmsd
+from pipeline.zinc import ZincRouteError, require_ad4zn
 
 IMATINIB = "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1"
 
@@ -79,3 +83,49 @@ def test_dock_chunk_writes_poses_with_hydrogens_and_scores(abl, tmp_path):
     table = pd.read_parquet(tmp_path / "d.parquet")
     assert table.groupby("id")["docking_score"].min().lt(-3).all()
     assert pd.read_csv(tmp_path / "f.csv")["stage"].tolist() == ["dock"]
+
+
+def _glue_types(pdbqt: str) -> set[str]:
+    """AutoDock types of the ring-opening atoms (``CG<n>``, ``G<n>``) in a meeko PDBQT."""
+    return {t for t in (line[77:].strip() for line in pdbqt.splitlines() if line.startswith("ATOM")) if "G" in t}
+
+
+def test_macrocycle_is_docked_with_its_ring_opened_and_comes_back_closed(abl):
+    """meeko opens the 8-ring lactam (CG0/G0 glue atoms); Vina closes it; the exported pose has the bond back."""
+    receptor, box, _ = abl
+    _, row = prepare_ligand("lactam", "O=C1CCCCCCN1", LigandSettings())
+    assert _glue_types(row["pdbqt"]) == {"CG0", "G0"}
+    settings = DockingSettings(exhaustiveness=1, n_poses=2, threads=1)
+    poses, _ = Docker(receptor, Box(box.center, (12.0, 12.0, 12.0)), settings).dock("lactam", row["pdbqt"])
+    ring = Chem.MolFromSmarts("O=C1CCCCCCN1")
+    for pose in poses:
+        assert pose.HasSubstructMatch(ring)  # the ring is in the exported topology ...
+        conf = pose.GetConformer()
+        lengths = [
+            rdMolTransforms.GetBondLength(conf, b.GetBeginAtomIdx(), b.GetEndAtomIdx())
+            for b in pose.GetBonds()
+            if b.IsInRing() and b.GetBeginAtom().GetAtomicNum() > 1
+        ]
+        assert len(lengths) == 8 and max(lengths) < 1.65 and min(lengths) > 1.25  # ... and closed in space
+
+
+def test_macrocycle_without_an_aliphatic_cc_bond_is_opened_at_an_aromatic_one():
+    """A biaryl-linked macrocycle (no C-C bond meeko cuts by default) is opened with aromatic carbons allowed."""
+    _, row = prepare_ligand("cyclophane", "O1c2cccc(c2)-c2cccc(c2)Oc2cccc(c2)-c2cccc1c2", LigandSettings())
+    assert _glue_types(row["pdbqt"]) == {"CG0", "G0"}
+
+
+def test_redock_keeps_crystal_cofactors_as_typed_receptor_atoms(shared_complexes, repo):
+    """1s63's farnesyl diphosphate and 5x72's second enantiomer become rigid receptor atoms with AutoDock types."""
+    sys.path.insert(0, str(repo / "benchmarks"))
+    import redock
+
+    fpp = redock.cofactor_pdbqt_lines("FPP", *redock.COFACTORS["1s63"]["FPP"], serial=1)
+    assert len(fpp) == 24 and {line[77:].strip() for line in fpp} == {"C", "OA", "P"}
+    p69 = redock.cofactor_pdbqt_lines("P69", *redock.COFACTORS["5x72"]["P69"], serial=1)
+    assert len(p69) == 25 and [line[77:].strip() for line in p69].count("HD") == 1  # 24 heavy atoms + the N-H
+
+
+def test_ad4zn_route_is_refused_with_the_reason():
+    with pytest.raises(ZincRouteError, match="autogrid 4.2.7"):
+        require_ad4zn()
