@@ -80,7 +80,8 @@ def test_retrain_on_assay_then_rank_the_demo_compounds_by_it(repo, tmp_path):
         if task == "regression":
             assert "missing value" in reasons["no_value"]
 
-    config["score"] = {"enabled": True, "model": str(models / "reg")}
+    # a model retrained on the user's own assay is what rank_by: gnn is for (the default is docking)
+    config["score"] = {"enabled": True, "model": str(models / "reg"), "rank_by": "gnn"}
     result = run_snakemake(tmp_path, config)
     assert result.returncode == 0, result.stderr[-3000:]
     ranking = pd.read_csv(tmp_path / "results" / "assay" / "ranking.csv")

@@ -25,6 +25,8 @@ def test_nothing_is_lost_on_a_nasty_library(repo, tmp_path):
     # ranked by docking score: the default, since that model does not beat docking on new proteins
     assert ranking["gnn_score"].between(0, 1).all() and (ranking["gnn_spread"] >= 0).all()
     assert ranking["docking_score"].is_monotonic_increasing
+    page = (out / "report.html").read_text()
+    assert "docking score (lowest first)" in page and "not been shown to rank better than docking" in page
     salt = ranking.set_index("id").loc["sodium_benzoate"]
     assert "Na" not in salt["prepared_smiles"] and "." not in salt["prepared_smiles"]
 
