@@ -34,7 +34,6 @@ the end of every invocation (``--summary`` only rewrites them).
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import os
@@ -50,6 +49,8 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from rows import append_csv_rows  # noqa: E402
 
 from pipeline.config import schema_default  # noqa: E402
 from pipeline.dude import sample_library  # noqa: E402
@@ -174,7 +175,7 @@ def _docking_thread(todo: queue.Queue, deadline: float, nice: int, time_limit: f
                 for ex, score, secs, out in results
             ]
             with _write_lock:
-                append_rows(rows)
+                append_csv_rows(ROWS, COLUMNS, rows)
             best = " ".join("timeout" if out else f"{score:.1f}" for _, score, _, out in results)
             print(f"  {cid}: {best}  ({sum(r[2] for r in results):.0f} s)", flush=True)
 
@@ -186,19 +187,6 @@ def read_rows() -> pd.DataFrame:
     rows = pd.read_csv(ROWS, on_bad_lines="skip", keep_default_na=False, na_values=["", "nan"])
     rows["timed_out"] = rows["timed_out"].astype(str).str.lower().eq("true") if "timed_out" in rows else False
     return rows.dropna(subset=["seconds"])
-
-
-def append_rows(rows: list[dict]) -> None:
-    """Append one compound's rows and flush them to disk (so a kill loses at most that compound)."""
-    ROWS.parent.mkdir(parents=True, exist_ok=True)
-    new = not ROWS.is_file()
-    with open(ROWS, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerows(rows)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def current_preparation(rows: pd.DataFrame) -> pd.DataFrame:

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from rdkit import RDLogger
+from rows import append_csv_rows
 
 from pipeline.box import Box, box_around_ligand
 from pipeline.receptor import prepare_receptor
@@ -114,16 +115,8 @@ def read_rows(path: Path = ROWS) -> dict[str, dict]:
 
 
 def append_row(row: dict, path: Path = ROWS) -> None:
-    """Append one result row, writing the header for a new file; flushed so a kill loses nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.is_file() or path.stat().st_size == 0
-    with open(path, "a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow(row)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Append one result row (flushed, so a kill loses nothing)."""
+    append_csv_rows(path, FIELDS, [row])
 
 
 def prepare_one(structure: Structure, workdir: Path) -> dict:
