@@ -130,8 +130,8 @@ def settings_section(run: RunData) -> str:
         )
     else:
         items.append(("MD refinement", "off"))
+    card = _model_card(score) if score["enabled"] and run.has_gnn else {}
     if score["enabled"] and run.has_gnn:
-        card = _model_card(score)
         card_score = card.get("score")
         meaning = card_score.get("meaning", "") if isinstance(card_score, dict) else ""
         items.append(
@@ -150,7 +150,7 @@ def settings_section(run: RunData) -> str:
         "docking": "docking score (lowest first)",
         "consensus": f"consensus of GNN and docking z-scores (GNN weight {t(score['consensus_weight'])})",
     }.get(rank_by, t(rank_by))
-    why = ranking_rationale(rank_by, _model_card(score) if score["enabled"] and run.has_gnn else {})
+    why = ranking_rationale(rank_by, card)
     items.append(("ranked by", f'{order}<br><span class="note">{why}</span>'))
     return html.definition_list(items)
 
