@@ -267,3 +267,32 @@ def test_convergence_table_counts_compounds_within_half_a_kcal_of_exhaustiveness
     assert result["smallest_setting_with_all_targets_converged"] == 8 and result["complete"]
     assert result["targets"]["akt2"]["timed_out"] == ["slow"] and result["targets"]["akt2"]["compounds"] == 4
     assert len(table) == len(dc.TARGETS) * len(dc.SETTINGS)
+
+
+def test_convergence_redocks_a_time_out_only_under_a_larger_limit(tmp_path, monkeypatch):
+    """A compound timed out under a smaller limit is docked again from that setting; its new row wins."""
+    import docking_convergence as dc
+
+    def row(cid, ex, score, seconds, timed_out):
+        return dict(
+            target="aces",
+            id=cid,
+            active=1,
+            prepared_smiles="C",
+            exhaustiveness=ex,
+            score=score,
+            seconds=seconds,
+            timed_out=timed_out,
+        )
+
+    rows = [row("done", ex, -8.0, 1.0, False) for ex in dc.SETTINGS]
+    rows += [row("late", ex, -7.0, 1.0, False) for ex in (1, 2, 4)] + [row("late", 8, float("nan"), 600.0, True)]
+    done = pd.DataFrame(rows)
+    assert dc.remaining_settings(done, 1800.0) == {("aces", "done", "C"): (), ("aces", "late", "C"): (8, 16)}
+    assert dc.remaining_settings(done, 600.0)[("aces", "late", "C")] == ()
+    # the re-docked row replaces the time-out when the rows are read back
+    path = tmp_path / "rows.csv"
+    pd.DataFrame(rows + [row("late", 8, -7.5, 900.0, False)]).to_csv(path, index=False)
+    monkeypatch.setattr(dc, "ROWS", path)
+    late = dc.read_rows().query("id == 'late' and exhaustiveness == 8")
+    assert len(late) == 1 and late["score"].item() == -7.5 and not late["timed_out"].item()
