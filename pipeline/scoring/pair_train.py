@@ -281,10 +281,11 @@ class PairEnsemble:
 def fit_ensemble(
     examples: Sequence[PairExample],
     schema: PairGraphSchema,
-    config: PairModelConfig = PairModelConfig(),
-    settings: PairTrainSettings = PairTrainSettings(),
+    config: PairModelConfig | None = None,
+    settings: PairTrainSettings | None = None,
 ) -> PairEnsemble:
-    """``settings.members`` members by :func:`fit_member`, seeds ``settings.seed + k``."""
+    """``settings.members`` members by :func:`fit_member`, seeds ``settings.seed + k`` (defaults when None)."""
+    config, settings = config or PairModelConfig(), settings or PairTrainSettings()
     fitted = [fit_member(examples, schema, config, settings, settings.seed + k) for k in range(settings.members)]
     return PairEnsemble([m for m, _ in fitted], [h for _, h in fitted], settings)
 
