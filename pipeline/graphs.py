@@ -110,8 +110,38 @@ class GraphError(VscreenError, ValueError):
     """A complex that cannot be turned into a graph; the message is a failure reason."""
 
 
+class SchemaSerialization:
+    """``to_dict``/``from_dict`` of a frozen dataclass schema with derived names and sizes.
+
+    Shared by :class:`GraphSchema` and :class:`pipeline.pair_graphs.PairGraphSchema`: a graph
+    file stores its schema as plain data, and a scorer refuses graphs of another schema.
+    """
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists, strings, numbers) with the fields plus the derived names and sizes."""
+        out: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        out.update(
+            node_feature_names=self.node_feature_names,
+            edge_feature_names=self.edge_feature_names,
+            node_dim=self.node_dim,
+            edge_dim=self.edge_dim,
+            global_dim=self.global_dim,
+        )
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]):
+        """Inverse of :meth:`to_dict` (derived entries are ignored)."""
+        kwargs = {}
+        for f in fields(cls):
+            if f.name in data:
+                value = data[f.name]
+                kwargs[f.name] = tuple(value) if isinstance(value, list) else value
+        return cls(**kwargs)
+
+
 @dataclass(frozen=True)
-class GraphSchema:
+class GraphSchema(SchemaSerialization):
     """Names, order and sizes of every node, edge and global feature.
 
     Node features (one-hots unless said): element, hybridization, aromatic (0/1),
@@ -177,29 +207,6 @@ class GraphSchema:
     @property
     def rbf_centers(self) -> np.ndarray:
         return np.linspace(0.0, self.contact_cutoff, self.rbf_size)
-
-    # ------------------------------------------------------------------ (de)serialization
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (lists, strings, numbers) with the fields plus the derived names and sizes."""
-        out: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-        out.update(
-            node_feature_names=self.node_feature_names,
-            edge_feature_names=self.edge_feature_names,
-            node_dim=self.node_dim,
-            edge_dim=self.edge_dim,
-            global_dim=self.global_dim,
-        )
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> GraphSchema:
-        """Inverse of :meth:`to_dict` (derived entries are ignored)."""
-        kwargs = {}
-        for f in fields(cls):
-            if f.name in data:
-                value = data[f.name]
-                kwargs[f.name] = tuple(value) if isinstance(value, list) else value
-        return cls(**kwargs)
 
 
 DEFAULT_SCHEMA = GraphSchema()

@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -65,7 +65,7 @@ import numpy as np
 from rdkit import Chem
 from scipy.spatial import cKDTree
 
-from .graphs import _BACKBONE, _RESIDUE_ALIASES, AMINO_ACIDS, GraphError, _one_hot, save_graphs
+from .graphs import _BACKBONE, _RESIDUE_ALIASES, AMINO_ACIDS, GraphError, SchemaSerialization, _one_hot, save_graphs
 
 #: Version of the pair-graph layout; bump it whenever a feature is added, removed or reordered.
 SCHEMA_VERSION = "vscreen-pairgraph/1"
@@ -205,7 +205,7 @@ def vina_energy(term_sums: np.ndarray, n_rot: float) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
-class PairGraphSchema:
+class PairGraphSchema(SchemaSerialization):
     """Names, order, sizes and cutoffs of every feature of a pair graph.
 
     Node features (``x``, one row per heavy atom; the same columns for ligand and
@@ -279,28 +279,6 @@ class PairGraphSchema:
     @property
     def global_dim(self) -> int:
         return len(self.global_names)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain dict (lists, strings, numbers) with the fields plus the derived names and sizes."""
-        out: dict[str, Any] = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-        out.update(
-            node_feature_names=self.node_feature_names,
-            edge_feature_names=self.edge_feature_names,
-            node_dim=self.node_dim,
-            edge_dim=self.edge_dim,
-            global_dim=self.global_dim,
-        )
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PairGraphSchema:
-        """Inverse of :meth:`to_dict` (derived entries are ignored)."""
-        kwargs = {}
-        for f in fields(cls):
-            if f.name in data:
-                value = data[f.name]
-                kwargs[f.name] = tuple(value) if isinstance(value, list) else value
-        return cls(**kwargs)
 
 
 DEFAULT_PAIR_SCHEMA = PairGraphSchema()
