@@ -1,0 +1,418 @@
+"""Tethered posing over the shared Uni-FEP series: every ligand posed like its series' reference ligand.
+
+Each series folder of ``shared/data/unifep`` holds the protein (``protein.pdb.gz``), one
+reference ligand in its pocket (``ref_ligand.sdf``) and the series' ligands with measured and
+FEP free energies (``result_dG.csv``, SMILES with explicit hydrogens). Per series the protein
+is prepared with :func:`pipeline.receptor.prepare_receptor` (box: the reference ligand's,
+8 A padding; no OpenMM check, only the PDBQT is used), then every ligand is posed by
+:class:`pipeline.tethered.TetheredPoser` with its default settings: the common core with the
+reference restrained, Vina local optimization, or Vina docking in the reference's box when
+the core is too small or cannot be embedded.
+
+The run is resumable: one row per ligand is appended to ``benchmarks/unifep_poses/rows.csv``
+(committed) as it finishes, and ligands whose latest row exists are skipped (``--retry-failed``
+re-runs the failed ones, ``--redo`` all of the chosen series). Poses go to one SDF per series
+under ``benchmarks/.cache/unifep_poses/`` (git-ignored; the SD properties carry mode, reason,
+Vina score and core RMSD). It runs niced in this one process (CPU is shared with longer
+benchmarks), then prints a table per series - ligands, share tethered, median core RMSD of the
+tethered poses and their share under 1 A, the reference ligand's own re-pose, Kendall tau of
+the Vina score against the measured dG (and of the FEP dG, for scale), median CPU seconds per
+ligand (``seconds`` in the rows is wall time, which a shared machine inflates) - and writes ``benchmarks/results/unifep_poses.json`` over every series with rows.
+
+    nice -n 19 python benchmarks/pose_unifep.py (--folders F ... | --series N [--order small])
+        [--hours H] [--retry-failed] [--redo] [--report-only] [--data DIR]
+
+The data folder is ``../shared/data/unifep`` from the repository root unless ``--data`` or the
+environment variable ``VSCREEN_UNIFEP`` names another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from rdkit import Chem, RDLogger
+from rows import append_csv_rows
+from scipy.stats import kendalltau
+
+from pipeline.box import box_around_ligand
+from pipeline.receptor import prepare_receptor
+from pipeline.tethered import TetheredPoser, TetheredSettings, TetheringError, read_reference
+
+REPO = Path(__file__).resolve().parents[1]
+UNIFEP = Path(os.environ.get("VSCREEN_UNIFEP", REPO.parent / "shared" / "data" / "unifep"))
+ROWS = REPO / "benchmarks" / "unifep_poses" / "rows.csv"
+CACHE = REPO / "benchmarks" / ".cache" / "unifep_poses"
+RESULT = REPO / "benchmarks" / "results" / "unifep_poses.json"
+PADDING = 8.0  # the pipeline's default box padding around a reference ligand, A
+FIELDS = [
+    "folder",
+    "target",
+    "ligand_name",
+    "smiles",
+    "exp_dG",
+    "fep_dG",
+    "is_reference",
+    "mode",
+    "reason",
+    "core_atoms",
+    "core_fraction",
+    "core_rmsd",
+    "vina_score",
+    "seconds",
+    "cpu_seconds",
+    "finished",
+]
+
+log = logging.getLogger("pose_unifep")
+
+
+def read_systems(data: Path) -> list[dict]:
+    """Rows of ``systems.csv`` (``folder, series, target, system, ligands``), in file order."""
+    with open(data / "systems.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def choose_folders(systems: list[dict], data: Path, folders: list[str] | None, n: int | None, order: str) -> list[str]:
+    """The series to run: the named folders, or the first ``n`` in ``order``.
+
+    ``order`` is ``systems`` (the order of ``systems.csv``) or ``small`` (smallest protein file
+    first, then fewest ligands: quick checks).
+    """
+    known = [row["folder"] for row in systems]
+    if folders:
+        unknown = sorted(set(folders) - set(known))
+        if unknown:
+            raise SystemExit(f"not series folders of {data.name}/systems.csv: {', '.join(unknown)}")
+        return list(dict.fromkeys(folders))
+    if order == "small":
+        ligands = {row["folder"]: int(row["ligands"]) for row in systems}
+        known.sort(key=lambda f: ((data / f / "protein.pdb.gz").stat().st_size, ligands[f], f))
+    return known[:n] if n is not None else known
+
+
+def read_series(folder: Path) -> list[dict]:
+    """Ligands of one series: ``ligand_name, ligand_smiles, exp_dG, fep_dG`` (units stripped from the headers)."""
+    with open(folder / "result_dG.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    out = []
+    for row in rows:
+        clean = {key.split(" (")[0]: value for key, value in row.items()}
+        out.append(
+            dict(
+                ligand_name=clean["ligand_name"],
+                ligand_smiles=clean["ligand_smiles"],
+                exp_dG=clean.get("exp_dG", ""),
+                fep_dG=clean.get("fep_dG", ""),
+            )
+        )
+    return out
+
+
+def molecule_key(mol: Chem.Mol) -> str:
+    """InChIKey without its protonation character: the same molecule in another protonation state matches."""
+    return Chem.MolToInchiKey(mol)[:25]
+
+
+def read_rows(path: Path = ROWS) -> dict[tuple[str, str], dict]:
+    """Latest row per ``(folder, ligand_name)`` from the append-only CSV (empty if it does not exist)."""
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as handle:
+        return {(row["folder"], row["ligand_name"]): row for row in csv.DictReader(handle)}
+
+
+def shared_path_free(text: object, data: Path) -> str:
+    """A message on one line with this machine's paths above the repository and the data removed."""
+    return " ".join(str(text).split()).replace(f"{REPO.parent}/", "").replace(f"{data.parent}/", "")
+
+
+def prepare(folder: Path, workdir: Path) -> Path:
+    """Receptor PDBQT of one series, prepared into ``workdir`` (box: the reference ligand's).
+
+    A copy is kept next to the poses (``<folder>.receptor.pdbqt``): rescoring the poses later
+    (pair graphs for the scorer, ``benchmarks/scoring_cv.py``) needs the very receptor they
+    were optimized in.
+    """
+    box = box_around_ligand(folder / "ref_ligand.sdf", PADDING)
+    out = workdir / "receptor.pdbqt"
+    prepare_receptor(folder / "protein.pdb.gz", workdir / "receptor.pdb", out, box=box, check_openmm=False)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out, CACHE / f"{folder.name}.receptor.pdbqt")
+    return out
+
+
+def pose_series(
+    folder: Path, target: str, ligands: list[dict], settings: TetheredSettings, deadline: float | None
+) -> int:
+    """Pose the given ligands of one series; append a row and an SDF record per ligand; return how many."""
+    base = dict(folder=folder.name, target=target)
+    ref_key = molecule_key(read_reference(folder / "ref_ligand.sdf"))
+    sdf = CACHE / f"{folder.name}.sdf"
+    sdf.parent.mkdir(parents=True, exist_ok=True)
+    done = 0
+    with tempfile.TemporaryDirectory(prefix="pose_unifep-") as tmp:
+        start = time.perf_counter()
+        try:
+            poser = TetheredPoser(prepare(folder, Path(tmp)), folder / "ref_ligand.sdf", settings)
+        except Exception as exc:  # noqa: BLE001 - a receptor that cannot be prepared is a measured outcome
+            reason = f"receptor: {type(exc).__name__}: {shared_path_free(exc, folder.parent)}"[:1000]
+            seconds = round(time.perf_counter() - start, 2)
+            append_csv_rows(
+                ROWS,
+                FIELDS,
+                [
+                    dict(
+                        base,
+                        **_ligand_fields(lig, ref_key),
+                        mode="failed",
+                        reason=reason,
+                        seconds=seconds,
+                        finished=_now(),
+                    )
+                    for lig in ligands
+                ],
+            )
+            print(f"  {folder.name}: {reason[:200]}", flush=True)
+            return len(ligands)
+        print(f"  receptor and maps: {time.perf_counter() - start:.1f}s", flush=True)
+        for lig in ligands:
+            if deadline and time.time() > deadline:
+                break
+            row = dict(base, **_ligand_fields(lig, ref_key))
+            start, cpu = time.perf_counter(), time.process_time()
+            try:
+                pose = poser.pose(lig["ligand_smiles"], lig["ligand_name"])
+            except Exception as exc:  # noqa: BLE001 - every failure is a measured outcome, recorded with its message
+                kind = "" if isinstance(exc, TetheringError) else f"{type(exc).__name__}: "
+                row.update(mode="failed", reason=f"{kind}{shared_path_free(exc, folder.parent)}"[:1000])
+            else:
+                row.update(
+                    mode=pose.mode,
+                    reason=pose.reason[:1000],
+                    core_atoms=pose.core.size,
+                    core_fraction=round(pose.core.fraction, 3),
+                    core_rmsd="" if np.isnan(pose.core_rmsd) else round(pose.core_rmsd, 3),
+                    vina_score=round(pose.vina_score, 3),
+                )
+                mol = pose.to_mol()
+                for key in ("exp_dG", "fep_dG", "is_reference"):
+                    mol.SetProp(key, str(row[key]))
+                with open(sdf, "a") as handle:
+                    handle.write(Chem.SDWriter.GetText(mol))
+            row.update(
+                seconds=round(time.perf_counter() - start, 2),
+                cpu_seconds=round(time.process_time() - cpu, 2),
+                finished=_now(),
+            )
+            append_csv_rows(ROWS, FIELDS, [row])
+            done += 1
+            print(
+                f"  {lig['ligand_name'][:32]:32s} {row['mode']:8s} core {row.get('core_atoms', '-')!s:>3} "
+                f"rmsd {row.get('core_rmsd', '-')!s:>6} vina {row.get('vina_score', '-')!s:>7} {row['seconds']:6.1f}s",
+                flush=True,
+            )
+    return done
+
+
+def _ligand_fields(lig: dict, ref_key: str) -> dict:
+    """The input columns of a ligand's row."""
+    mol = Chem.MolFromSmiles(lig["ligand_smiles"])
+    return dict(
+        ligand_name=lig["ligand_name"],
+        smiles=lig["ligand_smiles"],
+        exp_dG=lig["exp_dG"],
+        fep_dG=lig["fep_dG"],
+        is_reference=int(mol is not None and molecule_key(mol) == ref_key),
+    )
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _float(value: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _tau(x: list[float], y: list[float]) -> float | None:
+    """Kendall tau of two lists (pairs with a NaN dropped); ``None`` with fewer than 3 pairs or no spread."""
+    pairs = [(a, b) for a, b in zip(x, y, strict=True) if not (np.isnan(a) or np.isnan(b))]
+    if len(pairs) < 3:
+        return None
+    tau = kendalltau(*zip(*pairs, strict=True)).statistic
+    return None if np.isnan(tau) else round(float(tau), 3)
+
+
+def summarize_series(folder: str, rows: list[dict]) -> dict:
+    """Figures of one series from its latest rows."""
+    posed = [r for r in rows if r["mode"] in ("tethered", "docked")]
+    tethered = [r for r in posed if r["mode"] == "tethered"]
+    exp = [_float(r["exp_dG"]) for r in posed]
+    reference = [r for r in posed if r["is_reference"] == "1"]
+    return dict(
+        folder=folder,
+        target=rows[0]["target"],
+        n=len(rows),
+        posed=len(posed),
+        failed=len(rows) - len(posed),
+        tethered=len(tethered),
+        share_tethered=round(len(tethered) / len(rows), 3) if rows else None,
+        median_core_rmsd_tethered=_median([_float(r["core_rmsd"]) for r in tethered]),
+        share_tethered_core_rmsd_below_1A=(
+            round(sum(_float(r["core_rmsd"]) < 1.0 for r in tethered) / len(tethered), 3) if tethered else None
+        ),
+        median_core_fraction=_median([_float(r["core_fraction"]) for r in posed]),
+        reference_core_rmsd=_float(reference[0]["core_rmsd"]) if reference else None,
+        tau_vina_exp=_tau([_float(r["vina_score"]) for r in posed], exp),
+        tau_fep_exp=_tau([_float(r["fep_dG"]) for r in posed], exp),
+        median_seconds=_median([_float(r["seconds"]) for r in rows]),
+        median_cpu_seconds=_median([_float(r.get("cpu_seconds", "")) for r in rows]),
+    )
+
+
+def _median(values: list[float]) -> float | None:
+    values = [v for v in values if not np.isnan(v)]
+    return round(float(np.median(values)), 3) if values else None
+
+
+def summarize(rows: dict[tuple[str, str], dict]) -> dict:
+    """Per-series figures and the totals over every series with rows."""
+    by_folder: dict[str, list[dict]] = defaultdict(list)
+    for (folder, _), row in rows.items():
+        by_folder[folder].append(row)
+    series = [summarize_series(folder, by_folder[folder]) for folder in sorted(by_folder)]
+    all_rows = list(rows.values())
+    tethered = [r for r in all_rows if r["mode"] == "tethered"]
+    taus = [s["tau_vina_exp"] for s in series if s["tau_vina_exp"] is not None]
+    fep_taus = [s["tau_fep_exp"] for s in series if s["tau_fep_exp"] is not None]
+    failures = defaultdict(int)
+    for r in all_rows:
+        if r["mode"] == "failed":
+            failures[r["reason"].split(":")[0][:80]] += 1
+    return dict(
+        series_done=len(series),
+        ligands=len(all_rows),
+        tethered=len(tethered),
+        docked=sum(r["mode"] == "docked" for r in all_rows),
+        failed=sum(r["mode"] == "failed" for r in all_rows),
+        share_tethered=round(len(tethered) / len(all_rows), 3) if all_rows else None,
+        median_core_rmsd_tethered=_median([_float(r["core_rmsd"]) for r in tethered]),
+        share_tethered_core_rmsd_below_1A=(
+            round(sum(_float(r["core_rmsd"]) < 1.0 for r in tethered) / len(tethered), 3) if tethered else None
+        ),
+        reference_core_rmsd_median=_median(
+            [s["reference_core_rmsd"] for s in series if s["reference_core_rmsd"] is not None]
+        ),
+        median_tau_vina_exp=_median(taus),
+        mean_tau_vina_exp=round(float(np.mean(taus)), 3) if taus else None,
+        median_tau_fep_exp=_median(fep_taus),
+        failure_classes=dict(sorted(failures.items(), key=lambda kv: -kv[1])),
+        seconds_total=round(sum(_float(r["seconds"]) for r in all_rows), 1),
+        cpu_seconds_total=round(float(np.nansum([_float(r.get("cpu_seconds", "")) for r in all_rows])), 1),
+        series=series,
+    )
+
+
+def print_table(summary: dict) -> None:
+    """Per-series table and totals on stdout."""
+
+    def fmt(value, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    print(
+        f"{'series':44s} {'n':>3s} {'teth':>5s} {'rmsd':>5s} {'<1A':>5s} {'ref':>5s} {'tau_vina':>8s} {'tau_fep':>7s} "
+        f"{'cpu_s':>6s}"
+    )
+    for s in summary["series"]:
+        print(
+            f"{s['folder'][:44]:44s} {s['n']:3d} {fmt(s['share_tethered'], '5.0%')} "
+            f"{fmt(s['median_core_rmsd_tethered'], '5.2f')} {fmt(s['share_tethered_core_rmsd_below_1A'], '5.0%')} "
+            f"{fmt(s['reference_core_rmsd'], '5.2f')} {fmt(s['tau_vina_exp'], '8.2f')} {fmt(s['tau_fep_exp'], '7.2f')} "
+            f"{fmt(s['median_cpu_seconds'], '6.1f')}"
+        )
+    print(
+        f"{summary['ligands']} ligands in {summary['series_done']} series: {summary['tethered']} tethered, "
+        f"{summary['docked']} docked, {summary['failed']} failed; median core RMSD (tethered) "
+        f"{fmt(summary['median_core_rmsd_tethered'], '.2f')} A; median tau vina/exp "
+        f"{fmt(summary['median_tau_vina_exp'], '.2f')} (FEP {fmt(summary['median_tau_fep_exp'], '.2f')})"
+    )
+    for reason, count in summary["failure_classes"].items():
+        print(f"  {count:4d} failed: {reason}")
+
+
+def main() -> None:
+    """Pose the ligands still to do in the chosen series (see the module docstring), then summarise every latest row."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--folders", nargs="+", default=None, help="series folders to run")
+    choice.add_argument("--series", type=int, default=None, help="run the first N series (see --order)")
+    parser.add_argument("--order", choices=["systems", "small"], default="systems", help="order of --series")
+    parser.add_argument("--hours", type=float, default=None, help="start no new ligand after this many hours")
+    parser.add_argument("--retry-failed", action="store_true", help="re-run ligands whose latest row failed")
+    parser.add_argument("--redo", action="store_true", help="re-run every ligand of the chosen series")
+    parser.add_argument("--report-only", action="store_true", help="summarise rows.csv without posing")
+    parser.add_argument("--data", type=Path, default=UNIFEP, help="the unifep data folder")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    RDLogger.DisableLog("rdApp.*")  # ref_ligand.sdf files flagged 2D with 3D coordinates, bad-SMILES echoes: noise
+    os.nice(10)  # the machine's cores are shared with longer benchmarks
+    systems = read_systems(args.data)
+    targets = {row["folder"]: row["target"] for row in systems}
+    rows = read_rows()
+    folders = []
+    if args.folders is None and args.series is None and not args.report_only:
+        print("no series chosen (--folders or --series): summarising rows.csv only", flush=True)
+    elif not args.report_only:
+        folders = choose_folders(systems, args.data, args.folders, args.series, args.order)
+    settings = TetheredSettings()
+    deadline = time.time() + args.hours * 3600 if args.hours else None
+    for number, folder in enumerate(folders, start=1):
+        if deadline and time.time() > deadline:
+            print("time limit reached", flush=True)
+            break
+        ligands = [
+            lig
+            for lig in read_series(args.data / folder)
+            if args.redo
+            or (folder, lig["ligand_name"]) not in rows
+            or (args.retry_failed and rows[folder, lig["ligand_name"]]["mode"] == "failed")
+        ]
+        print(f"[{number}/{len(folders)}] {folder}: {len(ligands)} ligands to pose", flush=True)
+        if ligands:
+            pose_series(args.data / folder, targets[folder], ligands, settings, deadline)
+    summary = summarize(read_rows())
+    print_table(summary)
+    RESULT.parent.mkdir(parents=True, exist_ok=True)
+    RESULT.write_text(
+        json.dumps(
+            dict(
+                benchmark="unifep_poses",
+                data="shared/data/unifep (protein.pdb.gz, ref_ligand.sdf, result_dG.csv; box padding 8 A)",
+                settings=asdict(settings),
+                machine=f"{os.cpu_count()} cpu {platform.processor() or platform.machine()}",
+                date=time.strftime("%Y-%m-%d"),
+                **summary,
+            ),
+            indent=1,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
