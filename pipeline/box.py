@@ -88,7 +88,12 @@ def read_ligand_coordinates(path: str | Path) -> np.ndarray:
 
 def box_around_ligand(path: str | Path, padding: float = 8.0) -> Box:
     """Box enclosing a reference ligand's heavy atoms with ``padding`` Å on every side."""
-    xyz = read_ligand_coordinates(path)
+    return box_around_coordinates(read_ligand_coordinates(path), padding)
+
+
+def box_around_coordinates(xyz: np.ndarray, padding: float = 8.0) -> Box:
+    """Box enclosing points (N×3, Å; a ligand's heavy atoms) with ``padding`` Å on every side."""
+    xyz = np.asarray(xyz, dtype=float).reshape(-1, 3)
     lo, hi = xyz.min(axis=0), xyz.max(axis=0)
     center = tuple(float(round(v, 3)) for v in (lo + hi) / 2)
     size = tuple(float(round(v, 3)) for v in (hi - lo) + 2 * padding)

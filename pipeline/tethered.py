@@ -45,7 +45,7 @@ from rdkit import Chem
 from rdkit.Chem import rdDistGeom, rdFMCS, rdForceFieldHelpers, rdMolAlign
 from rdkit.Geometry import Point3D
 
-from .box import Box, box_around_ligand
+from .box import Box, box_around_coordinates, box_around_ligand
 from .docking import Docker, DockingError, DockingSettings, poses_to_rdkit
 from .ligands import PreparationError, embed, to_pdbqt
 from .rmsd import element_graph
@@ -1033,12 +1033,10 @@ class TetheredPoser:
 
 
 def _reference_box(reference: Chem.Mol, padding: float) -> Box:
-    """:func:`pipeline.box.box_around_ligand` for a reference given as a molecule (through a temporary SDF)."""
-    with tempfile.TemporaryDirectory(prefix="tethered-") as tmp:
-        path = Path(tmp) / "reference.sdf"
-        with Chem.SDWriter(str(path)) as writer:
-            writer.write(reference)
-        return box_around_ligand(path, padding)
+    """:func:`pipeline.box.box_around_ligand` for a reference given as a molecule."""
+    xyz = reference.GetConformer().GetPositions()
+    heavy = [a.GetIdx() for a in reference.GetAtoms() if a.GetAtomicNum() > 1]
+    return box_around_coordinates(xyz[heavy], padding)
 
 
 def pose_like_reference(

@@ -129,3 +129,25 @@ def test_redock_keeps_crystal_cofactors_as_typed_receptor_atoms(shared_complexes
 def test_ad4zn_route_is_refused_with_the_reason():
     with pytest.raises(ZincRouteError, match="autogrid 4.2.7"):
         require_ad4zn()
+
+
+def test_box_around_a_reference_ligand_pads_its_heavy_atoms(tmp_path):
+    """The box of ``box.reference_ligand``: heavy-atom extent plus the padding on every side, hydrogens ignored."""
+    import numpy as np
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    from pipeline.box import box_around_coordinates, box_around_ligand
+
+    mol = Chem.AddHs(Chem.MolFromSmiles("CCOc1ccccc1"))
+    AllChem.EmbedMolecule(mol, randomSeed=1)
+    path = tmp_path / "ref.sdf"
+    with Chem.SDWriter(str(path)) as writer:
+        writer.write(mol)
+    heavy = mol.GetConformer().GetPositions()[[a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() > 1]]
+    box = box_around_ligand(path, padding=4.0)
+    same = box_around_coordinates(heavy, 4.0)  # the SDF keeps 4 decimals
+    np.testing.assert_allclose(box.center, same.center, atol=2e-3)
+    np.testing.assert_allclose(box.size, same.size, atol=2e-3)
+    np.testing.assert_allclose(box.size, np.ptp(heavy, axis=0) + 8.0, atol=1e-3)
+    np.testing.assert_allclose(box.center, (heavy.min(axis=0) + heavy.max(axis=0)) / 2, atol=1e-3)
