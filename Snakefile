@@ -218,7 +218,9 @@ rule dock:
         run=run_folder,
         args=(f"--exhaustiveness {DOCK['exhaustiveness']} --n-poses {DOCK['n_poses']} "
               f"--energy-range {DOCK['energy_range']} --seed {CFG['seed']} --scoring {DOCK['scoring']} "
-              f"--time-limit {'none' if DOCK['time_limit'] is None else DOCK['time_limit']}"),
+              f"--time-limit {'none' if DOCK['time_limit'] is None else DOCK['time_limit']}"
+              + (f" --tethered-to {q(BOX['reference_ligand'])} --padding {BOX['padding']}"
+                 if DOCK["mode"] == "tethered" else "")),
     log:
         f"{RUN}/logs/dock/{{chunk}}.log",
     benchmark:

@@ -144,6 +144,22 @@ def cmd_dock(args: argparse.Namespace) -> int:
         scoring=args.scoring,
         time_limit=args.time_limit,
     )
+    if args.tethered_to:
+        from .docking import pose_chunk_tethered
+        from .tethered import TetheredSettings
+
+        tethered = TetheredSettings(
+            seed=args.seed,
+            threads=args.threads,
+            scoring=args.scoring,
+            exhaustiveness=args.exhaustiveness,
+            box_padding=args.padding,
+        )
+        done, failed = pose_chunk_tethered(
+            args.ligands, rec / "receptor.pdbqt", args.tethered_to, tethered, args.time_limit, sdf, table, failures
+        )
+        log.info("posed %s like %s: %d ok, %d failed", args.ligands, args.tethered_to, done, failed)
+        return 0
     done, failed = dock_chunk(
         args.ligands, rec / "receptor.pdbqt", Box.from_json(rec / "box.json"), settings, sdf, table, failures
     )
@@ -521,6 +537,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wall-clock limit per ligand (Vina + pose export), in an isolated worker process "
         "('none' = no limit; default 600)",
+    )
+    p.add_argument(
+        "--tethered-to",
+        metavar="REFERENCE",
+        help="pose like this reference ligand (.sdf/.mol in the receptor's frame) instead of docking: "
+        "docking.mode tethered",
+    )
+    p.add_argument(
+        "--padding", type=float, default=8.0, help="with --tethered-to: Å around the reference (box.padding)"
     )
 
     p = add(

@@ -102,6 +102,10 @@ def _check_choices(cfg: dict) -> None:
         raise ConfigError(f"config keys {given} under 'box' are alternatives; give only one")
     if box.get("center") and not box.get("size"):
         raise ConfigError("config key 'box.size' is required when 'box.center' is given (three edge lengths in Å)")
+    if cfg["docking"]["mode"] == "tethered" and not box.get("reference_ligand"):
+        raise ConfigError(
+            "config key 'docking.mode: tethered' poses compounds like a reference ligand: give it as 'box.reference_ligand'"
+        )
     if not given and not rec["dockstring"]:
         raise ConfigError(
             "config needs a docking box: 'box.center' + 'box.size', 'box.reference_ligand' or 'box.vina_config'"

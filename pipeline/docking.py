@@ -171,18 +171,23 @@ def dock_chunk(
     unreadable receptor or box (the worker's ``init``) fails the job.
     """
     table = pd.read_parquet(ligands)
+    outcomes = run_isolated(
+        zip(table["id"], zip(table["id"], table["pdbqt"])),
+        _dock_in_worker,
+        init=partial(Docker, receptor_pdbqt, box, settings),
+        time_limit=settings.time_limit,
+        stage=STAGE,
+        desc=f"dock {Path(ligands).stem}",
+        unit="lig",
+        describe_error=_docking_reason,
+    )
+    return _write_chunk(len(table), outcomes, out_sdf, out_table, failures)
+
+
+def _write_chunk(n: int, outcomes, out_sdf: str | Path, out_table: str | Path, failures: str | Path) -> tuple[int, int]:
+    """Poses SDF, pose table and failures of a chunk from the isolated workers' outcomes; ``(posed, failed)``."""
     rows, failed = [], []
     with atomic_sdf(out_sdf) as writer:
-        outcomes = run_isolated(
-            zip(table["id"], zip(table["id"], table["pdbqt"])),
-            _dock_in_worker,
-            init=partial(Docker, receptor_pdbqt, box, settings),
-            time_limit=settings.time_limit,
-            stage=STAGE,
-            desc=f"dock {Path(ligands).stem}",
-            unit="lig",
-            describe_error=_docking_reason,
-        )
         for cid, result, reason in outcomes:
             if reason is not None:
                 failed.append(dict(id=cid, stage=STAGE, reason=reason))
@@ -192,4 +197,68 @@ def dock_chunk(
                 rows.append(row)
     write_parquet_atomic(pd.DataFrame(rows, columns=POSE_COLUMNS), out_table)
     write_failures(failed, failures)
-    return len(table) - len(failed), len(failed)
+    return n - len(failed), len(failed)
+
+
+def _pose_tethered_in_worker(poser, item: tuple[str, str]) -> list[tuple[bytes, dict]]:
+    """Isolated work of one ligand in ``docking.mode: tethered``: its one pose and table row."""
+    compound_id, smiles = item
+    start = time.perf_counter()
+    pose = poser.pose(smiles, compound_id)
+    mol = pose.to_mol()
+    row = dict(
+        id=compound_id,
+        pose=1,
+        docking_score=float(pose.vina_score),
+        inter=float("nan"),  # Vina's optimize() reports the total only
+        intra=float("nan"),
+        torsional=float("nan"),
+        intra_best_pose=float("nan"),
+        dock_seconds=time.perf_counter() - start,
+    )
+    for key in ("pose", "docking_score"):
+        mol.SetProp(key, str(row[key]))
+    return [(pack_mol(mol), row)]
+
+
+def _tethering_reason(compound_id: str, exc: BaseException) -> str:
+    from .tethered import TetheringError
+
+    if isinstance(exc, (TetheringError, DockingError)):
+        return str(exc)
+    return unexpected_error(f"tethered posing of {compound_id}", exc)
+
+
+def pose_chunk_tethered(
+    ligands: str | Path,
+    receptor_pdbqt: str | Path,
+    reference: str | Path,
+    settings,
+    time_limit: float | None,
+    out_sdf: str | Path,
+    out_table: str | Path,
+    failures: str | Path,
+) -> tuple[int, int]:
+    """``docking.mode: tethered``: pose every ligand of a prepared chunk like ``reference``.
+
+    Same inputs and outputs as :func:`dock_chunk` (one pose per ligand; ``inter``, ``intra``
+    and ``torsional`` are NaN because Vina's local optimization gives only the total), with
+    :class:`pipeline.tethered.TetheredPoser` in the isolated worker: the common core with the
+    reference restrained, Vina local optimization, docking in the reference's box when the
+    core is too small. The pose's SD properties say which (``mode``, ``reason``, ``core_rmsd``).
+    ``settings`` is a :class:`pipeline.tethered.TetheredSettings`.
+    """
+    from .tethered import TetheredPoser
+
+    table = pd.read_parquet(ligands)
+    outcomes = run_isolated(
+        zip(table["id"], zip(table["id"], table["prepared_smiles"])),
+        _pose_tethered_in_worker,
+        init=partial(TetheredPoser, receptor_pdbqt, reference, settings),
+        time_limit=time_limit,
+        stage=STAGE,
+        desc=f"pose {Path(ligands).stem} (tethered)",
+        unit="lig",
+        describe_error=_tethering_reason,
+    )
+    return _write_chunk(len(table), outcomes, out_sdf, out_table, failures)

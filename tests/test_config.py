@@ -66,3 +66,11 @@ def test_snakemake_stops_before_any_work(repo, tmp_path):
     assert result.returncode != 0
     assert "docking.exhaustivness" in result.stdout + result.stderr
     assert not (repo / "results" / "badcfg").exists()
+
+
+def test_tethered_mode_needs_a_reference_ligand():
+    with pytest.raises(ConfigError, match="box.reference_ligand"):
+        validate_config({**MINIMAL, "docking": {"mode": "tethered"}})
+    cfg = validate_config({**MINIMAL, "box": {"reference_ligand": "ref.sdf"}, "docking": {"mode": "tethered"}})
+    assert cfg["docking"]["mode"] == "tethered"
+    assert validate_config(MINIMAL)["docking"]["mode"] == "dock"

@@ -217,3 +217,37 @@ def test_core_description_reports_trim_and_timeout():
     assert "core of 2 heavy atoms (25% of the ligand's 8)" in text
     assert "3 atoms left out for stereochemistry" in text and "timed out" in text
     assert Core((), "", 8).atom_map == () and Core((), "", 8).fraction == 0.0
+
+
+def test_dock_subcommand_in_tethered_mode_poses_a_chunk_like_the_reference(receptor, series, smiles, tmp_path):
+    """``docking.mode: tethered`` through ``vscreen dock --tethered-to``: poses, table, failures as docking writes them."""
+    import pandas as pd
+
+    from pipeline.box import Box
+    from pipeline.cli import main
+    from pipeline.ligands import LigandSettings, prepare_chunk
+
+    chunk = tmp_path / "chunk_00000.parquet"
+    ids = {"ref": smiles[REFERENCE], "fluoro": smiles[ANALOGUE], "unrelated": "CC(C)Cc1ccc(cc1)C(C)C(=O)O"}
+    pd.DataFrame({"id": list(ids), "smiles": list(ids.values())}).to_parquet(chunk)
+    ligands = tmp_path / "ligands"
+    ligands.mkdir()
+    prepare_chunk(
+        chunk, ligands / "chunk_00000.sdf", ligands / "chunk_00000.parquet", ligands / "f.csv", LigandSettings()
+    )
+    receptor_dir = tmp_path / "receptor"
+    receptor_dir.mkdir()
+    (receptor_dir / "receptor.pdbqt").write_text(receptor.read_text())
+    box = box_around_ligand(series / "ref_ligand.sdf", 8.0)
+    Box(box.center, box.size).to_json(receptor_dir / "box.json")
+    out = tmp_path / "docked"
+    argv = ["dock", str(ligands / "chunk_00000.parquet"), "--receptor-dir", str(receptor_dir), "--out-dir", str(out)]
+    argv += ["--exhaustiveness", "2", "--tethered-to", str(series / "ref_ligand.sdf")]
+    assert main(argv) == 0
+    table = pd.read_parquet(out / "chunk_00000.parquet").set_index("id")
+    poses = {m.GetProp("_Name"): m for m in Chem.SDMolSupplier(str(out / "chunk_00000.sdf"), removeHs=False)}
+    assert sorted(table.index) == sorted(poses) == sorted(ids)
+    assert poses["ref"].GetProp("mode") == poses["fluoro"].GetProp("mode") == "tethered"
+    assert poses["unrelated"].GetProp("mode") == "docked"  # no common core: docked in the reference's box
+    assert float(poses["ref"].GetProp("core_rmsd")) < 0.5 and table.loc["ref", "docking_score"] < -4.0
+    assert (table["pose"] == 1).all() and table["inter"].isna().all()
