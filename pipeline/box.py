@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import VscreenError
+from .io import read_structure_text
 
 
 class BoxError(VscreenError, ValueError):
@@ -135,10 +136,10 @@ def check_box_on_receptor(box: Box, receptor_xyz: np.ndarray, min_atoms: int = 2
 
 
 def read_pdb_coordinates(path: str | Path) -> np.ndarray:
-    """Coordinates (N×3, Å) of all ATOM/HETATM records of a PDB file."""
+    """Coordinates (N×3, Å) of all ATOM/HETATM records of a PDB or PDBQT file (optionally ``.gz``)."""
     xyz = [
         (float(line[30:38]), float(line[38:46]), float(line[46:54]))
-        for line in Path(path).read_text().splitlines()
+        for line in read_structure_text(path).splitlines()
         if line.startswith(("ATOM", "HETATM"))
     ]
     return np.asarray(xyz, dtype=float).reshape(-1, 3)

@@ -12,6 +12,7 @@ rename, because RDKit's ``SDWriter`` does not report a full disk.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
 import tempfile
 from collections.abc import Iterator
@@ -230,3 +231,12 @@ def sd_text(value: object) -> str:
     """
     text = str(value).replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
     return " " + text if text.startswith("$$$$") else text
+
+
+def read_structure_text(path: str | Path) -> str:
+    """Text of a structure file, decompressing ``.gz`` (users hand in ``protein.pdb.gz`` as downloaded)."""
+    path = Path(path)
+    if path.suffix.lower() == ".gz":
+        with gzip.open(path, "rt", errors="replace") as handle:
+            return handle.read()
+    return path.read_text(errors="replace")

@@ -77,7 +77,6 @@ Outputs
 from __future__ import annotations
 
 import contextlib
-import gzip
 import importlib.util
 import io
 import json
@@ -98,6 +97,7 @@ import numpy as np
 from pipeline.io import write_text_atomic
 
 from .errors import VscreenError
+from .io import read_structure_text
 
 if TYPE_CHECKING:  # only for annotations: pipeline.box imports this module at run time
     from .box import Box as DockingBox
@@ -257,14 +257,6 @@ def _structure_suffix(path: Path) -> str:
     if suffixes and suffixes[-1] == ".gz":
         suffixes = suffixes[:-1]
     return suffixes[-1] if suffixes else ""
-
-
-def _read_structure_text(path: Path) -> str:
-    """Text of a structure file, decompressing ``.gz`` (users hand in ``protein.pdb.gz`` as downloaded)."""
-    if path.suffix.lower() == ".gz":
-        with gzip.open(path, "rt", errors="replace") as handle:
-            return handle.read()
-    return path.read_text(errors="replace")
 
 
 def read_vina_box(path: str | Path) -> Box:
@@ -510,7 +502,7 @@ def read_receptor_records(path: Path) -> tuple[list[_Atom], list[str]]:
         The file cannot be read or holds no usable atom records.
     """
     try:
-        text = _read_structure_text(path)
+        text = read_structure_text(path)
         atoms, ter_after = _parse_records(text, is_pdbqt=_structure_suffix(path) == ".pdbqt")
     except (OSError, EOFError, zlib.error, ValueError) as exc:  # EOFError, zlib.error: truncated or corrupt .gz
         raise ReceptorError(f"Cannot read receptor {path} ({exc}); supply a valid PDB or PDBQT file.") from exc

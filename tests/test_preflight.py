@@ -91,6 +91,19 @@ def test_checks_pass_on_the_demo_inputs(tmp_path):
     assert check_box(cfg["box"], check_receptor(cfg["receptor"])).size == (30.0, 30.0, 30.0)
 
 
+def test_a_gzipped_receptor_and_a_reference_ligand_box_pass(repo):
+    """``protein.pdb.gz`` as downloaded: the box check reads it too (it used to stop on a decode error)."""
+    series = repo / "tests" / "data" / "unifep_ChEMBL__PLG__CHEMBL3295545"
+    cfg = _validated(
+        _config(
+            receptor={"path": str(series / "protein.pdb.gz")},
+            box={"reference_ligand": str(series / "ref_ligand.sdf")},
+        )
+    )
+    check_inputs(cfg)
+    assert check_box(cfg["box"], check_receptor(cfg["receptor"])).size[0] > 8.0
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_each_early_error_names_the_fix(case, tmp_path):
     """The check raises a user error whose one-sentence message names the file or key to fix."""
