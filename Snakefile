@@ -219,7 +219,7 @@ rule dock:
         args=(f"--exhaustiveness {DOCK['exhaustiveness']} --n-poses {DOCK['n_poses']} "
               f"--energy-range {DOCK['energy_range']} --seed {CFG['seed']} --scoring {DOCK['scoring']} "
               f"--time-limit {'none' if DOCK['time_limit'] is None else DOCK['time_limit']}"
-              + (f" --tethered-to {q(BOX['reference_ligand'])} --padding {BOX['padding']}"
+              + (f" --tethered-to {q(BOX['reference_ligand'])}"
                  if DOCK["mode"] == "tethered" else "")),
     log:
         f"{RUN}/logs/dock/{{chunk}}.log",

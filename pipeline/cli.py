@@ -153,10 +153,10 @@ def cmd_dock(args: argparse.Namespace) -> int:
             threads=args.threads,
             scoring=args.scoring,
             exhaustiveness=args.exhaustiveness,
-            box_padding=args.padding,
         )
+        box = Box.from_json(rec / "box.json")
         done, failed = pose_chunk_tethered(
-            args.ligands, rec / "receptor.pdbqt", args.tethered_to, tethered, args.time_limit, sdf, table, failures
+            args.ligands, rec / "receptor.pdbqt", args.tethered_to, box, tethered, args.time_limit, sdf, table, failures
         )
         log.info("posed %s like %s: %d ok, %d failed", args.ligands, args.tethered_to, done, failed)
         return 0
@@ -543,9 +543,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="REFERENCE",
         help="pose like this reference ligand (.sdf/.mol in the receptor's frame) instead of docking: "
         "docking.mode tethered",
-    )
-    p.add_argument(
-        "--padding", type=float, default=8.0, help="with --tethered-to: Å around the reference (box.padding)"
     )
 
     p = add(

@@ -233,6 +233,7 @@ def pose_chunk_tethered(
     ligands: str | Path,
     receptor_pdbqt: str | Path,
     reference: str | Path,
+    box: Box,
     settings,
     time_limit: float | None,
     out_sdf: str | Path,
@@ -246,7 +247,8 @@ def pose_chunk_tethered(
     :class:`pipeline.tethered.TetheredPoser` in the isolated worker: the common core with the
     reference restrained, Vina local optimization, docking in the reference's box when the
     core is too small. The pose's SD properties say which (``mode``, ``reason``, ``core_rmsd``).
-    ``settings`` is a :class:`pipeline.tethered.TetheredSettings`.
+    ``settings`` is a :class:`pipeline.tethered.TetheredSettings`; ``box`` is the run's box (the
+    reference's, as receptor preparation wrote it), so Vina's maps cover what docking's would.
     """
     from .tethered import TetheredPoser
 
@@ -254,7 +256,7 @@ def pose_chunk_tethered(
     outcomes = run_isolated(
         zip(table["id"], zip(table["id"], table["prepared_smiles"])),
         _pose_tethered_in_worker,
-        init=partial(TetheredPoser, receptor_pdbqt, reference, settings),
+        init=partial(TetheredPoser, receptor_pdbqt, reference, settings, box),
         time_limit=time_limit,
         stage=STAGE,
         desc=f"pose {Path(ligands).stem} (tethered)",

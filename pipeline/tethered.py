@@ -927,28 +927,35 @@ class TetheredPoser:
         The reference ligand in the receptor's frame, or its .sdf/.mol file.
     settings : TetheredSettings
         Thresholds and Vina settings.
+    box : pipeline.box.Box, optional
+        Region of Vina's maps; by default the reference's heavy atoms plus
+        ``settings.box_padding`` (the workflow passes the run's own box).
 
     Attributes
     ----------
     reference : Chem.Mol
         The reference with stereo from its coordinates.
     box : pipeline.box.Box
-        Box around the reference's heavy atoms, ``settings.box_padding`` on every side: the
+        The box given, or the reference's heavy atoms plus ``settings.box_padding``: the
         region of Vina's maps, for the optimization and the docking fallback.
     docker : pipeline.docking.Docker
         The Vina engine; its ``vina`` object also optimizes the tethered poses.
     """
 
     def __init__(
-        self, receptor_pdbqt: str | Path, reference: Chem.Mol | str | Path, settings: TetheredSettings | None = None
+        self,
+        receptor_pdbqt: str | Path,
+        reference: Chem.Mol | str | Path,
+        settings: TetheredSettings | None = None,
+        box: Box | None = None,
     ):
         self.settings = settings or TetheredSettings()
         if isinstance(reference, Chem.Mol):
             self.reference = _with_stereo_from_3d(reference)
-            self.box = _reference_box(self.reference, self.settings.box_padding)
+            self.box = box or _reference_box(self.reference, self.settings.box_padding)
         else:
             self.reference = read_reference(reference)
-            self.box = box_around_ligand(reference, self.settings.box_padding)
+            self.box = box or box_around_ligand(reference, self.settings.box_padding)
         s = self.settings
         docking = DockingSettings(
             exhaustiveness=s.exhaustiveness,
