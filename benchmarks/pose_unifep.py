@@ -19,8 +19,11 @@ tethered poses and their share under 1 A, the reference ligand's own re-pose, Ke
 the Vina score against the measured dG (and of the FEP dG, for scale), median CPU seconds per
 ligand (``seconds`` in the rows is wall time, which a shared machine inflates) - and writes ``benchmarks/results/unifep_poses.json`` over every series with rows.
 
-    nice -n 19 python benchmarks/pose_unifep.py (--folders F ... | --series N [--order small])
-        [--hours H] [--retry-failed] [--redo] [--report-only] [--data DIR]
+    nice -n 19 python benchmarks/pose_unifep.py (--folders F ... | --series N [--order small|coverage])
+        [--shard K/N] [--hours H] [--retry-failed] [--redo] [--report-only] [--data DIR]
+
+Two shards (``--shard 1/2`` and ``--shard 2/2``, same other arguments) use both cores; their
+rows go to the same file under a lock.
 
 The data folder is ``../shared/data/unifep`` from the repository root unless ``--data`` or the
 environment variable ``VSCREEN_UNIFEP`` names another.
@@ -87,8 +90,11 @@ def read_systems(data: Path) -> list[dict]:
 def choose_folders(systems: list[dict], data: Path, folders: list[str] | None, n: int | None, order: str) -> list[str]:
     """The series to run: the named folders, or the first ``n`` in ``order``.
 
-    ``order`` is ``systems`` (the order of ``systems.csv``) or ``small`` (smallest protein file
-    first, then fewest ligands: quick checks).
+    ``order`` is ``systems`` (the order of ``systems.csv``), ``small`` (smallest protein file
+    first, then fewest ligands: quick checks) or ``coverage``: one series of every protein group
+    (``affinity_eval.protein_groups``: isoforms and synonyms together) before a second of any,
+    smallest series first within each pass, so that a campaign stopped part way has posed
+    series on as many proteins as possible - what a protein-grouped cross-validation needs.
     """
     known = [row["folder"] for row in systems]
     if folders:
@@ -96,10 +102,42 @@ def choose_folders(systems: list[dict], data: Path, folders: list[str] | None, n
         if unknown:
             raise SystemExit(f"not series folders of {data.name}/systems.csv: {', '.join(unknown)}")
         return list(dict.fromkeys(folders))
+    ligands = {row["folder"]: int(row["ligands"]) for row in systems}
     if order == "small":
-        ligands = {row["folder"]: int(row["ligands"]) for row in systems}
         known.sort(key=lambda f: ((data / f / "protein.pdb.gz").stat().st_size, ligands[f], f))
+    elif order == "coverage":
+        known = coverage_order(systems)
     return known[:n] if n is not None else known
+
+
+def coverage_order(systems: list[dict]) -> list[str]:
+    """Series folders in rounds: the k-th round holds the k-th smallest series of every protein group."""
+    from affinity_eval import protein_groups
+
+    groups = protein_groups({row["target"] for row in systems})
+    by_group: dict[str, list[dict]] = defaultdict(list)
+    for row in systems:
+        by_group[groups[row["target"]]].append(row)
+    for rows in by_group.values():
+        rows.sort(key=lambda r: (int(r["ligands"]), r["folder"]))
+    order = []
+    for k in range(max(len(rows) for rows in by_group.values())):
+        layer = [rows[k] for rows in by_group.values() if k < len(rows)]
+        order += [r["folder"] for r in sorted(layer, key=lambda r: (int(r["ligands"]), r["folder"]))]
+    return order
+
+
+def shard(folders: list[str], spec: str | None) -> list[str]:
+    """Every N-th folder from the K-th (``spec`` = ``"K/N"``, K from 1), so N processes pose disjoint series."""
+    if not spec:
+        return folders
+    try:
+        k, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise SystemExit(f"--shard wants K/N (e.g. 1/2), got {spec!r}") from None
+    if not 1 <= k <= n:
+        raise SystemExit(f"--shard {spec}: K must be between 1 and N")
+    return folders[k - 1 :: n]
 
 
 def read_series(folder: Path) -> list[dict]:
@@ -361,7 +399,12 @@ def main() -> None:
     choice = parser.add_mutually_exclusive_group()
     choice.add_argument("--folders", nargs="+", default=None, help="series folders to run")
     choice.add_argument("--series", type=int, default=None, help="run the first N series (see --order)")
-    parser.add_argument("--order", choices=["systems", "small"], default="systems", help="order of --series")
+    parser.add_argument(
+        "--order", choices=["systems", "small", "coverage"], default="systems", help="order of --series"
+    )
+    parser.add_argument(
+        "--shard", default=None, help="K/N: run every N-th chosen series from the K-th (N processes side by side)"
+    )
     parser.add_argument("--hours", type=float, default=None, help="start no new ligand after this many hours")
     parser.add_argument("--retry-failed", action="store_true", help="re-run ligands whose latest row failed")
     parser.add_argument("--redo", action="store_true", help="re-run every ligand of the chosen series")
@@ -378,7 +421,7 @@ def main() -> None:
     if args.folders is None and args.series is None and not args.report_only:
         print("no series chosen (--folders or --series): summarising rows.csv only", flush=True)
     elif not args.report_only:
-        folders = choose_folders(systems, args.data, args.folders, args.series, args.order)
+        folders = shard(choose_folders(systems, args.data, args.folders, args.series, args.order), args.shard)
     settings = TetheredSettings()
     deadline = time.time() + args.hours * 3600 if args.hours else None
     for number, folder in enumerate(folders, start=1):
