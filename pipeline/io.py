@@ -78,6 +78,22 @@ def _flush_to_disk(path: Path) -> None:
         os.close(fd)
 
 
+def sdf_supplier(path: str | os.PathLike, removeHs: bool = False, sanitize: bool = True):  # noqa: N803 (RDKit's names)
+    """An RDKit ``SDMolSupplier`` over ``path`` that also reads an empty file (as no records).
+
+    A chunk whose every ligand failed docking, or a batch whose every pose failed MD, leaves
+    an SDF of zero bytes; RDKit refuses to open one ("Invalid input file"), which would stop
+    the run for a chunk that simply has nothing left in it.
+    """
+    from rdkit import Chem
+
+    if os.path.getsize(path) == 0:
+        supplier = Chem.SDMolSupplier()
+        supplier.SetData("", removeHs=removeHs, sanitize=sanitize)
+        return supplier
+    return Chem.SDMolSupplier(str(path), removeHs=removeHs, sanitize=sanitize)
+
+
 def count_sdf_records(path: str | os.PathLike) -> int:
     """Number of records in an SD file (lines that are exactly ``$$$$``)."""
     count = 0
@@ -144,9 +160,21 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
 
 
 def write_parquet_atomic(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a DataFrame as Parquet atomically (index dropped)."""
+    """Write a DataFrame as Parquet atomically (index dropped).
+
+    A column with no values to infer a type from (an empty chunk: every ligand failed) is
+    written as ``string`` instead of Arrow's ``null`` type, on which joins and counts by
+    ``id`` have no kernel; an empty string column casts to any other type a reader wants.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if any(pa.types.is_null(f.type) for f in table.schema):
+        fields = [pa.field(f.name, pa.string()) if pa.types.is_null(f.type) else f for f in table.schema]
+        table = table.cast(pa.schema(fields, metadata=table.schema.metadata))
     with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+        pq.write_table(table, tmp)
 
 
 def write_failures(rows: list[dict], path: str | os.PathLike) -> None:

@@ -478,7 +478,9 @@ def _array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
 
 def _inner_positions(ids: pa.Array, *others: pa.Array) -> tuple[pa.Array, list[pa.Array]]:
     """Rows of ``ids`` found in every one of ``others``, and their positions there (an inner join on ``id``)."""
-    positions = [pc.index_in(_array(ids), value_set=_array(o)) for o in others]
+    ids = _array(ids)
+    # a table written with no rows (every ligand of a chunk failed) may have a null-typed id column
+    positions = [pc.index_in(ids, value_set=_array(o).cast(ids.type)) for o in others]
     found = positions[0].is_valid()
     for at in positions[1:]:
         found = pc.and_(found, at.is_valid())

@@ -2,8 +2,8 @@
 
 Faults are injected through ``VSCREEN_FAULTS`` (:mod:`pipeline.faults`): the docking worker
 aborts on one compound (a native crash) and hangs on another, one compound's MD blows up,
-one graph file is written unreadable and one Dask worker is killed in the middle of
-featurization. The run must finish and account for every input row exactly once. The same
+one graph file is written unreadable, one Dask worker is killed in the middle of
+featurization, and every ligand of one chunk fails docking (its poses file is empty). The run must finish and account for every input row exactly once. The same
 library carries the ids that used to merge or inject (unicode, 150 characters, commas,
 spreadsheet formulas). A second test kills the whole Snakemake process tree with SIGKILL in
 the middle of docking and resumes with the README's run command.
@@ -33,6 +33,8 @@ FAULTS = ";".join(
         "refine:md-blowup:blowup",
         "featurize:kill-worker:kill-once",
         "graphs:chunk_00004:corrupt",
+        "dock:all-fail-1:raise",  # chunk_00005 holds only these two: every ligand of a chunk fails
+        "dock:all-fail-2:raise",
     ]
 )
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -59,8 +61,8 @@ def test_faults_cost_only_their_compounds(faulty_run):
 
     # every input row exactly once in ranking + failures
     inputs = [r.input_id for r in iter_library(HOSTILE)]
-    assert len(inputs) == 20
-    assert len(ranking) + len(failures) == 20, (ranking[["id"]], failures)
+    assert len(inputs) == 22
+    assert len(ranking) + len(failures) == 22, (ranking[["id"]], failures)
     assert not set(ranking["id"]) & set(failures["id"])
     assert ranking["id"].is_unique and failures["id"].is_unique
 
@@ -68,6 +70,9 @@ def test_faults_cost_only_their_compounds(faulty_run):
     assert reasons.loc["abort-me", "stage"] == "dock" and "crashed" in reasons.loc["abort-me", "reason"]
     assert reasons.loc["hang-me", "stage"] == "dock"
     assert f"time limit ({DOCK_LIMIT} s) exceeded" in reasons.loc["hang-me", "reason"]
+    # a chunk with nothing docked (an empty poses file) costs only its own compounds
+    for cid in ("all-fail-1", "all-fail-2"):
+        assert reasons.loc[cid, "stage"] == "dock" and "injected fault" in reasons.loc[cid, "reason"]
 
     # the compound whose MD blew up is still ranked, with its MD columns empty and the reason beside them
     ranked = ranking.set_index("id")
@@ -112,8 +117,8 @@ def test_hostile_ids_stay_distinct_exact_and_inert(faulty_run):
     chunks = pd.concat([pd.read_parquet(p) for p in sorted((out / "chunks").glob("chunk_*.parquet"))])
     given = [r.input_id for r in iter_library(HOSTILE)]
 
-    # all 20 accepted at input (none merged as a "duplicate"), ids unique, input_id exactly as given
-    assert len(chunks) == 20 and chunks["id"].is_unique
+    # all 22 accepted at input (none merged as a "duplicate"), ids unique, input_id exactly as given
+    assert len(chunks) == 22 and chunks["id"].is_unique
     assert sorted(chunks["input_id"]) == sorted(given)
     assert {"α-pinene", "β-pinene", "indole, batch 3, lot 7"} <= set(ranking["input_id"])
     long_ids = [i for i in given if len(i) == 150]

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 import pandas as pd
 from rdkit import Chem
 
+from ..io import sdf_supplier
+
 __all__ = ["SELECTION_COLUMNS", "select_poses", "batch", "load_poses"]
 
 #: Columns of :func:`select_poses`' result.
@@ -117,7 +119,7 @@ def load_poses(sdf_paths: Iterable[str | os.PathLike], selected: pd.DataFrame) -
     wanted = {(str(i), int(p)) for i, p in zip(selected["id"], selected["pose"])}
     found: dict[tuple[str, int], Chem.Mol] = {}
     for path in sorted(str(p) for p in sdf_paths):
-        for mol in Chem.SDMolSupplier(path, removeHs=False):
+        for mol in sdf_supplier(path, removeHs=False):  # a chunk whose ligands all failed is empty
             if mol is None or not mol.HasProp("pose"):
                 continue
             key = (mol.GetProp("_Name"), int(float(mol.GetProp("pose"))))
