@@ -106,9 +106,29 @@ def _check_choices(cfg: dict) -> None:
         raise ConfigError(
             "config key 'docking.mode: tethered' poses compounds like a reference ligand: give it as 'box.reference_ligand'"
         )
+    if cfg["docking"]["mode"] == "score_only":
+        _check_score_only_library(cfg["library"])
     if not given and not rec["dockstring"]:
         raise ConfigError(
             "config needs a docking box: 'box.center' + 'box.size', 'box.reference_ligand' or 'box.vina_config'"
+        )
+
+
+def _check_score_only_library(library: dict) -> None:
+    """``docking.mode: score_only`` rescores the poses of an SD file: refuse any other library."""
+    from .library import LibraryError, detect_format
+
+    fmt = library["format"]
+    if fmt == "auto":
+        try:
+            fmt = detect_format(library["path"])
+        except LibraryError:
+            fmt = "unknown"
+    if fmt != "sdf":
+        raise ConfigError(
+            f"config key 'docking.mode: score_only' scores the 3D poses of an SD file, but library.path "
+            f"'{library['path']}' is {'an' if fmt == 'unknown' else 'a'} {fmt} library: give an .sdf (or .sdf.gz) "
+            "whose records carry poses in the receptor's frame, or set library.format: sdf"
         )
 
 

@@ -14,6 +14,11 @@ maps are computed once per worker, and a ligand that crashes Vina or meeko
 raises anything at all becomes that ligand's failure row; the chunk goes on in a new
 worker. Vina reseeds every search with the run seed, so the other ligands' poses do not
 depend on whether a worker was restarted before them.
+
+``docking.mode: score_only`` (:func:`score_chunk`) does no search: each ligand's PDBQT
+already holds its input pose (:func:`pipeline.ligands.prepare_pose`), Vina scores it as
+it lies (``Vina.score``) against the same maps, and the pose is written back through
+meeko like a docked one, so every later stage reads it as a docked pose (pose 1).
 """
 
 from __future__ import annotations
@@ -37,7 +42,10 @@ log = logging.getLogger(__name__)
 STAGE = "dock"
 #: Fault-injection point of the pose export (meeko), separate from Vina's search.
 EXPORT_STAGE = "dock-export"
+#: Substring of Vina's error for a ligand with an atom outside the maps (vina >= 1.2.5 raises it).
+_OUTSIDE_GRID = "outside the grid box"
 POSE_COLUMNS = ["id", "pose", "docking_score", "inter", "intra", "torsional", "intra_best_pose", "dock_seconds"]
+POSE_DTYPES = {"id": object, "pose": "int64"} | {c: "float64" for c in POSE_COLUMNS[2:]}
 
 
 class DockingError(ValueError):
@@ -70,6 +78,7 @@ class Docker:
         from vina import Vina
 
         self.settings = settings
+        self.box = box
         self.vina = Vina(sf_name=settings.scoring, cpu=settings.threads, seed=settings.seed, verbosity=0)
         self.vina.set_receptor(rigid_pdbqt_filename=str(receptor_pdbqt))
         self.vina.compute_vina_maps(center=list(box.center), box_size=list(box.size))
@@ -94,6 +103,68 @@ class Docker:
         if len(poses) != len(energies):
             raise DockingError(f"Vina returned {len(energies)} energies for {len(poses)} poses")
         return poses, energies
+
+    def score(self, compound_id: str, pdbqt: str) -> tuple[Chem.Mol, np.ndarray]:
+        """Score one ligand where its PDBQT puts it, without any search (``docking.mode: score_only``).
+
+        Parameters
+        ----------
+        compound_id
+            The ligand's id (the pose's name, and messages).
+        pdbqt
+            meeko PDBQT of the pose, in the receptor's frame.
+
+        Returns
+        -------
+        (Chem.Mol, np.ndarray)
+            The pose with all hydrogens (rebuilt by meeko from the PDBQT, as docked poses
+            are), and one row of the energy matrix of :meth:`dock`: total, inter, intra,
+            torsional, intra of the best pose (kcal/mol; the pose is its own best pose).
+
+        Raises
+        ------
+        DockingError
+            When an atom lies outside the docking box (Vina has no map there), or Vina or
+            meeko fail on the ligand.
+        """
+        faults.inject(STAGE, compound_id)  # tests' hook before Vina (no-op unless VSCREEN_FAULTS)
+        try:
+            self.vina.set_ligand_from_string(pdbqt)
+            terms = np.asarray(self.vina.score())
+        except Exception as exc:  # Vina raises RuntimeError with its own text
+            if _OUTSIDE_GRID in str(exc):
+                center = ", ".join(f"{v:g}" for v in self.box.center)
+                size = " x ".join(f"{v:g}" for v in self.box.size)
+                raise DockingError(
+                    f"the pose lies outside the docking box (center {center}, size {size} Å), where Vina has no "
+                    "maps to score it: check that the pose is in the receptor's frame and the box covers it"
+                ) from exc
+            raise DockingError(f"Vina failed: {exc}") from exc
+        return poses_to_rdkit(pdbqt, compound_id)[0], score_terms(terms)
+
+
+def score_terms(terms: np.ndarray) -> np.ndarray:
+    """Vina's ``score()`` terms as a row of the docking energy matrix (``Vina.energies()``).
+
+    Parameters
+    ----------
+    terms
+        ``Vina.score()`` of the Vina/Vinardo scoring functions: total, ligand inter, flex
+        inter, other inter, flex intra, ligand intra, torsional (the conformation-independent
+        part), ligand intra of the best pose.
+
+    Returns
+    -------
+    np.ndarray
+        ``[total, inter, intra, torsional, intra_best_pose]`` as :meth:`Docker.dock` gives
+        them: inter is the sum of the three inter terms and intra of the two intra terms
+        (the flexible-residue terms are 0 with a rigid receptor). For a docked best pose
+        both rows agree (to Vina's 3 decimals).
+    """
+    terms = np.asarray(terms, dtype=float)
+    if terms.shape != (8,):
+        raise DockingError(f"Vina's score() returned {terms.size} terms, expected 8 (scoring function vina or vinardo)")
+    return np.array([terms[0], terms[1] + terms[2] + terms[3], terms[4] + terms[5], terms[6], terms[7]])
 
 
 def poses_to_rdkit(poses_pdbqt: str, compound_id: str) -> list[Chem.Mol]:
@@ -147,6 +218,26 @@ def _dock_in_worker(docker: Docker, item: tuple[str, str]) -> list[tuple[bytes, 
     return out
 
 
+def _score_in_worker(docker: Docker, item: tuple[str, str]) -> list[tuple[bytes, dict]]:
+    """Isolated work of one ligand in ``docking.mode: score_only``: its one pose and table row."""
+    compound_id, pdbqt = item
+    start = time.perf_counter()
+    pose, energy = docker.score(compound_id, pdbqt)
+    row = dict(
+        id=compound_id,
+        pose=1,
+        docking_score=float(energy[0]),
+        inter=float(energy[1]),
+        intra=float(energy[2]),
+        torsional=float(energy[3]),
+        intra_best_pose=float(energy[4]),
+        dock_seconds=time.perf_counter() - start,
+    )
+    for key in ("pose", "docking_score", "inter", "intra"):  # as a docked pose's (_dock_in_worker)
+        pose.SetProp(key, str(row[key]))
+    return [(pack_mol(pose), row)]
+
+
 def _docking_reason(compound_id: str, exc: BaseException) -> str:
     """A :class:`DockingError` is the reason as written; anything else is a bug of Vina/meeko/ours, logged."""
     if isinstance(exc, DockingError):
@@ -184,6 +275,53 @@ def dock_chunk(
     return _write_chunk(len(table), outcomes, out_sdf, out_table, failures)
 
 
+def score_chunk(
+    ligands: str | Path,
+    receptor_pdbqt: str | Path,
+    box: Box,
+    settings: DockingSettings,
+    out_sdf: str | Path,
+    out_table: str | Path,
+    failures: str | Path,
+) -> tuple[int, int]:
+    """``docking.mode: score_only``: score every ligand of a prepared chunk in its input pose.
+
+    Same inputs and outputs as :func:`dock_chunk`, with one pose per ligand (``pose`` 1):
+    the pose the PDBQT holds, scored by ``Vina.score()`` against the maps of ``box``
+    (``settings.scoring``, ``threads``, ``time_limit`` apply; the search settings do not).
+    A ligand with an atom outside the box, or that fails, crashes the worker or runs past
+    ``settings.time_limit``, is that ligand's failure and never stops the chunk.
+
+    Parameters
+    ----------
+    ligands
+        Ligand table Parquet written by ligand preparation with ``keep_poses`` (``id``, ``pdbqt``).
+    receptor_pdbqt, box
+        The prepared receptor and the run's box.
+    settings
+        Vina settings.
+    out_sdf, out_table, failures
+        Poses SDF, pose table (:data:`POSE_COLUMNS`) and failures CSV (stage ``dock``).
+
+    Returns
+    -------
+    (int, int)
+        ``(scored, failed)`` counts.
+    """
+    table = pd.read_parquet(ligands)
+    outcomes = run_isolated(
+        zip(table["id"], zip(table["id"], table["pdbqt"])),
+        _score_in_worker,
+        init=partial(Docker, receptor_pdbqt, box, settings),
+        time_limit=settings.time_limit,
+        stage=STAGE,
+        desc=f"score {Path(ligands).stem} (score_only)",
+        unit="lig",
+        describe_error=_docking_reason,
+    )
+    return _write_chunk(len(table), outcomes, out_sdf, out_table, failures)
+
+
 def _write_chunk(n: int, outcomes, out_sdf: str | Path, out_table: str | Path, failures: str | Path) -> tuple[int, int]:
     """Poses SDF, pose table and failures of a chunk from the isolated workers' outcomes; ``(posed, failed)``."""
     rows, failed = [], []
@@ -195,7 +333,9 @@ def _write_chunk(n: int, outcomes, out_sdf: str | Path, out_table: str | Path, f
             for packed, row in result:
                 writer.write(unpack_mol(packed))
                 rows.append(row)
-    write_parquet_atomic(pd.DataFrame(rows, columns=POSE_COLUMNS), out_table)
+    # typed even with no rows (every ligand failed): readers join on a string id and sort by numbers
+    table = pd.DataFrame(rows, columns=POSE_COLUMNS).astype(POSE_DTYPES)
+    write_parquet_atomic(table, out_table)
     write_failures(failed, failures)
     return n - len(failed), len(failed)
 

@@ -8,6 +8,14 @@ lines never sit in memory at once), gives every row one sanitized id, and writes
 duplicate ids, SDF records RDKit cannot read) go to the failures table with stage
 ``input``; chemistry problems are left to ligand preparation.
 
+Poses (``docking.mode: score_only``)
+------------------------------------
+With ``keep_poses`` (an SD library only) each chunk also has a ``molblock`` column: the
+record's mol block as the file gives it (up to ``M  END``; its SD data fields are not
+kept), so that its coordinates reach ligand preparation unchanged. A record without a 3D
+pose (a 2D or 0D block, or every z coordinate 0) is rejected here with stage ``input``
+and :data:`NO_3D_POSE` as its reason. Without ``keep_poses`` chunks are as above.
+
 Ids
 ---
 ``input_id`` is the id exactly as the library gives it (unicode, commas, quotes, inner
@@ -48,6 +56,13 @@ from .layout import read_manifest, write_manifest
 from .progress import progress
 
 CHUNK_COLUMNS = ["id", "input_id", "smiles", "line"]
+#: Columns of a chunk split with ``keep_poses`` (``docking.mode: score_only``).
+POSE_CHUNK_COLUMNS = [*CHUNK_COLUMNS, "molblock"]
+#: Failure reason of a record whose pose has no 3D coordinates (score_only).
+NO_3D_POSE = (
+    "the pose has no 3D coordinates (a 2D or 0D mol block, or every z = 0): "
+    "docking.mode score_only needs each record's 3D pose in the receptor's frame"
+)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 _DOTS = re.compile(r"\.{2,}")
 _ALNUM = re.compile(r"[A-Za-z0-9]")
@@ -76,6 +91,7 @@ class Record:
     input_id: str
     smiles: str | None
     problem: str | None = None
+    molblock: str | None = None  # the record's mol block, only when poses are kept (score_only)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -310,8 +326,39 @@ def _sdf_property(block: str, name: str) -> str:
     return match.group(1).strip() if match else ""
 
 
-def iter_sdf(path: str | Path, id_property: str | None = None) -> Iterator[Record]:
-    """Yield records of an SD file; the id is the title line or ``id_property``; SMILES come from RDKit."""
+def has_3d_pose(mol) -> bool:
+    """Whether an RDKit molecule read from a mol block carries a 3D pose.
+
+    Parameters
+    ----------
+    mol : rdkit.Chem.Mol
+        The molecule as ``Chem.MolFromMolBlock`` returns it.
+
+    Returns
+    -------
+    bool
+        False without a conformer, for a conformer RDKit reads as 2D or 0D (header flag,
+        no coordinates), and for one whose z coordinates are all 0 (RDKit believes a
+        header that says 3D even then).
+    """
+    if mol.GetNumConformers() == 0:
+        return False
+    conf = mol.GetConformer()
+    return conf.Is3D() and any(abs(conf.GetAtomPosition(i).z) > 1e-6 for i in range(mol.GetNumAtoms()))
+
+
+def _molblock(block: str) -> str:
+    """The mol block of an SD record: up to and including ``M  END`` (the data fields dropped)."""
+    match = re.search(r"^M  END[^\n]*\n?", block, flags=re.MULTILINE)
+    return block[: match.end()] if match else block
+
+
+def iter_sdf(path: str | Path, id_property: str | None = None, keep_poses: bool = False) -> Iterator[Record]:
+    """Yield records of an SD file; the id is the title line or ``id_property``; SMILES come from RDKit.
+
+    With ``keep_poses`` every record also carries its mol block (:attr:`Record.molblock`),
+    and one without a 3D pose (:func:`has_3d_pose`) has :data:`NO_3D_POSE` as its problem.
+    """
     from rdkit import Chem, RDLogger
 
     RDLogger.DisableLog("rdApp.*")
@@ -322,8 +369,12 @@ def iter_sdf(path: str | Path, id_property: str | None = None) -> Iterator[Recor
             mol = Chem.MolFromMolBlock(block, sanitize=True, removeHs=True)
             if mol is None:
                 yield Record(line, name, None, "RDKit cannot read this SDF record (bad valence or malformed block)")
-            else:
+            elif not keep_poses:
                 yield Record(line, name, Chem.MolToSmiles(mol))
+            elif not has_3d_pose(mol):
+                yield Record(line, name, Chem.MolToSmiles(mol), NO_3D_POSE)
+            else:
+                yield Record(line, name, Chem.MolToSmiles(mol), molblock=_molblock(block))
 
 
 def iter_library(
@@ -332,15 +383,25 @@ def iter_library(
     id_column: str = "id",
     smiles_column: str = "smiles",
     id_property: str | None = None,
+    keep_poses: bool = False,
 ) -> Iterator[Record]:
-    """Yield every row of a library file as a :class:`Record`, whatever its format."""
+    """Yield every row of a library file as a :class:`Record`, whatever its format.
+
+    ``keep_poses`` (``docking.mode: score_only``) keeps each record's mol block and needs
+    an SD file: any other format raises :class:`LibraryError` naming the file.
+    """
     fmt = detect_format(path) if fmt == "auto" else fmt
+    if keep_poses and fmt != "sdf":
+        raise LibraryError(
+            f"library '{path}' is a {fmt} file, but docking.mode score_only rescores 3D poses: "
+            "give an SD file (.sdf, optionally .gz) whose records carry poses in the receptor's frame"
+        )
     if fmt == "smi":
         return iter_smi(path)
     if fmt == "csv":
         return iter_csv(path, id_column, smiles_column)
     if fmt == "sdf":
-        return iter_sdf(path, id_property)
+        return iter_sdf(path, id_property, keep_poses)
     raise LibraryError(f"unknown library format '{fmt}'; use smi, csv or sdf")
 
 
@@ -366,6 +427,7 @@ def split_library(
     id_column: str = "id",
     smiles_column: str = "smiles",
     id_property: str | None = None,
+    keep_poses: bool = False,
 ) -> SplitSummary:
     """Stream a library into Parquet chunks of ``chunk_size`` rows, and write rejected rows.
 
@@ -374,6 +436,8 @@ def split_library(
     path : the library file.
     out_dir : folder that receives ``chunk_NNNNN.parquet`` and ``manifest.json``.
     failures_path : CSV (``id, stage, reason``) for rows rejected here (stage ``input``).
+    keep_poses : ``docking.mode: score_only``: an SD library only; the chunks get a
+        ``molblock`` column and records without a 3D pose are rejected (module docstring).
 
     Returns
     -------
@@ -390,9 +454,10 @@ def split_library(
     ids = IdRegistry()
     accepted = 0
     failures: list[dict] = []
-    buffer: list[tuple[str, str, str, int]] = []
+    buffer: list[tuple] = []
     rows = n_chunks = 0
-    records = iter_library(path, fmt, id_column, smiles_column, id_property)
+    columns = POSE_CHUNK_COLUMNS if keep_poses else CHUNK_COLUMNS
+    records = iter_library(path, fmt, id_column, smiles_column, id_property, keep_poses)
     for record in progress(records, desc=f"split {Path(path).name}", unit="row"):
         rows += 1
         # every row claims its id, a rejected one too, so that the ids depend on the input ids
@@ -415,12 +480,13 @@ def split_library(
             failures.append(dict(id=cid, stage="input", reason=f"line {record.line}: {record.problem}"))
             continue
         accepted += 1
-        buffer.append((cid, record.input_id, record.smiles, record.line))
+        row = (cid, record.input_id, record.smiles, record.line)
+        buffer.append((*row, record.molblock) if keep_poses else row)
         if len(buffer) == chunk_size:
-            _write_chunk(buffer, out_dir, n_chunks)
+            _write_chunk(buffer, out_dir, n_chunks, columns)
             n_chunks, buffer = n_chunks + 1, []
     if buffer:
-        _write_chunk(buffer, out_dir, n_chunks)
+        _write_chunk(buffer, out_dir, n_chunks, columns)
         n_chunks += 1
     if rows == 0:
         raise LibraryError(f"library '{path}' is empty: no compounds to screen")
@@ -431,14 +497,15 @@ def split_library(
     return summary
 
 
-def _write_chunk(rows: list[tuple[str, str, str, int]], out_dir: Path, index: int) -> None:
+def _write_chunk(rows: list[tuple], out_dir: Path, index: int, columns: list[str] = CHUNK_COLUMNS) -> None:
     # pyarrow directly: a million compounds in chunks of 25 are 40,000 files, and a pandas
     # DataFrame per chunk costs five times as much as the table itself
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    types = (pa.string(), pa.string(), pa.string(), pa.int64())  # CHUNK_COLUMNS: id, input_id, smiles, line
-    table = pa.table({name: pa.array(values, kind) for name, values, kind in zip(CHUNK_COLUMNS, zip(*rows), types)})
+    # CHUNK_COLUMNS: id, input_id, smiles, line; POSE_CHUNK_COLUMNS add molblock
+    types = (pa.string(), pa.string(), pa.string(), pa.int64(), pa.string())
+    table = pa.table({name: pa.array(values, kind) for name, values, kind in zip(columns, zip(*rows), types)})
     with atomic_path(out_dir / chunk_name(index, ".parquet")) as tmp:
         pq.write_table(table, tmp)
 

@@ -17,6 +17,16 @@ readable reason, within the same budget.
 Outputs per chunk: an SDF of the prepared 3D molecules (hydrogens included) and a
 Parquet table with columns ``id, smiles, prepared_smiles, heavy_atoms,
 formal_charge, rotatable_bonds, pdbqt``.
+
+Input poses (``docking.mode: score_only``, ``LigandSettings.keep_poses``)
+-----------------------------------------------------------------------
+The chunk carries each record's mol block (:mod:`pipeline.library`), and the pose is
+what gets scored, so nothing may move it: :func:`prepare_pose` reads the molecule with
+its coordinates and its protonation as given (no standardization, protonation or
+embedding; only a salt or solvent fragment is dropped), adds the missing hydrogens at
+computed positions (``Chem.AddHs(addCoords=True)``) and types that conformer with meeko.
+The prepared SDF holds the input pose; the table has the same columns as above.
+``ligands.ph``, ``ligands.protonation`` and ``ligands.embed_attempts`` are not used.
 """
 
 from __future__ import annotations
@@ -37,8 +47,10 @@ from rdkit.Chem import AllChem, rdMolDescriptors
 from rdkit.Chem.MolStandardize import rdMolStandardize
 
 from . import faults
+from .errors import VscreenError
 from .io import atomic_sdf, write_failures, write_parquet_atomic
 from .isolation import check_time_limit, pack_mol, run_isolated, unexpected_error, unpack_mol
+from .library import NO_3D_POSE, has_3d_pose
 
 if TYPE_CHECKING:
     from molscrub import AcidBaseConjugator
@@ -60,13 +72,19 @@ class PreparationError(ValueError):
     """One compound cannot be prepared; the message is the reason written to failures.csv."""
 
 
+class LigandInputError(VscreenError, ValueError):
+    """A chunk as a whole does not fit the ligand settings (e.g. no poses for ``keep_poses``)."""
+
+
 @dataclass(frozen=True)
 class LigandSettings:
     """Settings of ligand preparation (config section ``ligands`` plus the run seed).
 
     ``time_limit`` is the wall-clock limit per compound in seconds (``None`` = none);
     see :func:`embed_timeout` for the share ETKDG gets of it. ``protonation`` is the
-    tool of :func:`protonate` (one of :data:`PROTONATION_TOOLS`).
+    tool of :func:`protonate` (one of :data:`PROTONATION_TOOLS`). ``keep_poses``
+    (``docking.mode: score_only``) prepares each compound from its input pose with
+    :func:`prepare_pose` instead of from its SMILES (the chunk needs a ``molblock`` column).
     """
 
     ph: float = 7.4
@@ -76,6 +94,7 @@ class LigandSettings:
     embed_attempts: int = 3
     time_limit: float | None = 120.0
     protonation: str = PROTONATION_TOOLS[0]
+    keep_poses: bool = False
 
     def __post_init__(self) -> None:
         check_time_limit(self.time_limit, "ligands.time_limit")
@@ -431,10 +450,98 @@ def prepare_ligand(compound_id: str, smiles: str, settings: LigandSettings) -> t
     return mol3d, row
 
 
-def _prepare_in_worker(settings: LigandSettings, _state: None, item: tuple[str, str]) -> tuple[bytes, dict]:
-    """Isolated work of one compound: the packed 3D molecule (SD properties set) and its table row."""
-    compound_id, smiles = item
-    mol3d, row = prepare_ligand(compound_id, smiles, settings)
+def read_pose(molblock: str) -> Chem.Mol:
+    """The molecule of an input pose's mol block, hydrogens and coordinates as given.
+
+    Parameters
+    ----------
+    molblock
+        One record's mol block (the chunk's ``molblock`` column).
+
+    Returns
+    -------
+    Chem.Mol
+        Sanitized, with the block's explicit hydrogens kept and its one 3D conformer
+        (stereo assigned from the coordinates by RDKit).
+
+    Raises
+    ------
+    PreparationError
+        When RDKit cannot read the block or it has no 3D coordinates (:data:`NO_3D_POSE`).
+    """
+    mol = Chem.MolFromMolBlock(molblock, sanitize=True, removeHs=False) if molblock else None
+    if mol is None:
+        raise PreparationError("RDKit cannot read this record's mol block (bad valence or malformed block)")
+    if not has_3d_pose(mol):
+        raise PreparationError(NO_3D_POSE)
+    return mol
+
+
+def prepare_pose(compound_id: str, smiles: str, molblock: str, settings: LigandSettings) -> tuple[Chem.Mol, dict]:
+    """Prepare one compound from its input pose (``docking.mode: score_only``).
+
+    The pose is kept exactly: no standardization, protonation or embedding (each would
+    change the molecule Vina scores or move its atoms). The largest organic fragment is
+    kept when the record holds more than one (a salt in a crystal ligand's file), the
+    composition is checked as for SMILES input, missing hydrogens are added at computed
+    positions, and meeko types that conformer.
+
+    Parameters
+    ----------
+    compound_id
+        The compound's id (the molecule's name).
+    smiles
+        The chunk's SMILES of the record (written to the table's ``smiles`` column).
+    molblock
+        The record's mol block with its 3D pose in the receptor's frame.
+    settings
+        Ligand settings (the heavy-atom limits).
+
+    Returns
+    -------
+    (Chem.Mol, dict)
+        The molecule with all hydrogens at the input pose, and its row of
+        :data:`LIGAND_COLUMNS` (``pdbqt`` carries the same coordinates).
+
+    Raises
+    ------
+    PreparationError
+        With the reason, when the block cannot be read, has no 3D pose, or the molecule
+        is outside what Vina can score.
+    """
+    mol = read_pose(molblock)
+    check_no_bonded_metals(mol)
+    if len(Chem.GetMolFrags(mol)) > 1:
+        # the chooser keeps the fragment's atoms with their coordinates (no re-embedding)
+        mol = rdMolStandardize.LargestFragmentChooser(preferOrganic=True).choose(mol)
+    check_composition(mol, settings)
+    faults.inject(STAGE, compound_id)  # tests' hook before the native engines (no-op unless VSCREEN_FAULTS)
+    posed = Chem.AddHs(mol, addCoords=True)
+    pdbqt = to_pdbqt(posed)
+    posed.SetProp("_Name", compound_id)
+    heavy = Chem.RemoveHs(posed)
+    row = dict(
+        id=compound_id,
+        smiles=smiles,
+        prepared_smiles=Chem.MolToSmiles(heavy),
+        heavy_atoms=heavy.GetNumHeavyAtoms(),
+        formal_charge=Chem.GetFormalCharge(heavy),
+        rotatable_bonds=rdMolDescriptors.CalcNumRotatableBonds(heavy),
+        pdbqt=pdbqt,
+    )
+    return posed, row
+
+
+def _prepare_in_worker(settings: LigandSettings, _state: None, item: tuple[str, ...]) -> tuple[bytes, dict]:
+    """Isolated work of one compound: the packed 3D molecule (SD properties set) and its table row.
+
+    ``item`` is ``(id, smiles)``, or ``(id, smiles, molblock)`` with ``settings.keep_poses``.
+    """
+    if settings.keep_poses:
+        mol3d, row = prepare_pose(*item, settings)
+    else:
+        compound_id, smiles = item
+        mol3d, row = prepare_ligand(compound_id, smiles, settings)
     for key in ("smiles", "prepared_smiles"):
         mol3d.SetProp(key, row[key])
     return pack_mol(mol3d), row
@@ -455,14 +562,26 @@ def prepare_chunk(
     Writes the SDF, the ligand table and the failures CSV atomically; returns
     ``(prepared, failed)`` counts. A compound that fails, crashes its worker process or
     runs past ``settings.time_limit`` never stops the chunk (:mod:`pipeline.isolation`).
+    With ``settings.keep_poses`` the chunk needs a ``molblock`` column (split with
+    ``keep_poses``) and each compound is prepared by :func:`prepare_pose`; a chunk without
+    one raises :class:`LigandInputError` naming it.
     """
     compounds = pd.read_parquet(chunk)
     rows, failed = [], []
-    if settings.protonation == "molscrub":
-        molscrub_conjugator()  # built once here: a worker forked after a crash inherits it
+    if settings.keep_poses:
+        if "molblock" not in compounds.columns:
+            raise LigandInputError(
+                f"chunk '{chunk}' has no molblock column, but docking.mode score_only prepares each compound "
+                "from its input pose: split the SD library again with poses kept (vscreen split --keep-poses)"
+            )
+        items = zip(compounds["id"], compounds["smiles"], compounds["molblock"])
+    else:
+        items = zip(compounds["id"], compounds["smiles"])
+        if settings.protonation == "molscrub":
+            molscrub_conjugator()  # built once here: a worker forked after a crash inherits it
     with atomic_sdf(out_sdf) as writer:
         outcomes = run_isolated(
-            zip(compounds["id"], zip(compounds["id"], compounds["smiles"])),
+            zip(compounds["id"], items),
             partial(_prepare_in_worker, settings),
             time_limit=settings.time_limit,
             stage=STAGE,
