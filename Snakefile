@@ -52,6 +52,35 @@ LIG, DOCK = CFG["ligands"], CFG["docking"]
 SCORE, TRAIN = CFG["score"], CFG["train"]
 
 
+def pair_graph_tag() -> str:
+    """'' for complex graphs; for a pair model (score.model, or train.scorer pair in a training run), its
+    pair-graph schema, which featurize writes.
+
+    Featurization reads the same config and decides with the same function
+    (pipeline.scoring.pair_folder.pair_schema_for_run); the tag goes into the featurize rules' params, so
+    switching between model kinds featurizes again.
+    """
+    import hashlib
+    import json
+
+    from pipeline.scoring.pair_folder import pair_schema_for_run
+
+    try:
+        schema = pair_schema_for_run(CFG)
+    except user_errors() as err:
+        raise WorkflowError(str(err)) from None
+    if schema is None:
+        return ""
+    digest = hashlib.sha256(json.dumps(schema.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    return f" pair graphs {schema.version} {digest}"
+
+
+PAIR_GRAPHS = pair_graph_tag()
+# only a pair model reads the docking PDBQT in featurize; complex-graph runs keep their inputs as they were
+PAIR_INPUT = {"pdbqt": str(LAYOUT.receptor_pdbqt)} if PAIR_GRAPHS else {}
+PAIR_ARG = "--receptor-pdbqt {input.pdbqt} " if PAIR_GRAPHS else ""
+
+
 wildcard_constraints:
     chunk=r"chunk_\d+",
     batch=r"batch_\d+",
@@ -147,7 +176,8 @@ checkpoint split_library:
     params:
         args=(f"--chunk-size {LIB['chunk_size']} --format {LIB['format']} --id-column {q(LIB['id_column'])} "
               f"--smiles-column {q(LIB['smiles_column'])}"
-              + (f" --id-property {q(LIB['id_property'])}" if LIB["id_property"] else "")),
+              + (f" --id-property {q(LIB['id_property'])}" if LIB["id_property"] else "")
+              + (" --keep-poses" if DOCK["mode"] == "score_only" else "")),
     log:
         f"{RUN}/logs/split.log",
     benchmark:
@@ -191,7 +221,8 @@ rule prepare_ligands:
         args=(f"--ph {LIG['ph']} --protonation {LIG['protonation']} --seed {CFG['seed']} "
               f"--max-heavy-atoms {LIG['max_heavy_atoms']} "
               f"--min-heavy-atoms {LIG['min_heavy_atoms']} --embed-attempts {LIG['embed_attempts']} "
-              f"--time-limit {'none' if LIG['time_limit'] is None else LIG['time_limit']}"),
+              f"--time-limit {'none' if LIG['time_limit'] is None else LIG['time_limit']}"
+              + (" --keep-poses" if DOCK["mode"] == "score_only" else "")),
     log:
         f"{RUN}/logs/prepare_ligands/{{chunk}}.log",
     benchmark:
@@ -220,7 +251,8 @@ rule dock:
               f"--energy-range {DOCK['energy_range']} --seed {CFG['seed']} --scoring {DOCK['scoring']} "
               f"--time-limit {'none' if DOCK['time_limit'] is None else DOCK['time_limit']}"
               + (f" --tethered-to {q(BOX['reference_ligand'])}"
-                 if DOCK["mode"] == "tethered" else "")),
+                 if DOCK["mode"] == "tethered" else "")
+              + (" --score-only" if DOCK["mode"] == "score_only" else "")),
     log:
         f"{RUN}/logs/dock/{{chunk}}.log",
     benchmark:
@@ -237,6 +269,7 @@ rule featurize:
         docked=str(LAYOUT.docked_sdf("{chunk}")),
         table=str(LAYOUT.docked_table("{chunk}")),
         receptor=rules.prepare_receptor.output.pdb,
+        **PAIR_INPUT,
     output:
         table=str(LAYOUT.feature_table("{chunk}")),
         graphs=str(LAYOUT.graph_file("{chunk}")),
@@ -245,7 +278,7 @@ rule featurize:
     params:
         run=run_folder,
         config=RESOLVED_CONFIG,
-        settings=str(sorted(CFG["featurize"].items())) + str(sorted(CFG["dask"].items())),
+        settings=str(sorted(CFG["featurize"].items())) + str(sorted(CFG["dask"].items())) + PAIR_GRAPHS,
     log:
         f"{RUN}/logs/featurize/{{chunk}}.log",
     benchmark:
@@ -253,7 +286,7 @@ rule featurize:
     conda:
         "envs/ml.yaml"
     shell:
-        "vscreen featurize {input.docked} --receptor {input.receptor} --out-dir {params.run} "
+        "vscreen featurize {input.docked} --receptor {input.receptor} " + PAIR_ARG + "--out-dir {params.run} "
         "--config {params.config} 2>&1 | tee {log}"
 
 
@@ -323,6 +356,7 @@ rule featurize_refined:
         sdf=str(LAYOUT.refined_sdf("{batch}")),
         table=str(LAYOUT.refined_table("{batch}")),
         receptor=rules.prepare_receptor.output.pdb,
+        **PAIR_INPUT,
     output:
         table=str(LAYOUT.feature_table("{batch}")),
         graphs=str(LAYOUT.graph_file("{batch}")),
@@ -331,7 +365,7 @@ rule featurize_refined:
     params:
         run=run_folder,
         config=RESOLVED_CONFIG,
-        settings=str(sorted(CFG["featurize"].items())) + str(sorted(CFG["dask"].items())),
+        settings=str(sorted(CFG["featurize"].items())) + str(sorted(CFG["dask"].items())) + PAIR_GRAPHS,
     log:
         f"{RUN}/logs/featurize/{{batch}}.log",
     benchmark:
@@ -339,7 +373,7 @@ rule featurize_refined:
     conda:
         "envs/ml.yaml"
     shell:
-        "vscreen featurize {input.sdf} --refined --receptor {input.receptor} --out-dir {params.run} "
+        "vscreen featurize {input.sdf} --refined --receptor {input.receptor} " + PAIR_ARG + "--out-dir {params.run} "
         "--config {params.config} 2>&1 | tee {log}"
 
 
@@ -381,10 +415,25 @@ rule score:
 
 if TRAIN["name"]:
 
+    # fine-tuning: the pretrained model's card is an input, so retraining that model retrains this one
+    TRAIN_INIT = {}
+    if TRAIN["scorer"] == "pair" and TRAIN["init_from"]:
+        from pipeline.scoring.pair_folder import pretrained_pair_card
+
+        try:
+            _init = pretrained_pair_card(TRAIN["init_from"], TRAIN["models_dir"])[0]
+        except user_errors() as err:
+            raise WorkflowError(str(err)) from None
+        if _init.resolve() == (Path(TRAIN["models_dir"]) / TRAIN["name"]).resolve():
+            raise WorkflowError(f"train.init_from '{TRAIN['init_from']}' is the model this training writes; "
+                                "give the fine-tuned model another train.name")
+        TRAIN_INIT = {"init": str(_init / "card.json")}
+
     rule train:
         input:
             graphs=graph_files,
             assay=LIB["path"],
+            **TRAIN_INIT,
         output:
             card=f"{TRAIN['models_dir']}/{TRAIN['name']}/card.json",
             failures=f"{RUN}/train_failures.csv",

@@ -58,6 +58,7 @@ def cmd_split(args: argparse.Namespace) -> int:
         args.id_column,
         args.smiles_column,
         args.id_property,
+        keep_poses=args.keep_poses,
     )
     log.info(
         "split %s: %d rows, %d accepted, %d rejected, %d chunks",
@@ -123,6 +124,7 @@ def cmd_prepare_ligands(args: argparse.Namespace) -> int:
         min_heavy_atoms=args.min_heavy_atoms,
         embed_attempts=args.embed_attempts,
         time_limit=args.time_limit,
+        keep_poses=args.keep_poses,
     )
     done, failed = prepare_chunk(args.chunk, sdf, table, failures, settings)
     log.info("prepared %s: %d ok, %d failed", args.chunk, done, failed)
@@ -160,6 +162,14 @@ def cmd_dock(args: argparse.Namespace) -> int:
         )
         log.info("posed %s like %s: %d ok, %d failed", args.ligands, args.tethered_to, done, failed)
         return 0
+    if args.score_only:
+        from .docking import score_chunk
+
+        done, failed = score_chunk(
+            args.ligands, rec / "receptor.pdbqt", Box.from_json(rec / "box.json"), settings, sdf, table, failures
+        )
+        log.info("scored the input poses of %s: %d ok, %d failed", args.ligands, done, failed)
+        return 0
     done, failed = dock_chunk(
         args.ligands, rec / "receptor.pdbqt", Box.from_json(rec / "box.json"), settings, sdf, table, failures
     )
@@ -176,7 +186,8 @@ def _run_config(path: str | None) -> dict:
 
 def cmd_featurize(args: argparse.Namespace) -> int:
     from .dask_cluster import DaskSettings, dask_client
-    from .featurize import FeaturizeSettings, featurize_docked_chunk, featurize_refined_batch
+    from .featurize import FeaturizeSettings, PairGraphs, featurize_docked_chunk, featurize_refined_batch
+    from .scoring.pair_folder import pair_schema_for_run
 
     poses = Path(args.poses)
     stem = poses.name.split(".")[0]
@@ -188,14 +199,26 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         out / "graphs" / f"{stem}.pt",
         out / "features" / f"{stem}.failures.csv",
     )
+    # the graphs are the ones the run's last stage reads: pair graphs when score.model is a pair model,
+    # or, in a training run (train.name set), when train.scorer is pair (the Snakefile decides alike)
+    pair_schema = pair_schema_for_run(cfg)
+    pdbqt = args.receptor_pdbqt or Path(args.receptor).with_suffix(".pdbqt")  # prepare-receptor writes both
+    pair = PairGraphs(str(pdbqt), pair_schema) if pair_schema is not None else None
     with dask_client(DaskSettings.from_config(cfg["dask"])) as client:
         if args.refined:
             summary = featurize_refined_batch(
-                poses, poses.with_suffix(".parquet"), poses.parent / "frames", args.receptor, *outputs, settings, client
+                poses,
+                poses.with_suffix(".parquet"),
+                poses.parent / "frames",
+                args.receptor,
+                *outputs,
+                settings,
+                client,
+                pair,
             )
         else:
             summary = featurize_docked_chunk(
-                poses, poses.with_suffix(".parquet"), args.receptor, *outputs, settings, client
+                poses, poses.with_suffix(".parquet"), args.receptor, *outputs, settings, client, pair
             )
     if faults.inject("graphs", stem) == "corrupt":  # tests: an unreadable graph file, as a full disk would leave
         outputs[1].write_bytes(b"\x00 not a graph file")
@@ -343,19 +366,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     name = args.name or configured
     models_dir = Path(section.pop("models_dir"))
     section["model"] = section.pop("architecture")
+    scorer = section.pop("scorer", "complex")
+    pair_keys = {key: section.pop(key, None) for key in ("init_from", "pair")}
     if not name:
         from .config import ConfigError
 
         raise ConfigError("training needs a model name: set 'train.name' (e.g. --config train='{name: mymodel}')")
     run = Path(args.run_dir)
     assay = args.assay or cfg["library"]["path"]
-    summary = train_from_files(
-        RunLayout(run).graph_files(),
-        assay,
-        models_dir / name,
-        TrainSettings.from_config(section),
-        failures_csv=run / "train_failures.csv",
-    )
+    if scorer == "pair":  # the pair-term scorer, from scratch or fine-tuning train.init_from
+        from .scoring.pair_finetune import train_pair_from_files
+
+        summary = train_pair_from_files(
+            RunLayout(run).graph_files(),
+            assay,
+            models_dir / name,
+            dict(cfg["train"], name=name),
+            failures_csv=run / "train_failures.csv",
+        )
+    else:
+        if pair_keys["init_from"]:
+            from .config import ConfigError
+
+            raise ConfigError("train.init_from fine-tunes a pair model: it needs train.scorer: pair")
+        summary = train_from_files(
+            RunLayout(run).graph_files(),
+            assay,
+            models_dir / name,
+            TrainSettings.from_config(section),
+            failures_csv=run / "train_failures.csv",
+        )
     log.info(
         "trained %s: %d compounds (%d graphs), %d assay rows left out (see %s), %.0f s; held-out metrics: %s",
         summary.model_dir,
@@ -470,6 +510,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-column", default="id")
     p.add_argument("--smiles-column", default="smiles")
     p.add_argument("--id-property", default=None)
+    p.add_argument(
+        "--keep-poses",
+        action="store_true",
+        help="docking.mode score_only: keep each SD record's mol block (its 3D pose) in the chunks, "
+        "and reject records without 3D coordinates",
+    )
 
     p = add(
         "prepare-receptor",
@@ -514,6 +560,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wall-clock limit per compound, in an isolated worker process ('none' = no limit; default 120)",
     )
+    p.add_argument(
+        "--keep-poses",
+        action="store_true",
+        help="docking.mode score_only: prepare each compound from its input pose (the chunk's molblock column, "
+        "'vscreen split --keep-poses'): no protonation or embedding, missing hydrogens added at the pose",
+    )
 
     p = add(
         "dock",
@@ -538,17 +590,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="wall-clock limit per ligand (Vina + pose export), in an isolated worker process "
         "('none' = no limit; default 600)",
     )
-    p.add_argument(
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
         "--tethered-to",
         metavar="REFERENCE",
         help="pose like this reference ligand (.sdf/.mol in the receptor's frame) instead of docking: "
         "docking.mode tethered",
     )
+    mode.add_argument(
+        "--score-only",
+        action="store_true",
+        help="score each ligand in its input pose (prepared with 'vscreen prepare-ligands --keep-poses'), "
+        "no search: docking.mode score_only",
+    )
 
     p = add(
         "featurize",
         cmd_featurize,
-        "interaction fingerprints (ProLIF) and complex graphs (PyG) of one docked chunk, as Dask tasks",
+        "interaction fingerprints (ProLIF) and complex graphs (PyG; pair graphs when score.model is a pair model) "
+        "of one docked chunk, as Dask tasks",
         "vscreen featurize results/mine/docked/chunk_00000.sdf --receptor results/mine/receptor/receptor.pdb "
         "--out-dir results/mine --config mine.yaml",
     )
@@ -559,8 +619,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="the SDF is a refined batch: read MD frames from frames/ beside it, report persistence",
     )
     p.add_argument("--receptor", required=True, help="MD-ready receptor PDB (with hydrogens)")
+    p.add_argument(
+        "--receptor-pdbqt",
+        help="docking receptor PDBQT, read when score.model is a pair model (pair graphs); "
+        "default: the .pdbqt beside --receptor",
+    )
     p.add_argument("--out-dir", required=True, help="run folder: writes features/<chunk>.parquet and graphs/<chunk>.pt")
-    p.add_argument("--config", help="run config for the featurize and dask sections (default: built-in defaults)")
+    p.add_argument(
+        "--config",
+        help="run config for the featurize and dask sections, and score.model: a pair model gets pair graphs, "
+        "as does a training run (train.name) with train.scorer: pair (default: built-in defaults)",
+    )
 
     p = add(
         "select",
@@ -596,7 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(
         "train",
         cmd_train,
-        "train a GNN ensemble on a run's complexes and an assay table; writes models/<name>/",
+        "train a scorer ensemble (train.scorer: the complex-graph GNN, or the pair-term model, from scratch or "
+        "fine-tuning train.init_from) on a run's complexes and an assay table; writes models/<name>/",
         "vscreen train --run-dir results/myassay --config results/myassay/config.yaml --name myassay",
     )
     p.add_argument("--run-dir", required=True, help="run folder whose graphs/*.pt are the assay compounds' complexes")

@@ -16,9 +16,15 @@ Output of :func:`featurize_batch`, all written atomically:
   bool for docked poses, persistence fraction in [0, 1] when the batch holds
   refined poses), sorted by chain, residue number and interaction;
 * a graph file (:func:`pipeline.graphs.save_graphs`), graphs in the table's order,
-  each with ``id``, ``pose`` and ``source``;
+  each with ``id``, ``pose`` and ``source``. When the run's scorer is a pair model
+  (argument ``pair``, a :class:`PairGraphs`; :func:`pipeline.scoring.pair_folder.pair_schema_for`
+  says from the config) the file holds pair graphs instead
+  (:func:`pipeline.pair_graphs.save_pair_graphs`, with the model's schema), built from the
+  docking receptor PDBQT and the pose: the docked pose, or a refined pose's refined
+  coordinates (the SDF record, its last MD frame) against the rigid receptor;
 * failure rows ``id, stage, reason`` (stage ``featurize``) for poses that could
-  not be read, fingerprinted or turned into a graph; the others go on.
+  not be read, fingerprinted or turned into a graph (a pair graph too: reason
+  ``pose 1: pair graph: ...``); the others go on.
 
 Work is spread as Dask tasks of ``poses_per_task`` poses over a
 ``distributed.Client`` (see :mod:`pipeline.dask_cluster`); without a client it runs
@@ -36,7 +42,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +62,8 @@ from .interactions import (
     pose_fingerprint,
     trajectory_persistence,
 )
-from .io import write_failures, write_parquet_atomic
+from .io import sdf_supplier, write_failures, write_parquet_atomic
+from .pair_graphs import DEFAULT_PAIR_SCHEMA, PairGraphSchema, load_vina_receptor, pair_graph, save_pair_graphs
 from .progress import progress
 
 log = logging.getLogger(__name__)
@@ -122,6 +129,41 @@ class FeaturizeSettings:
         if "interactions" in section:
             section["interactions"] = tuple(section["interactions"])
         return cls(**section)
+
+
+@dataclass(frozen=True)
+class PairGraphs:
+    """Write pair graphs (:mod:`pipeline.pair_graphs`) instead of complex graphs: what a pair-term scorer reads.
+
+    Attributes
+    ----------
+    receptor_pdbqt
+        The receptor PDBQT that docking used (``receptor/receptor.pdbqt``): typed as Vina
+        types it, read once per worker process.
+    schema
+        The pair-graph schema of the run's model (its card's), so the graphs fit the model.
+    """
+
+    receptor_pdbqt: str
+    schema: PairGraphSchema = DEFAULT_PAIR_SCHEMA
+
+    def graph(self, ligand: Chem.Mol) -> dict[str, Any]:
+        """The pair graph of one pose (:func:`pipeline.pair_graphs.pair_graph`).
+
+        Raises
+        ------
+        GraphError
+            ``pair graph: <why>`` for a pose that cannot be typed or lies outside the pocket.
+        """
+        from .graphs import GraphError
+
+        receptor = load_vina_receptor(self.receptor_pdbqt)  # cached per process
+        try:
+            return pair_graph(ligand, receptor, self.schema)
+        except GraphError as exc:
+            raise GraphError(f"pair graph: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - meeko/RDKit raise plain exceptions; still only this pose's
+            raise GraphError(f"pair graph: {type(exc).__name__}: {exc}") from exc
 
 
 @dataclass
@@ -220,7 +262,7 @@ def _number(text: str | None) -> float:
 
 def _read_sdf_records(sdf: str | os.PathLike) -> list[dict]:
     """Every record of an SDF: id, pose, docking score (from SD props), molecule or None."""
-    supplier = Chem.SDMolSupplier(str(sdf), removeHs=False, sanitize=True)
+    supplier = sdf_supplier(sdf, removeHs=False, sanitize=True)  # an empty chunk (all failed) reads as no records
     records = []
     for i in range(len(supplier)):
         mol = supplier[i]
@@ -352,7 +394,7 @@ def _persistence_summary(values: Mapping[str, float], threshold: float) -> dict[
 
 
 def featurize_pose(
-    pose: PoseInput, receptor, settings: FeaturizeSettings = FeaturizeSettings()
+    pose: PoseInput, receptor, settings: FeaturizeSettings = FeaturizeSettings(), pair: PairGraphs | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fingerprint and graph of one pose.
 
@@ -365,13 +407,15 @@ def featurize_pose(
         :func:`~pipeline.interactions.as_receptor` takes) for poses without frames.
     settings
         Featurization settings.
+    pair
+        Build a pair graph (:meth:`PairGraphs.graph`) of the pose instead of a complex graph.
 
     Returns
     -------
     (dict, dict)
         The table row (``id, pose, source``, counts, ``RESIDUE:Interaction`` values)
-        and the graph (:func:`pipeline.graphs.complex_graph` arrays plus ``id``,
-        ``pose``, ``source``).
+        and the graph (:func:`pipeline.graphs.complex_graph` arrays, or
+        :func:`pipeline.pair_graphs.pair_graph` ones, plus ``id``, ``pose``, ``source``).
 
     Raises
     ------
@@ -387,32 +431,40 @@ def featurize_pose(
         values: dict[str, Any] = trajectory_persistence(frames, names, settings.vicinity_cutoff)
         metrics.update(_persistence_summary(values, settings.persistence_threshold))
         graph_protein, graph_ligand = _frame_parts(frames[-1])
-        graph_receptor = as_receptor(graph_protein)
     else:
         fingerprint = pose_fingerprint(pose.ligand, receptor, names, settings.vicinity_cutoff)
         values = fingerprint if pose.source == "docked" else {k: 1.0 for k in fingerprint}
-        graph_receptor, graph_ligand = as_receptor(receptor), pose.ligand
-    graph = complex_graph(graph_ligand, graph_receptor, values, metrics, settings.schema())
+        graph_protein, graph_ligand = receptor, pose.ligand
+    if pair is not None:
+        # the pose against the rigid docking receptor: the pair terms are Vina's, for Vina's protein
+        graph = pair.graph(pose.ligand)
+    else:
+        graph = complex_graph(graph_ligand, as_receptor(graph_protein), values, metrics, settings.schema())
     graph.update(id=pose.id, pose=int(pose.pose), source=pose.source)
     row = dict(id=pose.id, pose=int(pose.pose), source=pose.source, **interaction_counts(values, names), **values)
     return row, graph
 
 
-def _featurize_poses(receptor_pdb: str, poses: Sequence[PoseInput], settings: FeaturizeSettings) -> list[tuple]:
+def _featurize_poses(
+    receptor_pdb: str, poses: Sequence[PoseInput], settings: FeaturizeSettings, pair: PairGraphs | None = None
+) -> list[tuple]:
     """Dask task: featurize some poses; one ``(row, graph, failure)`` per pose, never raising for a pose."""
+    from .graphs import GraphError
     from .interactions import InteractionError
     from .receptor import ReceptorError
 
     try:
         receptor = load_receptor(receptor_pdb)  # cached: read once per worker process
-    except InteractionError as exc:
+        if pair is not None:  # an unreadable PDBQT is the run's problem, not every pose's
+            load_vina_receptor(pair.receptor_pdbqt)
+    except (InteractionError, GraphError) as exc:
         raise ReceptorError(str(exc)) from exc
     results = []
     for pose in poses:
         try:
             # tests' hook (no-op unless VSCREEN_FAULTS): kill this worker here, or fail this pose
             faults.inject(STAGE, pose.id)
-            row, graph = featurize_pose(pose, receptor, settings)
+            row, graph = featurize_pose(pose, receptor, settings, pair)
             results.append((row, graph, None))
         except faults.FaultSpecError:  # a mistyped test setup must not pass as failed poses
             raise
@@ -459,6 +511,7 @@ def featurize_batch(
     settings: FeaturizeSettings = FeaturizeSettings(),
     client=None,
     failures: Sequence[dict] = (),
+    pair: PairGraphs | None = None,
 ) -> FeaturizeSummary:
     """Featurize a batch of poses and write the table, the graphs and the failures.
 
@@ -477,6 +530,9 @@ def featurize_batch(
         runs in this process.
     failures
         Failure rows found before (e.g. unreadable SDF records), written with the new ones.
+    pair
+        Write pair graphs (for a pair-term scorer) instead of complex graphs; ``None``:
+        complex graphs of ``settings.schema()``.
 
     Returns
     -------
@@ -485,7 +541,8 @@ def featurize_batch(
     Raises
     ------
     pipeline.receptor.ReceptorError
-        When the receptor cannot be read (a run-level problem, not a pose's).
+        When the receptor (or, with ``pair``, its PDBQT) cannot be read (a run-level
+        problem, not a pose's).
     pipeline.dask_cluster.InfrastructureError
         A Dask fault (lost worker or scheduler, cancelled task) that persisted through
         the retries; nothing is written, so a rerun featurizes the batch.
@@ -496,21 +553,28 @@ def featurize_batch(
     receptor_pdb = str(Path(receptor_pdb).resolve())
     if not Path(receptor_pdb).is_file():
         raise ReceptorError(f"receptor PDB '{receptor_pdb}' does not exist")
+    if pair is not None:
+        pair = replace(pair, receptor_pdbqt=str(Path(pair.receptor_pdbqt).resolve()))
+        if not Path(pair.receptor_pdbqt).is_file():
+            raise ReceptorError(f"receptor PDBQT '{pair.receptor_pdbqt}' (for pair graphs) does not exist")
     n_workers = len(client.nthreads()) if client is not None else 1
     tasks = _tasks(list(poses), settings.poses_per_task, n_workers)
     desc = f"featurize {Path(out_table).stem}"
     results: list[tuple] = []
     if client is None:
         for chunk in progress(tasks, total=len(tasks), desc=desc, unit="task"):
-            results.extend(_featurize_poses(receptor_pdb, chunk, settings))
+            results.extend(_featurize_poses(receptor_pdb, chunk, settings, pair))
     else:
-        results = _run_on_client(client, tasks, receptor_pdb, settings, desc)
+        results = _run_on_client(client, tasks, receptor_pdb, settings, desc, pair)
     rows = [r for r, _, _ in results if r is not None]
     graphs = sorted((g for _, g, _ in results if g is not None), key=lambda g: (g["id"], g["pose"], g["source"]))
     failed = list(failures) + [f for _, _, f in results if f is not None]
     failed.sort(key=lambda f: (f["id"], f["reason"]))
     write_parquet_atomic(fingerprint_table(rows, settings.interactions), out_table)
-    save_graphs(out_graphs, graphs, settings.schema())
+    if pair is not None:
+        save_pair_graphs(out_graphs, graphs, pair.schema)
+    else:
+        save_graphs(out_graphs, graphs, settings.schema())
     write_failures(failed, failures_csv)
     summary = FeaturizeSummary(
         poses=len(poses) + len(failures), featurized=len(rows), failed=len(failed), seconds=time.perf_counter() - start
@@ -526,7 +590,12 @@ def featurize_batch(
 
 
 def _run_on_client(
-    client, tasks: list[list[PoseInput]], receptor_pdb: str, settings: FeaturizeSettings, desc: str
+    client,
+    tasks: list[list[PoseInput]],
+    receptor_pdb: str,
+    settings: FeaturizeSettings,
+    desc: str,
+    pair: PairGraphs | None = None,
 ) -> list[tuple]:
     from .dask_cluster import run_tasks
 
@@ -537,7 +606,7 @@ def _run_on_client(
     # out), so a rerun after a killed worker - Dask's own or ours - gives the same rows.
     names = [f"task {k} ({chunk[0].id} ... {chunk[-1].id}, {len(chunk)} poses)" for k, chunk in enumerate(tasks)]
     done = run_tasks(
-        client, _featurize_poses, [(receptor_pdb, chunk, settings) for chunk in tasks], names=names, what=desc
+        client, _featurize_poses, [(receptor_pdb, chunk, settings, pair) for chunk in tasks], names=names, what=desc
     )
     by_task: list[list[tuple]] = [[] for _ in tasks]
     for k, rows in progress(done, total=len(tasks), desc=desc, unit="task"):
@@ -555,13 +624,18 @@ def featurize_refined_batch(
     failures_csv: str | os.PathLike,
     settings: FeaturizeSettings = FeaturizeSettings(),
     client=None,
+    pair: PairGraphs | None = None,
 ) -> FeaturizeSummary:
-    """Featurize the poses of one refinement batch, with interaction persistence over their MD frames."""
+    """Featurize the poses of one refinement batch, with interaction persistence over their MD frames.
+
+    With ``pair``, each refined pose's graph is the pair graph of its refined coordinates (see
+    :func:`featurize_batch`).
+    """
     from .refine.frames import frame_stem
 
     frames = lambda cid, pose: str(Path(frames_dir) / frame_stem(cid, pose))  # noqa: E731 - read on the worker
     poses, failures = read_refined_poses(refined_sdf, refined_table, frames)
-    return featurize_batch(poses, receptor_pdb, out_table, out_graphs, failures_csv, settings, client, failures)
+    return featurize_batch(poses, receptor_pdb, out_table, out_graphs, failures_csv, settings, client, failures, pair)
 
 
 def featurize_docked_chunk(
@@ -573,7 +647,8 @@ def featurize_docked_chunk(
     failures_csv: str | os.PathLike,
     settings: FeaturizeSettings = FeaturizeSettings(),
     client=None,
+    pair: PairGraphs | None = None,
 ) -> FeaturizeSummary:
     """Read a docked chunk (SDF + pose table), choose the poses and featurize them (see :func:`featurize_batch`)."""
     poses, failures = read_docked_poses(docked_sdf, docked_table, settings.poses_per_compound)
-    return featurize_batch(poses, receptor_pdb, out_table, out_graphs, failures_csv, settings, client, failures)
+    return featurize_batch(poses, receptor_pdb, out_table, out_graphs, failures_csv, settings, client, failures, pair)

@@ -14,6 +14,11 @@ A model folder holds
 :func:`load_ensemble` refuses a model trained on another graph schema: its
 features would be read in the wrong order or size, and the scores would be silently wrong.
 
+A folder whose card says ``architecture: pair`` holds the pair-term scorer instead
+(:mod:`pipeline.scoring.pair_folder`, its own card schema): :func:`read_card` and
+:func:`resolve_model_dir` accept both kinds, :func:`model_architecture` tells them apart,
+and :func:`load_ensemble` refuses a pair folder with a message that says so.
+
 A model folder is data from elsewhere (a colleague's model, a download), so before any
 weights are read the card is validated against :data:`CARD_SCHEMA`, every member's
 weights path must stay inside the folder (no absolute path, no ``..``, no symlink out)
@@ -50,6 +55,10 @@ from .model import ComplexScorer, ModelConfig
 
 #: Layout version of a model folder.
 MODEL_FORMAT = "vscreen-model/1"
+#: Scorers a model folder can hold (card key ``architecture``): ``complex``, the GNN of
+#: :mod:`~pipeline.scoring.model` on :mod:`pipeline.graphs` graphs (this module; the default when
+#: the key is absent), and ``pair``, the pair-term scorer (:mod:`~pipeline.scoring.pair_folder`).
+ARCHITECTURES = ("complex", "pair")
 TASKS = ("regression", "classification")
 #: The head each task trains, and whose output is ``gnn_score``.
 HEAD_OF_TASK = {"regression": "affinity", "classification": "active"}
@@ -365,18 +374,28 @@ def save_ensemble(
             plot_learning_curves(histories, tmp / CURVE, title=f"{card['name']}: loss per epoch (dot: best val)")
             card["learning_curve"] = CURVE
         write_text_atomic(tmp / CARD, json.dumps(to_jsonable(card), indent=1) + "\n")
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_folder(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     ensemble.card, ensemble.path = card, out
     return out
+
+
+def replace_folder(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Rename the finished folder ``tmp`` onto ``out``, replacing an existing ``out``.
+
+    The old folder is moved aside first and deleted last, so a reader finds the old model
+    or the new one, never a mix of their files.
+    """
+    tmp, out = Path(tmp), Path(out)
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def available_models(models_dir: str | os.PathLike = DEFAULT_MODELS_DIR) -> list[str]:
@@ -413,8 +432,25 @@ def resolve_model_dir(name_or_path: str | os.PathLike, models_dir: str | os.Path
     raise _not_found(f"model '{name_or_path}' not found (no folder '{candidates[-1]}')", root)
 
 
+def model_architecture(card: Mapping[str, Any], path: str | os.PathLike = CARD) -> str:
+    """Which scorer a model card describes: one of :data:`ARCHITECTURES`.
+
+    A card without an ``architecture`` key is a complex-graph GNN card (every card written
+    before pair models existed).
+
+    Raises
+    ------
+    ModelError
+        For an architecture this pipeline does not know, naming the card.
+    """
+    kind = card.get("architecture", "complex") if isinstance(card, Mapping) else "complex"
+    if kind not in ARCHITECTURES:
+        raise ModelError(f"model card '{path}' has architecture {kind!r}; this pipeline reads {list(ARCHITECTURES)}")
+    return kind
+
+
 def validate_card(card: Any, path: str | os.PathLike = CARD) -> dict[str, Any]:
-    """Check a parsed card against :data:`CARD_SCHEMA`; returns it.
+    """Check a parsed card against :data:`CARD_SCHEMA` (or, for a pair model, the pair card schema); returns it.
 
     Raises
     ------
@@ -423,6 +459,10 @@ def validate_card(card: Any, path: str | os.PathLike = CARD) -> dict[str, Any]:
     """
     import jsonschema
 
+    if model_architecture(card, path) == "pair":
+        from .pair_folder import validate_pair_card  # its own card schema: one ensemble file, a pair-graph schema
+
+        return validate_pair_card(card, path)
     if not isinstance(card, dict) or "schema" not in card or "task" not in card:
         raise ModelError(f"model card '{path}' is not a vscreen model card (no 'schema' or 'task')")
     validator = jsonschema.Draft202012Validator(CARD_SCHEMA)
@@ -570,6 +610,11 @@ def load_ensemble(
     folder = resolve_model_dir(path, models_dir)
     card = read_card(folder)
     name = card.get("name") or folder.name
+    if model_architecture(card, folder / CARD) == "pair":
+        raise ModelError(
+            f"model '{name}' ({folder}) is a pair-term model, not a complex-graph GNN; load it with "
+            "pipeline.scoring.pair_folder.load_pair_model (the score stage reads both kinds)"
+        )
     if card.get("format", MODEL_FORMAT) != MODEL_FORMAT:
         raise ModelError(
             f"model '{name}' has folder format {card.get('format')}, this pipeline reads {MODEL_FORMAT}; retrain it"

@@ -15,7 +15,7 @@ of tied compounds:
   (J. Chem. Inf. Model. 2007, 47, 488), ``alpha = 80.5`` (80 % of the weight in
   the top 2 %); 1 for actives ranked first, 0 for actives ranked last.
 * :func:`roc_curve`, :func:`enrichment_curve` - the curves behind the numbers.
-* :func:`rmse`, :func:`pearson`, :func:`spearman` - regression quality.
+* :func:`rmse`, :func:`pearson`, :func:`spearman`, :func:`kendall_tau` - regression quality.
 * :func:`classification_metrics`, :func:`regression_metrics` - the dicts that go
   into a model card.
 
@@ -224,6 +224,16 @@ def spearman(x: ArrayLike, y: ArrayLike) -> float:
     if len(a) < 2:
         return float("nan")
     return pearson(average_ranks(a), average_ranks(b))
+
+
+def kendall_tau(x: ArrayLike, y: ArrayLike) -> float:
+    """Kendall's τ-b (ties corrected) over finite pairs; NaN for fewer than 2 pairs or a constant side."""
+    from scipy.stats import kendalltau
+
+    a, b = _pair(x, y)
+    if len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan")
+    return float(kendalltau(a, b).statistic)
 
 
 # --------------------------------------------------------------------------- summaries

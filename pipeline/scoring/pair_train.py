@@ -18,14 +18,18 @@ has ranking pairs. Each member of an ensemble holds out a different random share
 the members differ in data and seed, and their spread is the ensemble's uncertainty.
 
 Nothing here knows about folds or baselines: cross-validation grouped by protein lives in
-the benchmark (``benchmarks/scoring_cv.py``); this module fits and predicts.
+the benchmark (``benchmarks/scoring_cv.py``), and training on one assay table (one series,
+a scaffold split, fine-tuning a pretrained model) in :mod:`pipeline.scoring.pair_finetune`,
+which passes its own early-stopping compounds (``validation``) and starting weights
+(``init_state``) to :func:`fit_member`; this module fits and predicts.
 """
 
 from __future__ import annotations
 
 import copy
+import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +41,10 @@ from torch.nn import functional as F
 from torch_geometric.data import Batch
 
 from ..pair_graphs import PairGraphSchema
+from .metrics import auroc
 from .pair_model import PairModelConfig, PairScorer, pairwise_ranking_loss
+
+log = logging.getLogger(__name__)
 
 #: Format tag of a saved pair ensemble.
 ENSEMBLE_FORMAT = "vscreen-pair-ensemble/1"
@@ -71,6 +78,10 @@ class PairTrainSettings:
         Share of the training protein groups each member holds out for early stopping.
     seed
         Base seed; member k uses ``seed + k``.
+    affinity_group_size
+        Affinity series with more examples than this are cut at random, each epoch, into
+        groups of this size (as screening groups are): one assay table is one series, and
+        whole it would make one optimizer step per epoch. ``None``: series stay whole.
     """
 
     members: int = 5
@@ -85,6 +96,7 @@ class PairTrainSettings:
     temperature: float = 1.0
     validation_fraction: float = 0.15
     seed: int = 42
+    affinity_group_size: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON."""
@@ -120,11 +132,18 @@ class PairExample:
 
 @dataclass
 class MemberHistory:
-    """Per epoch: training loss and validation mean τ of one member; the epoch kept."""
+    """Per epoch: training loss and validation criterion of one member; the epoch kept.
+
+    ``validation_tau`` holds the early-stopping criterion, named by ``validation_metric``:
+    mean per-series Kendall τ (the default), or, for explicit validation compounds
+    (:func:`fit_member`'s ``validation``), ``auroc`` for screening labels and
+    ``-loss`` where neither is defined (e.g. one validation compound).
+    """
 
     loss: list[float] = field(default_factory=list)
     validation_tau: list[float] = field(default_factory=list)
     best_epoch: int = -1
+    validation_metric: str = "mean_series_tau"
 
 
 def mean_series_tau(scores: np.ndarray, dg: np.ndarray, groups: Sequence[str], min_size: int = 3) -> float:
@@ -150,6 +169,10 @@ def _batches(examples: Sequence[PairExample], settings: PairTrainSettings, rng: 
         members = list(rng.permutation(members))
         if all(examples[i].dg is None for i in members):  # screening: several cuts of one target
             size = settings.screening_group_size
+            units += [members[k : k + size] for k in range(0, len(members), size)]
+        elif settings.affinity_group_size and len(members) > settings.affinity_group_size:
+            # a random cut of a big series: its ranking pairs are a fresh random subset each epoch
+            size = settings.affinity_group_size
             units += [members[k : k + size] for k in range(0, len(members), size)]
         else:
             units.append(members)
@@ -200,14 +223,44 @@ def _split_validation(
     return train, val
 
 
+def _explicit_validation(
+    examples: Sequence[PairExample], settings: PairTrainSettings
+) -> tuple[str, Callable[[PairScorer], float]]:
+    """The early-stopping criterion on given validation examples: its name and a function of the model.
+
+    Mean per-series τ (series of 2 count: validation sets of one assay are small) when they
+    have ΔG, else AUROC of the score (lower = active) for screening labels; where that is
+    undefined on these examples (one compound, one value, one class) minus the loss.
+    """
+    graphs = [ex.graph for ex in examples]
+    dg = np.array([np.nan if ex.dg is None else ex.dg for ex in examples], dtype=float)
+    groups = [ex.group for ex in examples]
+    labels = np.array([-1 if ex.active is None else ex.active for ex in examples], dtype=float)
+    if np.isfinite(mean_series_tau(dg, dg, groups, min_size=2)):
+        return "mean_series_tau", lambda m: mean_series_tau(predict_scores(m, graphs), dg, groups, min_size=2)
+    known = labels >= 0
+    if known.any() and 0 < labels[known].sum() < known.sum():
+        return "auroc", lambda m: auroc(labels[known], -predict_scores(m, graphs)[known])
+
+    def minus_loss(m: PairScorer) -> float:
+        m.eval()
+        with torch.no_grad():
+            return -float(_loss(m, list(examples), settings))
+
+    return "-loss", minus_loss
+
+
 def fit_member(
     examples: Sequence[PairExample],
     schema: PairGraphSchema,
     config: PairModelConfig,
     settings: PairTrainSettings,
     seed: int,
+    *,
+    init_state: Mapping[str, torch.Tensor] | None = None,
+    validation: Sequence[PairExample] | None = None,
 ) -> tuple[PairScorer, MemberHistory]:
-    """Fit one pair model, early-stopped on held-out protein groups.
+    """Fit one pair model, early-stopped on held-out protein groups (or on given validation examples).
 
     Parameters
     ----------
@@ -219,24 +272,42 @@ def fit_member(
         Optimizer, batching, loss weights.
     seed
         Seeds the model's initialization, the batch order and the validation groups.
+    init_state
+        Starting weights (a ``state_dict`` of a :class:`PairScorer` of the same schema and
+        config: fine-tuning); ``None``: the zero-initialized model, whose score is Vina's.
+    validation
+        Early-stopping examples chosen by the caller (e.g. a scaffold split's validation
+        compounds); then every example of ``examples`` is trained on and no protein group is
+        held out. The criterion is in :func:`_explicit_validation`.
 
     Returns
     -------
     model, history
         The model at its best validation epoch (the last epoch if there is no validation
-        affinity data) and the per-epoch record.
+        data) and the per-epoch record. With ``settings.epochs == 0`` the model is the
+        starting one.
     """
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
-    train, val = _split_validation(examples, settings.validation_fraction, rng)
     model = PairScorer(schema, config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    if init_state is not None:
+        model.load_state_dict(init_state)
     history = MemberHistory()
+    if validation is None:
+        train, val = _split_validation(examples, settings.validation_fraction, rng)
+        train_examples = [examples[i] for i in train]
+        val_graphs = [examples[i].graph for i in val]
+        val_dg = np.array([examples[i].dg for i in val], dtype=float)
+        val_groups = [examples[i].group for i in val]
+
+        def criterion(m: PairScorer) -> float:
+            return mean_series_tau(predict_scores(m, val_graphs), val_dg, val_groups)
+
+    else:
+        train_examples, val = list(examples), list(validation)
+        history.validation_metric, criterion = _explicit_validation(val, settings)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     best_state, best_tau, waited = copy.deepcopy(model.state_dict()), -math.inf, 0
-    train_examples = [examples[i] for i in train]
-    val_graphs = [examples[i].graph for i in val]
-    val_dg = np.array([examples[i].dg for i in val], dtype=float)
-    val_groups = [examples[i].group for i in val]
     for epoch in range(settings.epochs):
         model.train()
         losses = []
@@ -248,8 +319,17 @@ def fit_member(
             optimizer.step()
             losses.append(float(loss.detach()))
         history.loss.append(float(np.mean(losses)) if losses else float("nan"))
-        tau = mean_series_tau(predict_scores(model, val_graphs), val_dg, val_groups) if val else float("nan")
+        tau = criterion(model) if val else float("nan")
         history.validation_tau.append(tau)
+        log.info(
+            "pair member (seed %d) epoch %d/%d: training loss %.4f, validation %s %.4f",
+            seed,
+            epoch + 1,
+            settings.epochs,
+            history.loss[-1],
+            history.validation_metric,
+            tau,
+        )
         if not val:
             best_state, history.best_epoch = copy.deepcopy(model.state_dict()), epoch
             continue
@@ -310,9 +390,30 @@ def save_pair_ensemble(path: str | Path, ensemble: PairEnsemble, card: dict[str,
 
 def load_pair_ensemble(path: str | Path) -> tuple[PairEnsemble, dict[str, Any]]:
     """Inverse of :func:`save_pair_ensemble`: the ensemble and its card."""
-    payload = torch.load(path, weights_only=True)
-    if payload.get("format") != ENSEMBLE_FORMAT:
-        raise ValueError(f"'{path}' is not a pair ensemble (format {payload.get('format')!r})")
+    return pair_ensemble_from_payload(torch.load(path, map_location="cpu", weights_only=True), path)
+
+
+def pair_ensemble_from_payload(
+    payload: Any, source: str | Path = "pair ensemble"
+) -> tuple[PairEnsemble, dict[str, Any]]:
+    """The ensemble and card of a payload :func:`save_pair_ensemble` wrote, already read with ``weights_only``.
+
+    Parameters
+    ----------
+    payload
+        What ``torch.load(..., weights_only=True)`` returned for the file.
+    source
+        Where it came from, for the error messages.
+
+    Raises
+    ------
+    ValueError
+        When the payload is not a pair ensemble (format tag), or its weights do not fit its
+        schema and config (``load_state_dict`` errors are re-raised as ``RuntimeError``).
+    """
+    if not isinstance(payload, dict) or payload.get("format") != ENSEMBLE_FORMAT:
+        found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        raise ValueError(f"'{source}' is not a pair ensemble (format {found!r})")
     schema = PairGraphSchema.from_dict(payload["schema"])
     config = PairModelConfig.from_dict(payload["config"])
     members = []

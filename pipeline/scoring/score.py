@@ -16,11 +16,22 @@ run-level error and still raises. Dask infrastructure faults are retried and, if
 persist, raise :class:`pipeline.dask_cluster.InfrastructureError`
 (:func:`pipeline.dask_cluster.run_tasks`).
 
+Two kinds of model folder are scored the same way (card key ``architecture``,
+:func:`pipeline.scoring.ensemble.model_architecture`): the complex-graph GNN
+(:class:`~pipeline.scoring.ensemble.Ensemble`, graph files of :mod:`pipeline.graphs`) and
+the pair-term scorer (:class:`~pipeline.scoring.pair_folder.PairModel`, graph files of
+:mod:`pipeline.pair_graphs`, which featurization writes when ``score.model`` is a pair
+model). A graph file of the other kind than the model's is a run-level error that names
+the model and the file.
+
 Output columns (:data:`pipeline.scoring.ensemble.SCORE_COLUMNS`): ``id``, ``pose``,
 ``source``, ``gnn_score`` (higher = more likely active), ``gnn_spread`` (std over
-members), and per head ``affinity``/``affinity_spread`` (regression head, assay
-units) and ``p_active``/``p_active_spread`` (classification head); a head the
-model was not trained for is NaN.
+members), and per head ``affinity``/``affinity_spread`` and ``p_active``/``p_active_spread``.
+For the GNN, ``affinity`` is its regression head (assay units, higher = more potent) and
+``p_active`` its classification head; a head the model was not trained for is NaN. For a
+pair model, ``affinity`` is the ensemble-mean pair score, kcal/mol-like and LOWER = better
+(Vina's score for an untrained model), ``gnn_score`` is minus that, both spreads are its
+std, and ``p_active`` is the mean of ``sigmoid(logit)`` over members.
 """
 
 from __future__ import annotations
@@ -38,11 +49,19 @@ import pandas as pd
 import torch
 
 from .. import faults
-from ..graphs import GraphError, GraphSchema, load_graphs
+from ..graphs import GraphError, GraphSchema
 from ..io import FAILURE_COLUMNS, write_parquet_atomic
 from ..progress import progress
 from . import runtime
-from .ensemble import SCORE_COLUMNS, Ensemble, check_schema, load_ensemble, read_card, resolve_model_dir
+from .ensemble import (
+    SCORE_COLUMNS,
+    ModelError,
+    check_schema,
+    load_ensemble,
+    model_architecture,
+    read_card,
+    resolve_model_dir,
+)
 from .runtime import resolve_device, torch_threads
 
 log = logging.getLogger(__name__)
@@ -108,19 +127,40 @@ class ScoreSettings:
 
 # --------------------------------------------------------------------------- per-worker model cache
 
-_CACHE: OrderedDict[tuple, Ensemble] = OrderedDict()
+_CACHE: OrderedDict[tuple, Any] = OrderedDict()  # Ensemble or PairModel
 _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 2
 _LOADS = {"count": 0}
 
 
 def _model_key(folder: Path) -> tuple:
-    files = [folder / "card.json", *sorted(folder.glob("model_*.pt"))]
+    # every weights file of either kind (model_k.pt, ensemble.pt)
+    files = [folder / "card.json", *sorted(folder.glob("*.pt"))]
     return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files if f.exists())
 
 
-def cached_ensemble(model_dir: str | os.PathLike, device: str = "auto", precision: str = "float32") -> Ensemble:
-    """The ensemble of ``model_dir``, loaded once per process (and re-loaded when its files change)."""
+def load_model(model_dir: str | os.PathLike, device: str = "cpu"):
+    """The scorer of a model folder of either kind (an :class:`~pipeline.scoring.ensemble.Ensemble` or a
+    :class:`~pipeline.scoring.pair_folder.PairModel`), by its card's ``architecture``.
+
+    Both have ``name``, ``schema`` (the graph schema they read), ``to`` and ``score``.
+
+    Raises
+    ------
+    pipeline.scoring.ensemble.ModelError
+        Whatever :func:`~pipeline.scoring.ensemble.load_ensemble` or
+        :func:`~pipeline.scoring.pair_folder.load_pair_model` refuses.
+    """
+    folder = Path(model_dir)
+    if model_architecture(read_card(folder), folder / "card.json") == "pair":
+        from .pair_folder import load_pair_model
+
+        return load_pair_model(folder, device=device)
+    return load_ensemble(folder, expect_schema=None, device=device)
+
+
+def cached_ensemble(model_dir: str | os.PathLike, device: str = "auto", precision: str = "float32"):
+    """The scorer of ``model_dir`` (:func:`load_model`), loaded once per process (re-loaded when its files change)."""
     folder = Path(model_dir).resolve()
     device = resolve_device(device)
     key = (str(folder), _model_key(folder), device, precision)
@@ -128,7 +168,7 @@ def cached_ensemble(model_dir: str | os.PathLike, device: str = "auto", precisio
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key]
-        ensemble = load_ensemble(folder, expect_schema=None, device=device).to(device, PRECISIONS[precision])
+        ensemble = load_model(folder, device=device).to(device, PRECISIONS[precision])
         _LOADS["count"] += 1
         _CACHE[key] = ensemble
         while len(_CACHE) > _CACHE_SIZE:
@@ -180,15 +220,51 @@ def _score_task(
         runtime.tune_malloc()
     ensemble = cached_ensemble(model_dir, device, precision)
     try:
-        schema, graphs = load_graphs(graph_file)
+        schema, graphs = read_graph_file(graph_file)
     except Exception as exc:  # truncated, garbage, not a graph payload: the file's fault, not the run's
         return UnreadableGraphFile(str(graph_file), _one_line(exc))
     if schema != ensemble.schema:  # a readable file of another layout: the run is misconfigured
-        raise GraphError(
-            f"graph file '{graph_file}' has schema {schema.version} with different features than "
-            f"the model's ({ensemble.schema.version}); featurize again with the scorer's settings"
-        )
+        raise schema_mismatch(graph_file, schema, ensemble, model_dir)
     return ensemble.score(graphs, batch_size)
+
+
+def read_graph_file(path: str | os.PathLike) -> tuple[Any, list]:
+    """A graph file of either kind: ``(schema, graphs)``, the schema a :class:`GraphSchema` or a pair-graph schema.
+
+    The schema's version says which (:mod:`pipeline.pair_graphs` files have ``vscreen-pairgraph/...``);
+    read with ``torch.load(weights_only=True)``, as :func:`pipeline.graphs.load_graphs` does.
+    """
+    from torch_geometric.data import Data
+
+    from ..pair_graphs import SCHEMA_VERSION as PAIR_VERSION
+    from ..pair_graphs import PairGraphSchema
+
+    payload = torch.load(path, weights_only=True)
+    schema_dict = payload["schema"]
+    pair = str(schema_dict.get("version", "")).split("/")[0] == PAIR_VERSION.split("/")[0]
+    schema = (PairGraphSchema if pair else GraphSchema).from_dict(schema_dict)
+    return schema, [Data(**graph) for graph in payload["graphs"]]
+
+
+def _graph_kind(schema: Any) -> str:
+    return "complex" if isinstance(schema, GraphSchema) else "pair"
+
+
+def schema_mismatch(graph_file: str | os.PathLike, schema: Any, model: Any, model_dir: str | os.PathLike) -> GraphError:
+    """The run-level error for a graph file whose schema is not the model's; names the file and the model."""
+    kind, wanted = _graph_kind(schema), _graph_kind(model.schema)
+    if kind != wanted:
+        return GraphError(
+            f"graph file '{graph_file}' holds {kind} graphs (schema {schema.version}) but model "
+            f"'{model.name}' ({model_dir}) is a {wanted}-graph model (schema {model.schema.version}); "
+            f"the run was featurized for another model: featurize again with score.model set to "
+            f"'{model.name}' (featurization writes the graphs of the configured model), or score with "
+            "the model it was featurized for"
+        )
+    return GraphError(
+        f"graph file '{graph_file}' has schema {schema.version} with different features than "
+        f"the model '{model.name}' ({model.schema.version}, {model_dir}); featurize again with the scorer's settings"
+    )
 
 
 @dataclass(frozen=True)
@@ -249,7 +325,7 @@ def score_library(
     batch_size: int = 256,
     device: str = "auto",
     precision: str = "float32",
-    expect_schema: GraphSchema | None = None,
+    expect_schema: Any = None,
     models_dir: str | os.PathLike | None = None,
     threads: int | None = None,
     tune_malloc: bool = True,
@@ -260,7 +336,8 @@ def score_library(
     Parameters
     ----------
     graph_files
-        ``.pt`` files from featurization (:func:`pipeline.graphs.save_graphs`).
+        ``.pt`` files from featurization (:func:`pipeline.graphs.save_graphs`, or
+        :func:`pipeline.pair_graphs.save_pair_graphs` for a pair model).
     model_dir
         Model folder, or a model name under ``models_dir``.
     client
@@ -289,7 +366,9 @@ def score_library(
     pipeline.scoring.ensemble.ModelError
         Missing or unreadable model, or one trained on another schema.
     pipeline.graphs.GraphError
-        A readable graph file of another schema than the model's (a run-level mistake).
+        A readable graph file of another schema than the model's, or of the other kind of
+        graph (a run featurized for another model): a run-level mistake; the message names
+        the file and the model.
     pipeline.dask_cluster.InfrastructureError
         A Dask fault (lost worker or scheduler, cancelled task) that persisted through the retries.
     """
@@ -297,8 +376,19 @@ def score_library(
 
     folder = resolve_model_dir(model_dir, models_dir).resolve()
     card = read_card(folder)
-    if expect_schema is not None:
-        check_schema(card, expect_schema, card.get("name") or folder.name, folder)
+    name = card.get("name") or folder.name
+    if model_architecture(card, folder / "card.json") == "pair":
+        from .pair_folder import pair_schema_of_card
+
+        # refuse another folder format or pair-schema version before any work is sent out
+        trained = pair_schema_of_card(card, name, folder)
+        if expect_schema is not None and _graph_kind(expect_schema) == "pair" and trained != expect_schema:
+            raise ModelError(
+                f"model '{name}' reads pair graphs with other features than expected ({expect_schema.version}); "
+                f"featurize with the model's schema (model folder '{folder}')"
+            )
+    elif expect_schema is not None and _graph_kind(expect_schema) == "complex":
+        check_schema(card, expect_schema, name, folder)
     given = [Path(f) for f in graph_files]
     files = [str(f.resolve()) for f in given]
     args = [(f, str(folder), batch_size, device, precision, tune_malloc) for f in files]
@@ -356,7 +446,7 @@ def score_graph_files(
     batch_size: int = 256,
     device: str = "auto",
     precision: str = "float32",
-    expect_schema: GraphSchema | None = None,
+    expect_schema: Any = None,
     models_dir: str | os.PathLike | None = None,
     threads: int | None = None,
     tune_malloc: bool = True,
@@ -370,7 +460,8 @@ def score_graph_files(
     Parameters
     ----------
     graph_files
-        ``.pt`` files from featurization (:func:`pipeline.graphs.save_graphs`).
+        ``.pt`` files from featurization (:func:`pipeline.graphs.save_graphs`, or
+        :func:`pipeline.pair_graphs.save_pair_graphs` for a pair model).
     model_dir
         Model folder, or a model name under ``models_dir``.
     client
@@ -383,9 +474,12 @@ def score_graph_files(
     precision
         ``float32`` or ``float64``.
     expect_schema
-        The schema this pipeline produces: refuse a model trained on another one
-        before any work is sent out. ``None``: only the graph files are checked
-        against the model.
+        The schema this pipeline produces for a model of that kind (a
+        :class:`~pipeline.graphs.GraphSchema` for the GNN, a pair-graph schema for a pair
+        model): refuse a model trained on another one before any work is sent out. A model
+        of the other kind is not compared with it (featurization builds a pair model's
+        graphs with the model's own schema); a pair model's folder format and schema
+        version are always checked. ``None``: only the graph files are checked against the model.
     models_dir
         Where model names are looked up (default ``models/``).
     threads
