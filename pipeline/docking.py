@@ -194,28 +194,35 @@ def poses_to_rdkit(poses_pdbqt: str, compound_id: str) -> list[Chem.Mol]:
     return poses
 
 
+def _pose_entry(
+    compound_id: str, number: int, pose: Chem.Mol, energy: np.ndarray, seconds: float
+) -> tuple[bytes, dict]:
+    """One pose's ``(packed molecule with SD properties, table row)`` from a row of Vina's energy matrix."""
+    row = dict(
+        id=compound_id,
+        pose=number,
+        docking_score=float(energy[0]),
+        inter=float(energy[1]),
+        intra=float(energy[2]),
+        torsional=float(energy[3]),
+        intra_best_pose=float(energy[4]),
+        dock_seconds=seconds,
+    )
+    for key in ("pose", "docking_score", "inter", "intra"):
+        pose.SetProp(key, str(row[key]))
+    return pack_mol(pose), row
+
+
 def _dock_in_worker(docker: Docker, item: tuple[str, str]) -> list[tuple[bytes, dict]]:
     """Isolated work of one ligand: ``(packed pose with SD properties, table row)`` per pose, best first."""
     compound_id, pdbqt = item
     start = time.perf_counter()
     poses, energies = docker.dock(compound_id, pdbqt)
     seconds = time.perf_counter() - start
-    out = []
-    for number, (pose, energy) in enumerate(zip(poses, energies), start=1):
-        row = dict(
-            id=compound_id,
-            pose=number,
-            docking_score=float(energy[0]),
-            inter=float(energy[1]),
-            intra=float(energy[2]),
-            torsional=float(energy[3]),
-            intra_best_pose=float(energy[4]),
-            dock_seconds=seconds,
-        )
-        for key in ("pose", "docking_score", "inter", "intra"):
-            pose.SetProp(key, str(row[key]))
-        out.append((pack_mol(pose), row))
-    return out
+    return [
+        _pose_entry(compound_id, number, pose, energy, seconds)
+        for number, (pose, energy) in enumerate(zip(poses, energies), start=1)
+    ]
 
 
 def _score_in_worker(docker: Docker, item: tuple[str, str]) -> list[tuple[bytes, dict]]:
@@ -223,19 +230,7 @@ def _score_in_worker(docker: Docker, item: tuple[str, str]) -> list[tuple[bytes,
     compound_id, pdbqt = item
     start = time.perf_counter()
     pose, energy = docker.score(compound_id, pdbqt)
-    row = dict(
-        id=compound_id,
-        pose=1,
-        docking_score=float(energy[0]),
-        inter=float(energy[1]),
-        intra=float(energy[2]),
-        torsional=float(energy[3]),
-        intra_best_pose=float(energy[4]),
-        dock_seconds=time.perf_counter() - start,
-    )
-    for key in ("pose", "docking_score", "inter", "intra"):  # as a docked pose's (_dock_in_worker)
-        pose.SetProp(key, str(row[key]))
-    return [(pack_mol(pose), row)]
+    return [_pose_entry(compound_id, 1, pose, energy, time.perf_counter() - start)]
 
 
 def _docking_reason(compound_id: str, exc: BaseException) -> str:
@@ -261,18 +256,18 @@ def dock_chunk(
     docking worker or runs past ``settings.time_limit`` never stops the chunk; an
     unreadable receptor or box (the worker's ``init``) fails the job.
     """
-    table = pd.read_parquet(ligands)
-    outcomes = run_isolated(
-        zip(table["id"], zip(table["id"], table["pdbqt"])),
+    return _run_chunk(
+        ligands,
+        "pdbqt",
         _dock_in_worker,
-        init=partial(Docker, receptor_pdbqt, box, settings),
-        time_limit=settings.time_limit,
-        stage=STAGE,
-        desc=f"dock {Path(ligands).stem}",
-        unit="lig",
-        describe_error=_docking_reason,
+        partial(Docker, receptor_pdbqt, box, settings),
+        settings.time_limit,
+        f"dock {Path(ligands).stem}",
+        _docking_reason,
+        out_sdf,
+        out_table,
+        failures,
     )
-    return _write_chunk(len(table), outcomes, out_sdf, out_table, failures)
 
 
 def score_chunk(
@@ -308,16 +303,43 @@ def score_chunk(
     (int, int)
         ``(scored, failed)`` counts.
     """
+    return _run_chunk(
+        ligands,
+        "pdbqt",
+        _score_in_worker,
+        partial(Docker, receptor_pdbqt, box, settings),
+        settings.time_limit,
+        f"score {Path(ligands).stem} (score_only)",
+        _docking_reason,
+        out_sdf,
+        out_table,
+        failures,
+    )
+
+
+def _run_chunk(
+    ligands: str | Path,
+    column: str,
+    work,
+    init,
+    time_limit: float | None,
+    desc: str,
+    describe_error,
+    out_sdf: str | Path,
+    out_table: str | Path,
+    failures: str | Path,
+) -> tuple[int, int]:
+    """``work(state, (id, row[column]))`` for every ligand of a prepared chunk in isolated workers, then :func:`_write_chunk`."""
     table = pd.read_parquet(ligands)
     outcomes = run_isolated(
-        zip(table["id"], zip(table["id"], table["pdbqt"])),
-        _score_in_worker,
-        init=partial(Docker, receptor_pdbqt, box, settings),
-        time_limit=settings.time_limit,
+        zip(table["id"], zip(table["id"], table[column])),
+        work,
+        init=init,
+        time_limit=time_limit,
         stage=STAGE,
-        desc=f"score {Path(ligands).stem} (score_only)",
+        desc=desc,
         unit="lig",
-        describe_error=_docking_reason,
+        describe_error=describe_error,
     )
     return _write_chunk(len(table), outcomes, out_sdf, out_table, failures)
 
@@ -392,15 +414,15 @@ def pose_chunk_tethered(
     """
     from .tethered import TetheredPoser
 
-    table = pd.read_parquet(ligands)
-    outcomes = run_isolated(
-        zip(table["id"], zip(table["id"], table["prepared_smiles"])),
+    return _run_chunk(
+        ligands,
+        "prepared_smiles",
         _pose_tethered_in_worker,
-        init=partial(TetheredPoser, receptor_pdbqt, reference, settings, box),
-        time_limit=time_limit,
-        stage=STAGE,
-        desc=f"pose {Path(ligands).stem} (tethered)",
-        unit="lig",
-        describe_error=_tethering_reason,
+        partial(TetheredPoser, receptor_pdbqt, reference, settings, box),
+        time_limit,
+        f"pose {Path(ligands).stem} (tethered)",
+        _tethering_reason,
+        out_sdf,
+        out_table,
+        failures,
     )
-    return _write_chunk(len(table), outcomes, out_sdf, out_table, failures)

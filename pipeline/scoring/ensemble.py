@@ -141,7 +141,33 @@ CARD_SCHEMA: dict[str, Any] = {
 # --------------------------------------------------------------------------- the ensemble
 
 
-class Ensemble:
+class MemberSet:
+    """What every loaded ensemble shares: ``members`` (torch modules), ``card`` and ``path``.
+
+    The score stage uses :attr:`name`, :attr:`device` and :meth:`to` of an
+    :class:`Ensemble` and of a pair model (:class:`pipeline.scoring.pair_folder.PairModel`) alike.
+    """
+
+    members: list[torch.nn.Module]
+    card: dict[str, Any]
+    path: Path | None
+
+    @property
+    def name(self) -> str:
+        return str(self.card.get("name") or (self.path.name if self.path else "unsaved"))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.members[0].parameters()).device
+
+    def to(self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
+        """Move (and optionally cast) every member; returns ``self``."""
+        for member in self.members:
+            member.to(device=device, dtype=dtype) if dtype is not None else member.to(device)
+        return self
+
+
+class Ensemble(MemberSet):
     """K trained :class:`~pipeline.scoring.model.ComplexScorer` members and their card.
 
     Parameters
@@ -176,20 +202,6 @@ class Ensemble:
         self.members, self.schema, self.config, self.task = list(members), schema, config, task
         self.card = dict(card or {})
         self.path = Path(path) if path is not None else None
-
-    @property
-    def name(self) -> str:
-        return str(self.card.get("name") or (self.path.name if self.path else "unsaved"))
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.members[0].parameters()).device
-
-    def to(self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Ensemble:
-        """Move (and optionally cast) every member; returns ``self``."""
-        for member in self.members:
-            member.to(device=device, dtype=dtype) if dtype is not None else member.to(device)
-        return self
 
     @torch.inference_mode()
     def predict(self, graphs: Sequence, batch_size: int = 256) -> dict[str, np.ndarray]:

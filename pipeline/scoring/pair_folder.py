@@ -50,6 +50,7 @@ from ..pair_graphs import PairGraphSchema
 from .ensemble import (
     CARD,
     SCORE_COLUMNS,
+    MemberSet,
     ModelError,
     _check_torch,
     _sha256,
@@ -364,7 +365,7 @@ def save_pair_model(ensemble: PairEnsemble, out_dir: str | os.PathLike, card: Ma
 # --------------------------------------------------------------------------- the loaded model
 
 
-class PairModel:
+class PairModel(MemberSet):
     """A loaded pair ensemble as the score stage uses it (see the module docstring for the columns).
 
     Parameters
@@ -393,20 +394,6 @@ class PairModel:
         self.members, self.schema = list(members), schema
         self.card = dict(card or {})
         self.path = Path(path) if path is not None else None
-
-    @property
-    def name(self) -> str:
-        return str(self.card.get("name") or (self.path.name if self.path else "unsaved"))
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.members[0].parameters()).device
-
-    def to(self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> PairModel:
-        """Move (and optionally cast) every member; returns ``self``."""
-        for member in self.members:
-            member.to(device=device, dtype=dtype) if dtype is not None else member.to(device)
-        return self
 
     @torch.inference_mode()
     def predict(self, graphs: Sequence, batch_size: int = 256) -> dict[str, np.ndarray]:
