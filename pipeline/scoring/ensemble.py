@@ -166,6 +166,24 @@ class MemberSet:
             member.to(device=device, dtype=dtype) if dtype is not None else member.to(device)
         return self
 
+    def score(self, graphs: Sequence, batch_size: int = 256) -> pd.DataFrame:
+        """Scores of graphs as a table with :data:`SCORE_COLUMNS`, in the order of ``graphs``.
+
+        Subclasses give ``predict(graphs, batch_size)`` (raw member outputs) and ``summarize``
+        (those outputs as the score columns).
+        """
+        summary = self.summarize(self.predict(graphs, batch_size))
+        df = pd.DataFrame(
+            {
+                "id": [str(g.id) for g in graphs],
+                "pose": np.array([int(getattr(g, "pose", 1)) for g in graphs], dtype=np.int64),
+                "source": [str(getattr(g, "source", "")) for g in graphs],
+            }
+        )
+        for column in SCORE_COLUMNS[3:]:
+            df[column] = summary[column]
+        return df
+
 
 class Ensemble(MemberSet):
     """K trained :class:`~pipeline.scoring.model.ComplexScorer` members and their card.
@@ -255,20 +273,6 @@ class Ensemble(MemberSet):
         primary = "affinity" if self.task == "regression" else "p_active"
         out["gnn_score"], out["gnn_spread"] = out[primary], out[f"{primary}_spread"]
         return out
-
-    def score(self, graphs: Sequence, batch_size: int = 256) -> pd.DataFrame:
-        """Scores of graphs as a table with :data:`SCORE_COLUMNS`, in the order of ``graphs``."""
-        summary = self.summarize(self.predict(graphs, batch_size))
-        df = pd.DataFrame(
-            {
-                "id": [str(g.id) for g in graphs],
-                "pose": np.array([int(getattr(g, "pose", 1)) for g in graphs], dtype=np.int64),
-                "source": [str(getattr(g, "source", "")) for g in graphs],
-            }
-        )
-        for column in SCORE_COLUMNS[3:]:
-            df[column] = summary[column]
-        return df
 
 
 def new_ensemble(

@@ -42,14 +42,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import torch
 
 from ..pair_graphs import SCHEMA_VERSION as PAIR_SCHEMA_VERSION
 from ..pair_graphs import PairGraphSchema
 from .ensemble import (
     CARD,
-    SCORE_COLUMNS,
     MemberSet,
     ModelError,
     _check_torch,
@@ -428,20 +426,6 @@ class PairModel(MemberSet):
             p_active=prob.mean(0),
             p_active_spread=prob.std(0),
         )
-
-    def score(self, graphs: Sequence, batch_size: int = 256) -> pd.DataFrame:
-        """Scores of pair graphs as a table with :data:`SCORE_COLUMNS`, in the order of ``graphs``."""
-        summary = self.summarize(self.predict(graphs, batch_size))
-        df = pd.DataFrame(
-            {
-                "id": [str(g.id) for g in graphs],
-                "pose": np.array([int(getattr(g, "pose", 1)) for g in graphs], dtype=np.int64),
-                "source": [str(getattr(g, "source", "")) for g in graphs],
-            }
-        )
-        for column in SCORE_COLUMNS[3:]:
-            df[column] = summary[column]
-        return df
 
 
 def load_pair_model(
