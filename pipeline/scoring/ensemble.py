@@ -595,6 +595,27 @@ def check_schema(
     return trained
 
 
+def verified_bytes(weights: Path, expected: str, name: str, what: str = "weights file") -> bytes:
+    """The bytes of ``weights`` if their SHA-256 is ``expected`` (the card's); else :class:`ModelError`.
+
+    The caller unpickles exactly these bytes, so nothing can swap the file between the check
+    and the load. ``what`` names the file in messages ("weights file", "ensemble file").
+    """
+    try:
+        data = weights.read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelError(f"model '{name}': {what} '{weights}' is missing") from exc
+    except OSError as exc:
+        raise ModelError(f"model '{name}': {what} '{weights}' cannot be read: {exc}") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != expected:
+        raise ModelError(
+            f"model '{name}': {what} '{weights}' has SHA-256 {digest}, but {CARD} records "
+            f"{expected}; the file was changed or damaged after training - restore it or retrain"
+        )
+    return data
+
+
 def load_ensemble(
     path: str | os.PathLike,
     expect_schema: GraphSchema | None = DEFAULT_SCHEMA,
@@ -652,19 +673,7 @@ def load_ensemble(
     # that were hashed are the bytes that are loaded (no window to swap the file in between).
     verified = []
     for weights, expected in member_weights(folder, card, name):
-        try:
-            data = weights.read_bytes()
-        except FileNotFoundError as exc:
-            raise ModelError(f"model '{name}': weights file '{weights}' is missing") from exc
-        except OSError as exc:
-            raise ModelError(f"model '{name}': weights file '{weights}' cannot be read: {exc}") from exc
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != expected:
-            raise ModelError(
-                f"model '{name}': weights file '{weights}' has SHA-256 {digest}, but {CARD} records "
-                f"{expected}; the file was changed or damaged after training - restore it or retrain"
-            )
-        verified.append((weights, data))
+        verified.append((weights, verified_bytes(weights, expected, name)))
     members = []
     for weights, data in verified:
         try:

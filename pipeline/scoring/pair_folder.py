@@ -30,7 +30,6 @@ Its columns (:data:`~pipeline.scoring.ensemble.SCORE_COLUMNS`):
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -58,6 +57,7 @@ from .ensemble import (
     replace_folder,
     resolve_model_dir,
     to_jsonable,
+    verified_bytes,
 )
 from .pair_model import PairModelConfig, PairScorer
 from .pair_train import PairEnsemble, pair_ensemble_from_payload, save_pair_ensemble
@@ -465,18 +465,7 @@ def load_pair_model(
     # the path is checked, then the digest, before anything is unpickled; the bytes that were
     # hashed are the bytes that are loaded (no window to swap the file in between)
     ((weights, expected),) = member_weights(folder, {"members": [card["ensemble"]]}, name)
-    try:
-        data = weights.read_bytes()
-    except FileNotFoundError as exc:
-        raise ModelError(f"model '{name}': ensemble file '{weights}' is missing") from exc
-    except OSError as exc:
-        raise ModelError(f"model '{name}': ensemble file '{weights}' cannot be read: {exc}") from exc
-    digest = hashlib.sha256(data).hexdigest()
-    if digest != expected:
-        raise ModelError(
-            f"model '{name}': ensemble file '{weights}' has SHA-256 {digest}, but {CARD} records "
-            f"{expected}; the file was changed or damaged after training - restore it or retrain"
-        )
+    data = verified_bytes(weights, expected, name, what="ensemble file")
     try:
         payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         ensemble, _ = pair_ensemble_from_payload(payload, weights)
