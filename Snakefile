@@ -78,7 +78,11 @@ def pair_graph_tag() -> str:
 PAIR_GRAPHS = pair_graph_tag()
 # only a pair model reads the docking PDBQT in featurize; complex-graph runs keep their inputs as they were
 PAIR_INPUT = {"pdbqt": str(LAYOUT.receptor_pdbqt)} if PAIR_GRAPHS else {}
-PAIR_ARG = "--receptor-pdbqt {input.pdbqt} " if PAIR_GRAPHS else ""
+
+
+def pair_arg(wildcards, input) -> str:
+    """The featurize flag that hands a pair model the docking PDBQT (empty for complex graphs)."""
+    return f"--receptor-pdbqt {input.pdbqt}" if PAIR_GRAPHS else ""
 
 
 wildcard_constraints:
@@ -279,6 +283,7 @@ rule featurize:
         run=run_folder,
         config=RESOLVED_CONFIG,
         settings=str(sorted(CFG["featurize"].items())) + str(sorted(CFG["dask"].items())) + PAIR_GRAPHS,
+        pair_arg=pair_arg,
     log:
         f"{RUN}/logs/featurize/{{chunk}}.log",
     benchmark:
@@ -286,7 +291,7 @@ rule featurize:
     conda:
         "envs/ml.yaml"
     shell:
-        "vscreen featurize {input.docked} --receptor {input.receptor} " + PAIR_ARG + "--out-dir {params.run} "
+        "vscreen featurize {input.docked} --receptor {input.receptor} {params.pair_arg} --out-dir {params.run} "
         "--config {params.config} 2>&1 | tee {log}"
 
 
@@ -366,6 +371,7 @@ rule featurize_refined:
         run=run_folder,
         config=RESOLVED_CONFIG,
         settings=str(sorted(CFG["featurize"].items())) + str(sorted(CFG["dask"].items())) + PAIR_GRAPHS,
+        pair_arg=pair_arg,
     log:
         f"{RUN}/logs/featurize/{{batch}}.log",
     benchmark:
@@ -373,7 +379,7 @@ rule featurize_refined:
     conda:
         "envs/ml.yaml"
     shell:
-        "vscreen featurize {input.sdf} --refined --receptor {input.receptor} " + PAIR_ARG + "--out-dir {params.run} "
+        "vscreen featurize {input.sdf} --refined --receptor {input.receptor} {params.pair_arg} --out-dir {params.run} "
         "--config {params.config} 2>&1 | tee {log}"
 
 
