@@ -10,14 +10,22 @@ reference restrained, Vina local optimization, or Vina docking in the reference'
 the core is too small or cannot be embedded.
 
 The run is resumable: one row per ligand is appended to ``benchmarks/unifep_poses/rows.csv``
-(committed) as it finishes, and ligands whose latest row exists are skipped (``--retry-failed``
-re-runs the failed ones, ``--redo`` all of the chosen series). Poses go to one SDF per series
-under ``benchmarks/.cache/unifep_poses/`` (git-ignored; the SD properties carry mode, reason,
-Vina score and core RMSD). It runs niced in this one process (CPU is shared with longer
-benchmarks), then prints a table per series - ligands, share tethered, median core RMSD of the
-tethered poses and their share under 1 A, the reference ligand's own re-pose, Kendall tau of
-the Vina score against the measured dG (and of the FEP dG, for scale), median CPU seconds per
-ligand (``seconds`` in the rows is wall time, which a shared machine inflates) - and writes ``benchmarks/results/unifep_poses.json`` over every series with rows.
+and its pose to ``benchmarks/unifep_poses/poses/<folder>.sdf.gz`` (both committed: the
+campaign is many core-hours and ``benchmarks/scoring_cv.py`` trains on these poses) as it
+finishes. Each pose is one gzip member of its own, so appending keeps the file valid; the SD
+properties carry mode, reason, Vina score, core RMSD and the measured and FEP dG, and the
+hydrogens are kept. The latest row and the latest pose of a ligand count. A ligand is skipped
+when its latest row exists and, unless that row failed, its pose is in the series' pose file
+(``--retry-failed`` re-runs the failed ones, ``--redo`` all of the chosen series); a row
+without its pose (a checkout that lost them) is posed again. The receptor PDBQT of a series is
+an intermediate: it is prepared again on every run (deterministically, from the protein) and a
+copy is kept under the git-ignored ``benchmarks/.cache/unifep_poses/`` for rescoring. It runs
+niced in this one process (CPU is shared with longer benchmarks), then prints a table per
+series - ligands, share tethered, median core RMSD of the tethered poses and their share under
+1 A, the reference ligand's own re-pose, Kendall tau of the Vina score against the measured dG
+(and of the FEP dG, for scale), median CPU seconds per ligand (``seconds`` in the rows is wall
+time, which a shared machine inflates) - and writes ``benchmarks/results/unifep_poses.json``
+over every series with rows.
 
     nice -n 19 python benchmarks/pose_unifep.py (--folders F ... | --series N [--order small|coverage])
         [--shard K/N] [--hours H] [--retry-failed] [--redo] [--report-only] [--data DIR]
@@ -33,6 +41,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
+import gzip
+import io
 import json
 import logging
 import os
@@ -40,6 +51,7 @@ import platform
 import shutil
 import tempfile
 import time
+import zlib
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
@@ -56,7 +68,8 @@ from pipeline.tethered import TetheredPoser, TetheredSettings, TetheringError, r
 REPO = Path(__file__).resolve().parents[1]
 UNIFEP = Path(os.environ.get("VSCREEN_UNIFEP", REPO.parent / "shared" / "data" / "unifep"))
 ROWS = REPO / "benchmarks" / "unifep_poses" / "rows.csv"
-CACHE = REPO / "benchmarks" / ".cache" / "unifep_poses"
+POSES = REPO / "benchmarks" / "unifep_poses" / "poses"  # committed: <folder>.sdf.gz
+CACHE = REPO / "benchmarks" / ".cache" / "unifep_poses"  # receptor PDBQTs (and poses of older checkouts)
 RESULT = REPO / "benchmarks" / "results" / "unifep_poses.json"
 PADDING = 8.0  # the pipeline's default box padding around a reference ligand, A
 FIELDS = [
@@ -176,29 +189,192 @@ def shared_path_free(text: object, data: Path) -> str:
     return " ".join(str(text).split()).replace(f"{REPO.parent}/", "").replace(f"{data.parent}/", "")
 
 
+def pose_path(folder: str) -> Path:
+    """The committed pose file of a series: ``benchmarks/unifep_poses/poses/<folder>.sdf.gz``."""
+    return POSES / f"{folder}.sdf.gz"
+
+
+def legacy_pose_path(folder: str) -> Path:
+    """Where checkouts before the committed pose files kept a series' poses (plain SDF in the cache)."""
+    return CACHE / f"{folder}.sdf"
+
+
+def receptor_path(folder: str) -> Path:
+    """The cached receptor PDBQT of a series, as :func:`prepare` leaves it."""
+    return CACHE / f"{folder}.receptor.pdbqt"
+
+
+def append_pose(path: Path, mol: Chem.Mol) -> None:
+    """Append one pose, all its atoms and SD properties, to a gzipped SDF as a gzip member of its own.
+
+    A file of concatenated members is a valid gzip file (``gzip.open`` reads them all), so the
+    file never has to be rewritten. The member is compressed first and written in one call,
+    under a lock and flushed to disk like the rows (:func:`rows.append_csv_rows`), so a kill
+    leaves at most a partial last member, which :func:`read_pose_text` ignores and
+    :func:`ready_pose_file` cuts off. ``mtime=0``: the same pose gives the same bytes.
+
+    Parameters
+    ----------
+    path : Path
+        The ``.sdf.gz`` file (created with its folder when absent).
+    mol : Chem.Mol
+        The pose; its molecule name is the ligand's name.
+    """
+    member = gzip.compress(Chem.SDWriter.GetText(mol).encode(), mtime=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        handle.write(member)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _complete_length(data: bytes) -> int:
+    """Bytes of ``data`` taken by whole gzip members from its start (all of it unless the tail is cut short)."""
+    view, end = memoryview(data), 0
+    while end < len(data):
+        member = zlib.decompressobj(wbits=31)  # 31: one gzip member, header and trailer checked
+        try:
+            member.decompress(view[end:])
+        except zlib.error:
+            break
+        if not member.eof:
+            break
+        end = len(data) - len(member.unused_data)
+    return end
+
+
+def read_pose_text(path: Path) -> str:
+    """SD text of a pose file: a ``.sdf.gz``'s whole members (a partial last one is left out) or a plain ``.sdf``.
+
+    Parameters
+    ----------
+    path : Path
+        A committed ``<folder>.sdf.gz`` or a legacy ``<folder>.sdf``.
+
+    Returns
+    -------
+    str
+        The records in file order; empty when the file does not exist.
+    """
+    if not path.is_file():
+        return ""
+    if path.suffix != ".gz":
+        return path.read_text()
+    data = path.read_bytes()
+    end = _complete_length(data)
+    if end < len(data):
+        log.warning("%s: %d bytes after the last whole gzip member left out", path.name, len(data) - end)
+    return gzip.decompress(data[:end]).decode()
+
+
+def read_poses(path: Path) -> list[Chem.Mol]:
+    """The poses of a pose file in file order (hydrogens kept; records RDKit cannot read are dropped).
+
+    A ligand posed again appears again: the last one is its latest pose.
+    """
+    supplier = Chem.ForwardSDMolSupplier(io.BytesIO(read_pose_text(path).encode()), removeHs=False)
+    return [mol for mol in supplier if mol is not None]
+
+
+def pose_names(path: Path) -> set[str]:
+    """Names of the ligands with a pose in a pose file, from the records' first lines (no parsing of the molecules)."""
+    records = read_pose_text(path).split("$$$$\n")
+    return {record.split("\n", 1)[0] for record in records if record.strip()}
+
+
+def ready_pose_file(folder: str) -> set[str]:
+    """Make a series' committed pose file ready for appending; return the names of the ligands it holds.
+
+    A checkout that still has the series' poses only in the legacy cache SDF gets them copied
+    into the committed file (written aside and renamed, so a kill leaves no half file), and a
+    partial last gzip member left by a kill is cut off, so that the poses appended after it
+    stay readable.
+    """
+    path, legacy = pose_path(folder), legacy_pose_path(folder)
+    if not path.is_file() and legacy.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        aside = path.with_name(path.name + ".tmp")
+        aside.write_bytes(gzip.compress(legacy.read_bytes(), mtime=0))
+        aside.replace(path)
+        print(f"  poses of {folder} moved from the cache into poses/{path.name}", flush=True)
+    elif path.is_file():
+        size, end = path.stat().st_size, _complete_length(path.read_bytes())
+        if end < size:
+            with open(path, "r+b") as handle:
+                handle.truncate(end)
+            log.warning("%s: cut %d bytes of a partial last gzip member", path.name, size - end)
+    return pose_names(path)
+
+
+def ligands_to_pose(
+    folder: str,
+    ligands: list[dict],
+    rows: dict[tuple[str, str], dict],
+    posed: set[str],
+    redo: bool = False,
+    retry_failed: bool = False,
+) -> list[dict]:
+    """The ligands of a series still to pose: no latest row, or a posed row whose pose is missing.
+
+    Parameters
+    ----------
+    folder : str
+        The series folder.
+    ligands : list of dict
+        The series' ligands (:func:`read_series`).
+    rows : dict
+        Latest rows by ``(folder, ligand_name)`` (:func:`read_rows`).
+    posed : set of str
+        Names of the ligands in the series' pose file (:func:`ready_pose_file`).
+    redo : bool
+        Every ligand.
+    retry_failed : bool
+        Also the ligands whose latest row failed (which have no pose, by design).
+
+    Returns
+    -------
+    list of dict
+        The ligands to pose, in series order.
+    """
+
+    def done(name: str) -> bool:
+        row = rows.get((folder, name))
+        if row is None:
+            return False
+        if row["mode"] == "failed":
+            return not retry_failed
+        return name in posed  # a row without its pose says done for a pose this checkout lacks
+
+    return [lig for lig in ligands if redo or not done(lig["ligand_name"])]
+
+
 def prepare(folder: Path, workdir: Path) -> Path:
     """Receptor PDBQT of one series, prepared into ``workdir`` (box: the reference ligand's).
 
-    A copy is kept next to the poses (``<folder>.receptor.pdbqt``): rescoring the poses later
-    (pair graphs for the scorer, ``benchmarks/scoring_cv.py``) needs the very receptor they
-    were optimized in.
+    A copy is kept in the cache (:func:`receptor_path`): rescoring the poses later (pair graphs
+    for the scorer, ``benchmarks/scoring_cv.py``) needs the very receptor they were optimized
+    in, and a checkout without it prepares it again with this function (it is deterministic).
     """
     box = box_around_ligand(folder / "ref_ligand.sdf", PADDING)
     out = workdir / "receptor.pdbqt"
     prepare_receptor(folder / "protein.pdb.gz", workdir / "receptor.pdb", out, box=box, check_openmm=False)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(out, CACHE / f"{folder.name}.receptor.pdbqt")
+    receptor_path(folder.name).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(out, receptor_path(folder.name))
     return out
 
 
 def pose_series(
     folder: Path, target: str, ligands: list[dict], settings: TetheredSettings, deadline: float | None
 ) -> int:
-    """Pose the given ligands of one series; append a row and an SDF record per ligand; return how many."""
+    """Pose the given ligands of one series; append a row per ligand and its pose (:func:`append_pose`); return how many.
+
+    The pose goes to the file before the row: a kill between the two leaves a pose without a
+    row, posed again on the next run (its later pose wins), never a row without its pose.
+    """
     base = dict(folder=folder.name, target=target)
     ref_key = molecule_key(read_reference(folder / "ref_ligand.sdf"))
-    sdf = CACHE / f"{folder.name}.sdf"
-    sdf.parent.mkdir(parents=True, exist_ok=True)
+    sdf = pose_path(folder.name)
     done = 0
     with tempfile.TemporaryDirectory(prefix="pose_unifep-") as tmp:
         start = time.perf_counter()
@@ -247,8 +423,7 @@ def pose_series(
                 mol = pose.to_mol()
                 for key in ("exp_dG", "fep_dG", "is_reference"):
                     mol.SetProp(key, str(row[key]))
-                with open(sdf, "a") as handle:
-                    handle.write(Chem.SDWriter.GetText(mol))
+                append_pose(sdf, mol)
             row.update(
                 seconds=round(time.perf_counter() - start, 2),
                 cpu_seconds=round(time.process_time() - cpu, 2),
@@ -262,6 +437,41 @@ def pose_series(
                 flush=True,
             )
     return done
+
+
+def run_series(
+    folder: Path,
+    target: str,
+    rows: dict[tuple[str, str], dict],
+    settings: TetheredSettings,
+    deadline: float | None,
+    redo: bool = False,
+    retry_failed: bool = False,
+    label: str = "",
+) -> int:
+    """Pose the ligands of one series that are not done yet (:func:`ligands_to_pose`); return how many were posed.
+
+    Parameters
+    ----------
+    folder : Path
+        The series folder of the data.
+    target : str
+        Its target (``systems.csv``).
+    rows : dict
+        Latest rows by ``(folder, ligand_name)`` (:func:`read_rows`).
+    settings : TetheredSettings
+        The poser's settings.
+    deadline : float or None
+        Start no ligand after this time (``time.time()``).
+    redo, retry_failed : bool
+        As for :func:`ligands_to_pose`.
+    label : str
+        Printed before the series' line (its number in the run).
+    """
+    posed = ready_pose_file(folder.name)  # the pose file's names, read once per series
+    ligands = ligands_to_pose(folder.name, read_series(folder), rows, posed, redo=redo, retry_failed=retry_failed)
+    print(f"{label}{folder.name}: {len(ligands)} ligands to pose", flush=True)
+    return pose_series(folder, target, ligands, settings, deadline) if ligands else 0
 
 
 def _ligand_fields(lig: dict, ref_key: str) -> dict:
@@ -428,16 +638,16 @@ def main() -> None:
         if deadline and time.time() > deadline:
             print("time limit reached", flush=True)
             break
-        ligands = [
-            lig
-            for lig in read_series(args.data / folder)
-            if args.redo
-            or (folder, lig["ligand_name"]) not in rows
-            or (args.retry_failed and rows[folder, lig["ligand_name"]]["mode"] == "failed")
-        ]
-        print(f"[{number}/{len(folders)}] {folder}: {len(ligands)} ligands to pose", flush=True)
-        if ligands:
-            pose_series(args.data / folder, targets[folder], ligands, settings, deadline)
+        run_series(
+            args.data / folder,
+            targets[folder],
+            rows,
+            settings,
+            deadline,
+            redo=args.redo,
+            retry_failed=args.retry_failed,
+            label=f"[{number}/{len(folders)}] ",
+        )
     summary = summarize(read_rows())
     print_table(summary)
     RESULT.parent.mkdir(parents=True, exist_ok=True)

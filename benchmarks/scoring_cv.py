@@ -12,9 +12,13 @@ differences (protein groups resampled) to
 * ``ligand_only``: a fingerprint ridge on within-series ΔG (same folds);
 * ``fep``: Uni-FEP's free-energy perturbation (the physics anchor; GPU-hours per ligand).
 
-Poses come from ``benchmarks/pose_unifep.py`` (its SDF per series and receptor PDBQT under
-``benchmarks/.cache/unifep_poses/``); series without poses are left out and counted. Pair
-graphs are cached under ``benchmarks/.cache/pair_graphs/``.
+Poses come from ``benchmarks/pose_unifep.py``: the committed
+``benchmarks/unifep_poses/poses/<folder>.sdf.gz`` (or, in a checkout from before those
+files, the cached ``benchmarks/.cache/unifep_poses/<folder>.sdf`` when the committed file is
+absent); the latest pose of a ligand counts. Series without poses are left out and counted.
+The receptor PDBQT the poses were optimized in is read from the cache and prepared again by
+``pose_unifep.prepare`` (deterministic) where absent. Pair graphs are cached under
+``benchmarks/.cache/pair_graphs/``, rebuilt when a series' pose file is newer.
 
 The protein-deletion ablation (scorer issue, criterion 3) is measured on up to 200 held-out
 complexes: Spearman between each complex's score and its score with the protein's atoms
@@ -44,8 +48,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import affinity_eval as ae  # noqa: E402
+import pose_unifep as pu  # noqa: E402
 
-POSES = ROOT / "benchmarks" / ".cache" / "unifep_poses"
 GRAPHS = ROOT / "benchmarks" / ".cache" / "pair_graphs"
 RESULT = ROOT / "benchmarks" / "results" / "scoring_cv.json"
 MARKDOWN = ROOT / "benchmarks" / "results" / "scoring_cv.md"
@@ -59,44 +63,47 @@ LABELS = {
 }
 
 
+def pose_file(folder: str) -> Path | None:
+    """The pose file of a series: the committed ``.sdf.gz``, else a legacy cache ``.sdf``, else ``None``."""
+    for path in (pu.pose_path(folder), pu.legacy_pose_path(folder)):
+        if path.is_file():
+            return path
+    return None
+
+
 def series_graphs(folder: str) -> dict[str, object]:
     """Pair graphs of one series' poses by ligand name (built once, then read from the cache)."""
-    from rdkit import Chem
-
     from pipeline.pair_graphs import load_pair_graphs, load_vina_receptor, pair_graph, save_pair_graphs
 
     cached = GRAPHS / f"{folder}.pt"
-    sdf, receptor = POSES / f"{folder}.sdf", POSES / f"{folder}.receptor.pdbqt"
-    if cached.is_file() and (not sdf.is_file() or cached.stat().st_mtime >= sdf.stat().st_mtime):
+    sdf, receptor = pose_file(folder), pu.receptor_path(folder)
+    if cached.is_file() and (sdf is None or cached.stat().st_mtime >= sdf.stat().st_mtime):
         return {g.id: g for g in load_pair_graphs(cached)[1]}
-    if not sdf.is_file():
+    if sdf is None:
         return {}
-    if not receptor.is_file():  # poses made before pose_unifep kept its receptors: prepare it again
+    if not receptor.is_file():  # a fresh checkout: the receptor is an intermediate, prepare it again (into the cache)
         import tempfile
 
-        from pose_unifep import UNIFEP, prepare
-
         with tempfile.TemporaryDirectory() as tmp:
-            prepare(UNIFEP / folder, Path(tmp))
+            pu.prepare(pu.UNIFEP / folder, Path(tmp))
     vina_receptor = load_vina_receptor(receptor)
     graphs = {}
-    for mol in Chem.SDMolSupplier(str(sdf), removeHs=False):
-        if mol is None or not mol.HasProp("_Name"):
+    for mol in pu.read_poses(sdf):
+        if not mol.HasProp("_Name"):
             continue
         try:
             graphs[mol.GetProp("_Name")] = dict(pair_graph(mol, vina_receptor), id=mol.GetProp("_Name"))
         except ValueError as exc:  # a pose Vina cannot type or outside the pocket: no graph, counted
             print(f"  {folder} {mol.GetProp('_Name')}: no pair graph ({exc})", flush=True)
     GRAPHS.mkdir(parents=True, exist_ok=True)
-    save_pair_graphs(cached, list(graphs.values()))  # the latest pose of a ligand wins (SDF appended in order)
+    save_pair_graphs(cached, list(graphs.values()))  # the latest pose of a ligand wins (poses appended in order)
     return {g.id: g for g in load_pair_graphs(cached)[1]}
 
 
 def attach_graphs(df: pd.DataFrame, max_series: int | None) -> tuple[pd.DataFrame, list]:
     """Rows of ``df`` that have a pose, with a ``graph`` index into the returned list, and the graphs."""
     graphs, index = [], []
-    posed = {path.stem for path in POSES.glob("*.sdf")}
-    folders = [f for f in dict.fromkeys(df["series"]) if f in posed][: max_series or None]
+    folders = [f for f in dict.fromkeys(df["series"]) if pose_file(f) is not None][: max_series or None]
     for folder in folders:
         found = series_graphs(folder)
         for name in df.loc[df["series"] == folder, "ligand_name"]:
