@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fcntl
 import json
 import platform
 import tempfile
@@ -289,6 +290,21 @@ def load_rows(path: Path) -> list[dict]:
     return kept
 
 
+def save_row(out: Path, row: dict) -> list[dict]:
+    """Add (or replace) one row in the JSON and return all rows.
+
+    The file is re-read under an exclusive lock, so runs of other settings started side by side
+    (one per core) keep each other's rows.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = [r for r in load_rows(out) if r["key"] != row["key"]] + [row]
+        result = dict(machine=platform.node(), results=rows, summary=summary(rows))
+        write_text_atomic(out, json.dumps(result, indent=1) + "\n")
+    return rows
+
+
 def summary(rows: list[dict]) -> list[dict]:
     """Per settings: how many complexes redock under 2 Å (top pose), and the total time."""
     groups: dict[str, list[dict]] = {}
@@ -348,11 +364,8 @@ def main() -> None:
                 print_row(done[0])
                 continue
             row = redock(name, args, workdir)
-            rows = [r for r in rows if r["key"] != key] + [row]
             print_row(row)
-            result = dict(machine=platform.node(), results=rows, summary=summary(rows))
-            out.parent.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(out, json.dumps(result, indent=1) + "\n")
+            rows = save_row(out, row)
     for s in summary([r for r in rows if r["key"].split("|", 1)[1] == key.split("|", 1)[1]]):
         print(f"{s['under_2A']} of {s['n']} under {RMSD_CUTOFF} Å ({', '.join(s['complexes'])}), {s['seconds']} s")
 
