@@ -399,9 +399,12 @@ rule score:
     input:
         model=model_card,
         graphs=graph_files,
+        receptor=rules.prepare_receptor.output.pdb,
+        box=rules.prepare_receptor.output.box,
     output:
         scores=str(LAYOUT.scores),
         failures=str(LAYOUT.score_failures),
+        domain=str(LAYOUT.domain),
     threads: CFG["dask"]["n_workers"] * CFG["dask"]["threads_per_worker"] if CFG["dask"]["scheduler"] == "local" else 1
     resources:
         gpu=1 if SCORE["device"] == "cuda" else 0,
@@ -439,6 +442,8 @@ if TRAIN["name"]:
         input:
             graphs=graph_files,
             assay=LIB["path"],
+            receptor=rules.prepare_receptor.output.pdb,  # a pair model records its training pocket
+            box=rules.prepare_receptor.output.box,
             **TRAIN_INIT,
         output:
             card=f"{TRAIN['models_dir']}/{TRAIN['name']}/card.json",
@@ -469,7 +474,7 @@ else:
 
 rule rank:
     input:
-        scores=[str(LAYOUT.scores), str(LAYOUT.score_failures)] if SCORE["enabled"] else [],
+        scores=[str(LAYOUT.scores), str(LAYOUT.score_failures), str(LAYOUT.domain)] if SCORE["enabled"] else [],
         inputs=str(LAYOUT.input_failures),
         refined=per_batch(LAYOUT.refined_table),
         refine_failures=per_batch(LAYOUT.refined_failures),

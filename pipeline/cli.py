@@ -315,7 +315,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .dask_cluster import DaskSettings, dask_client
     from .graphs import DEFAULT_SCHEMA
     from .io import write_failures
-    from .scoring.score import graph_file_ids, score_library, write_scores
+    from .scoring.score import graph_file_ids, score_library, write_pocket_record, write_scores
 
     cfg = _run_config(args.config)
     score = cfg["score"]
@@ -343,6 +343,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     table = result.table
     out = Path(args.out) if args.out else layout.scores
     write_failures(result.rows().to_dict("records"), layout.score_failures)
+    write_pocket_record(layout, model, score["models_dir"])  # domain.json: the rank stage's domain check
     write_scores(table, out)
     log.info(
         "scored %d complexes of %d compounds with model %s -> %s; %d compounds failed, %d refined scores lost (%s)",
@@ -375,14 +376,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = Path(args.run_dir)
     assay = args.assay or cfg["library"]["path"]
     if scorer == "pair":  # the pair-term scorer, from scratch or fine-tuning train.init_from
+        from .scoring.domain import run_pocket
         from .scoring.pair_finetune import train_pair_from_files
 
+        receptor = cfg["receptor"]  # the pocket's name in the card: the dockstring target or the file's stem
+        pocket = receptor.get("dockstring") or Path(receptor.get("path") or "receptor").name.split(".")[0]
         summary = train_pair_from_files(
             RunLayout(run).graph_files(),
             assay,
             models_dir / name,
             dict(cfg["train"], name=name),
             failures_csv=run / "train_failures.csv",
+            pockets=run_pocket(RunLayout(run), pocket),  # the card records its training pocket (domain check)
         )
     else:
         if pair_keys["init_from"]:
@@ -411,6 +416,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_rank(args: argparse.Namespace) -> int:
     from .ranking import rank_run
+    from .scoring.domain import DomainSettings, read_pocket_record
 
     layout = RunLayout(args.run_dir)
     score = _run_config(args.config)["score"]
@@ -426,6 +432,8 @@ def cmd_rank(args: argparse.Namespace) -> int:
         layout.score_failures if scores is not None else None,
         rank_by=score["rank_by"] if score["enabled"] else "docking",
         consensus_weight=score["consensus_weight"],
+        domain=DomainSettings.from_config(score),
+        pocket=read_pocket_record(layout.domain) if scores is not None else None,
     )
     log.info(
         "ranked %d compounds, %d failures, %d pose warnings -> %s",

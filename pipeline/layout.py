@@ -18,7 +18,7 @@ Layout under ``results/<run>/``::
     features/<name>.{parquet,failures.csv}, graphs/<name>.pt   (name = chunk or batch)
     refine_batches/batch_NNNNN.parquet (+ manifest.json)
     refined/batch_NNNNN.{sdf,parquet,failures.csv}, refined/frames/
-    scores.parquet, scores.failures.csv
+    scores.parquet, scores.failures.csv, domain.json (the run's pocket against the model's training pockets)
     ranking.csv, failures.csv, pose_warnings.csv, report.html, top_hits.sdf, figures/
 """
 
@@ -142,6 +142,11 @@ class RunLayout:
     @property
     def score_failures(self) -> Path:
         return self.root / "scores.failures.csv"
+
+    @property
+    def domain(self) -> Path:
+        """The score stage's pocket record (:class:`pipeline.scoring.domain.PocketRecord`)."""
+        return self.root / "domain.json"
 
     @property
     def ranking(self) -> Path:

@@ -35,6 +35,36 @@ Featurization and scoring of docked poses
     ranking. In ``failures.csv`` a chemist sees it with the reason and can look at
     it. A compound with at least one good docked pose only gets warnings.
 
+When the model is out of its domain
+-----------------------------------
+With ``rank_by: gnn`` or ``consensus`` and ``score.domain_check`` on, the model ranks only
+the compounds it can be trusted on (:mod:`pipeline.scoring.domain`); the others are ranked
+by their docking score instead:
+
+* every compound, when the run's pocket is farther than ``score.max_pocket_distance`` from
+  the nearest pocket the model was trained on (the score stage's ``domain.json``);
+* a compound whose ``gnn_spread`` (the ensemble's spread for its best-scored docked pose) is
+  above ``score.max_spread``.
+
+``ranked_by`` says which score placed each compound (``gnn``, ``consensus`` or ``docking``)
+and ``domain_reason`` why it fell back (``pocket distance 0.41 > 0.25 to nearest training
+pocket 'BRD4'``, ``spread 1.93 > 1.50``; empty for the others). The pocket reason comes
+first: when it holds, the spread is not looked at.
+
+A mixed list is ordered by percentiles, so that the two scores, on different scales, are
+compared by position and not by value. A compound the model ranks gets the mid-rank
+percentile of its model score (``gnn_score`` or ``consensus_score``) among the compounds the
+model ranks; a compound that falls back gets the percentile of its docking score among all
+ranked compounds (all have one). ``(r - 0.5) / n`` with ``r`` the average rank from the worst
+(``r = n`` the best), so the best model-ranked and the best docked compound both sit near 1.
+The ranking sorts by that percentile, highest first; ties are broken by docking score, then
+id. When every compound falls back this is the docking order exactly; when none does, it is
+the model's order exactly (the plain sort by score is used then). ``gnn_score`` and
+``consensus_score`` are still written for the compounds that fell back (the consensus is
+computed over the whole ranked library, as without the check), so ``rank`` is the order, not a
+sort of either column. With ``rank_by: docking`` nothing changes: every ``ranked_by`` is
+``docking`` and every ``domain_reason`` empty.
+
 Scale
 -----
 A compound lives in exactly one chunk, so its docked summary (best score, pose
@@ -62,6 +92,7 @@ import pyarrow.parquet as pq
 
 from .io import FAILURE_COLUMNS, atomic_open, atomic_path, neutralize_csv_cells
 from .layout import RunLayout
+from .scoring.domain import DomainSettings, PocketRecord, pocket_reason, spread_reasons
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +101,7 @@ __all__ = [
     "RankedRun",
     "RANKING_COLUMNS",
     "SCORE_COLUMNS",
+    "DOMAIN_COLUMNS",
     "MD_COLUMNS",
     "MD_STATUS_COLUMNS",
     "MD_STATUSES",
@@ -99,6 +131,8 @@ RANKING_COLUMNS = [
 ]
 # with GNN scoring, these follow the docking score (in this order, where present)
 SCORE_COLUMNS = ["gnn_score", "gnn_spread", "consensus_score", "gnn_score_refined", "gnn_spread_refined"]
+#: After the score columns, in every ranking: which score placed the compound, and why not the model's.
+DOMAIN_COLUMNS = ["ranked_by", "domain_reason"]
 MD_COLUMNS = {
     "pose": "md_pose",
     "rmsd_mean": "md_rmsd_mean",
@@ -355,37 +389,113 @@ def _consensus(gnn: np.ndarray, docking: np.ndarray, weight: float) -> np.ndarra
 
 
 def _rank_order(keys: pa.Table, rank_by: str) -> pa.Array:
-    """Row order of the ranking (indices), from ``id``, ``docking_score`` and the ``rank_by`` score."""
+    """Row order of the ranking (indices), from ``id``, ``docking_score`` and the ``rank_by`` score.
+
+    With a ``rank_key`` column (a mixed list, :func:`_mixed_key`) that sorts first instead of the score.
+    """
     if rank_by not in RANK_BY:
         raise ValueError(f"rank_by must be one of {RANK_BY}; got {rank_by!r}")
     sort = [("docking_score", "ascending", "at_end"), ("id", "ascending", "at_end")]
-    if rank_by != "docking":
+    if "rank_key" in keys.column_names:
+        sort.insert(0, ("rank_key", "descending", "at_end"))
+    elif rank_by != "docking":
         sort.insert(0, ("gnn_score" if rank_by == "gnn" else "consensus_score", "descending", "at_end"))
     table = pa.table({key[0]: _nan_to_null(keys[key[0]]) for key in sort})
     return pc.sort_indices(table, sort_keys=sort)
 
 
-def order_ranking(ranking: pd.DataFrame, rank_by: str = "docking", consensus_weight: float = 0.5) -> pd.DataFrame:
-    """Sort the ranking and number it (``rank`` column first).
+def _fallback(
+    spread: np.ndarray, rank_by: str, domain: DomainSettings | None, pocket: PocketRecord | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which compounds are ranked by docking instead of the model, and why (``(bool mask, reasons)``).
 
-    ``rank_by``: ``docking`` (most negative docking score first), ``gnn`` (highest
-    ``gnn_score`` first, docking score breaks ties) or ``consensus``
-    (``consensus_score`` = ``w * z(gnn_score) + (1 - w) * z(-docking_score)``, z-scores
-    over the ranked library, highest first). Compounds without the score sort last;
-    the id breaks the remaining ties.
+    The pocket reason applies to every compound and comes first; otherwise each compound's
+    spread is compared with ``max_spread`` (see the module docstring).
+    """
+    n = len(spread)
+    if rank_by == "docking" or domain is None:
+        return np.zeros(n, bool), np.full(n, "", dtype=object)
+    reason = pocket_reason(pocket, domain)
+    if reason:
+        return np.ones(n, bool), np.full(n, reason, dtype=object)
+    reasons = spread_reasons(spread, domain)
+    return reasons != "", reasons
+
+
+def _percentile(values: np.ndarray) -> np.ndarray:
+    """Mid-rank percentile ``(r - 0.5) / n`` of each value among the finite ones, higher = better; NaN stays NaN."""
+    ranks = pd.Series(values, dtype=float).rank(method="average").to_numpy()
+    count = int(np.isfinite(ranks).sum())
+    return (ranks - 0.5) / count if count else ranks
+
+
+def _mixed_key(model: np.ndarray, docking: np.ndarray, fallback: np.ndarray, ranked: np.ndarray) -> np.ndarray:
+    """The sort key of a mixed list: model-score percentile among the model-ranked, docking percentile among all.
+
+    ``model`` is ``gnn_score`` or ``consensus_score`` (higher = better), ``docking`` the docking
+    score (lower = better); only ``ranked`` rows take part (the others get NaN and sort last).
+    """
+    key = np.full(len(model), np.nan)
+    by_model = ranked & ~fallback
+    key[by_model] = _percentile(model[by_model])
+    by_docking = _percentile(-docking[ranked])
+    key[ranked & fallback] = by_docking[fallback[ranked]]
+    return key
+
+
+def order_ranking(
+    ranking: pd.DataFrame,
+    rank_by: str = "docking",
+    consensus_weight: float = 0.5,
+    domain: DomainSettings | None = None,
+    pocket: PocketRecord | None = None,
+) -> pd.DataFrame:
+    """Sort the ranking and number it (``rank`` column first), with ``ranked_by`` and ``domain_reason``.
+
+    Parameters
+    ----------
+    ranking
+        One row per compound: ``id``, ``docking_score`` and, for ``gnn``/``consensus``,
+        ``gnn_score`` (and ``gnn_spread`` for the spread check).
+    rank_by
+        ``docking`` (most negative docking score first), ``gnn`` (highest ``gnn_score``
+        first, docking score breaks ties) or ``consensus`` (``consensus_score`` =
+        ``w * z(gnn_score) + (1 - w) * z(-docking_score)``, z-scores over the ranked
+        library, highest first). Compounds without the score sort last; the id breaks the
+        remaining ties.
+    consensus_weight
+        ``w``.
+    domain, pocket
+        The domain check (:class:`~pipeline.scoring.domain.DomainSettings`) and the run's
+        pocket record: compounds out of the model's domain are ranked by docking, a mixed
+        list by percentiles (module docstring). ``None``: no check.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A sorted copy with ``rank`` first, ``consensus_score`` for ``consensus``, and
+        ``ranked_by`` / ``domain_reason`` per compound.
     """
     ranking = ranking.drop(columns=["rank"], errors="ignore").reset_index(drop=True)
     if rank_by == "consensus":
         ranking["consensus_score"] = _consensus(
             ranking["gnn_score"].to_numpy(dtype=float), ranking["docking_score"].to_numpy(dtype=float), consensus_weight
         )
+    docking = ranking["docking_score"].to_numpy(dtype=float)
+    spread = ranking["gnn_spread"].to_numpy(dtype=float) if "gnn_spread" in ranking else np.full(len(ranking), np.nan)
+    fallback, reasons = _fallback(spread, rank_by, domain, pocket)
+    ranking["ranked_by"] = np.where(fallback, "docking", rank_by)
+    ranking["domain_reason"] = reasons
     keys = {
         "id": pa.array(ranking["id"].astype(str).to_numpy(dtype=object), pa.string()),
-        "docking_score": pa.array(ranking["docking_score"].to_numpy(dtype=float), from_pandas=True),
+        "docking_score": pa.array(docking, from_pandas=True),
     }
     if rank_by != "docking":
         score = "gnn_score" if rank_by == "gnn" else "consensus_score"
         keys[score] = pa.array(ranking[score].to_numpy(dtype=float), from_pandas=True)
+        if fallback.any():
+            model = ranking[score].to_numpy(dtype=float)
+            keys["rank_key"] = pa.array(_mixed_key(model, docking, fallback, np.ones(len(ranking), bool)))
     order = _rank_order(pa.table(keys), rank_by).to_numpy()
     ranking = ranking.iloc[order].reset_index(drop=True)
     ranking.insert(0, "rank", range(1, len(ranking) + 1))
@@ -652,7 +762,7 @@ def _ids_in(rows: pa.Table, ids: pa.Array) -> pa.ChunkedArray:
 def _final_columns(table: pa.Table) -> list[str]:
     names = table.column_names
     scored = [c for c in SCORE_COLUMNS if c in names]
-    front = RANKING_COLUMNS[1:6] + scored + RANKING_COLUMNS[6:]  # ``rank`` is added as the rows are written
+    front = RANKING_COLUMNS[1:6] + scored + DOMAIN_COLUMNS + RANKING_COLUMNS[6:]  # ``rank``: added as rows are written
     tail = [c for c in names if c not in front and c not in MD_STATUS_COLUMNS] + MD_STATUS_COLUMNS
     return front + tail
 
@@ -676,20 +786,41 @@ def _late_failures(rows: pa.Table, table: pa.Table, rank_by: str) -> tuple[pa.Ta
     return fatal, rows.filter(pc.invert(fatal_mask))
 
 
-def _ordered(table: pa.Table, failed: pa.Array, rank_by: str, consensus_weight: float) -> tuple[pa.Table, pa.Array]:
+def _ordered(
+    table: pa.Table,
+    failed: pa.Array,
+    rank_by: str,
+    consensus_weight: float,
+    domain: DomainSettings | None = None,
+    pocket: PocketRecord | None = None,
+) -> tuple[pa.Table, pa.Array]:
     """The table in its final columns (with ``consensus_score`` if asked for) and the rank order of its rows.
 
     The compounds in ``failed`` stay in the table but out of the order (no copy of the
-    table is made); a consensus is computed over the ranked compounds only.
+    table is made); a consensus, and the percentiles of a mixed list, are computed over the
+    ranked compounds only.
     """
     ranked = _array(pc.invert(pc.is_in(table["id"], value_set=failed)))
+    keep = ranked.to_numpy(zero_copy_only=False)
     if rank_by == "consensus":
-        keep = ranked.to_numpy(zero_copy_only=False)
         gnn = np.where(keep, table["gnn_score"].to_numpy(), np.nan)
         consensus = _consensus(gnn, np.where(keep, table["docking_score"].to_numpy(), np.nan), consensus_weight)
         table = table.append_column("consensus_score", pa.array(consensus, pa.float64(), from_pandas=True))
+    spread = (
+        table["gnn_spread"].to_numpy().astype(float)  # a compound without a score: null, read as NaN
+        if "gnn_spread" in table.column_names
+        else np.full(table.num_rows, np.nan)
+    )
+    fallback, reasons = _fallback(spread, rank_by, domain, pocket)
+    table = table.append_column("ranked_by", pa.array(np.where(fallback, "docking", rank_by), pa.string()))
+    table = table.append_column("domain_reason", pa.array(reasons, pa.string()))
     table = table.select(_final_columns(table))
-    order = _rank_order(table, rank_by)
+    keys = table
+    if rank_by != "docking" and (fallback & keep).any():
+        model = table["gnn_score" if rank_by == "gnn" else "consensus_score"].to_numpy().astype(float)
+        key = _mixed_key(model, table["docking_score"].to_numpy().astype(float), fallback, keep)
+        keys = pa.table({"rank_key": key, "docking_score": table["docking_score"], "id": table["id"]})
+    order = _rank_order(keys, rank_by)
     return table, order.filter(ranked.take(order))
 
 
@@ -701,6 +832,8 @@ def build_ranking(
     consensus_weight: float = 0.5,
     persistence_threshold: float = 0.5,
     top: int = 6,
+    domain: DomainSettings | None = None,
+    pocket: PocketRecord | None = None,
 ) -> RankedRun:
     """Collate a run folder into its ranking, failures and warnings (see the module docstring).
 
@@ -717,6 +850,10 @@ def build_ranking(
         The order (:func:`order_ranking`); ``gnn`` and ``consensus`` need ``scores``.
     persistence_threshold, top
         ``md_interactions``: share of MD frames; at most ``top`` interactions per compound.
+    domain, pocket
+        The domain check (``score.domain_check``, ``max_pocket_distance``, ``max_spread``) and
+        the score stage's pocket record (``domain.json``); ``None``: no check (every compound is
+        ranked by ``rank_by``). See "When the model is out of its domain" above.
 
     Returns
     -------
@@ -758,7 +895,7 @@ def build_ranking(
     failures = _concat_failures(
         [_read_failure_table(layout.input_failures), *docked.primary["prepare"], *docked.primary["dock"], fatal]
     )
-    table, order = _ordered(table, fatal["id"].combine_chunks(), rank_by, consensus_weight)
+    table, order = _ordered(table, fatal["id"].combine_chunks(), rank_by, consensus_weight, domain, pocket)
     _release_memory()
 
     accepted = pa.chunked_array(docked.accepted, pa.string())
@@ -849,9 +986,11 @@ def rank_run(
     score_failures: str | os.PathLike | None = None,
     rank_by: str = "docking",
     consensus_weight: float = 0.5,
+    domain: DomainSettings | None = None,
+    pocket: PocketRecord | None = None,
 ) -> RankedRun:
     """:func:`build_ranking` then :func:`write_ranking`: the ``rank`` stage (nothing is written on an error)."""
-    result = build_ranking(run, scores, score_failures, rank_by, consensus_weight)
+    result = build_ranking(run, scores, score_failures, rank_by, consensus_weight, domain=domain, pocket=pocket)
     write_ranking(result, run)
     return result
 

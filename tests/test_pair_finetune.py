@@ -336,15 +336,24 @@ def test_vscreen_train_fine_tunes_and_the_card_compares_on_one_split(toy, tmp_pa
     """``vscreen train`` with train.init_from: the card holds the fine-tuned, from-scratch and baseline
     metrics on the same held-out compounds; the folder loads and scores; bad rows are listed."""
     from pipeline.cli import cmd_train
+    from pipeline.scoring.domain import pocket_descriptor, pocket_distance
 
     train = _train_section(toy["models"], init_from="pretrained")
     config = _config_file(toy, tmp_path / "config.yaml", train)
     run = toy["layout"].root
+    # the run's receptor and box: the card records them as the model's training pocket
+    toy["layout"].receptor_dir.mkdir(parents=True, exist_ok=True)
+    toy["layout"].receptor_pdb.write_bytes(toy["receptor"].read_bytes())
+    box = Box((4.521, 66.834, 65.770), (16.0, 16.0, 16.0))
+    box.to_json(toy["layout"].box_json)
     assert cmd_train(argparse.Namespace(run_dir=str(run), config=str(config), name="tuned", assay=None)) == 0
 
     folder = toy["models"] / "tuned"
     card = json.loads((folder / "card.json").read_text())
     validate_pair_card(card)
+    pockets = load_pair_model(folder).training_pockets  # the pretrained model records none: only this run's
+    assert pockets.names == ("ACHE_target",)
+    assert pocket_distance(pockets.vectors[0], pocket_descriptor(toy["layout"].receptor_pdb, box)) < 1e-5
     assert card["model_method"] == "fine_tuned" and card["task"] == "regression"
     assert card["init_from"]["name"] == "pretrained" and len(card["init_from"]["ensemble_sha256"]) == 64
     assert card["data"]["n_compounds"] == 16 and card["data"]["value_units"] == "p_molar"

@@ -81,8 +81,14 @@ def synthetic(tmp_path_factory) -> tuple[Path, dict]:
     return root, info
 
 
-def _plain_pandas(run: Path, rank_by: str) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The rank stage's rules, written the straightforward way: concatenate every table, merge, apply per row."""
+def _plain_pandas(
+    run: Path, rank_by: str, max_spread: float | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The rank stage's rules, written the straightforward way: concatenate every table, merge, apply per row.
+
+    ``max_spread``: the domain check's fallback to docking of the compounds whose spread is
+    above it, a mixed list ordered by percentiles.
+    """
     from pipeline.interactions import fingerprint_sort_key
 
     layout = RunLayout(run)
@@ -178,9 +184,22 @@ def _plain_pandas(run: Path, rank_by: str) -> tuple[pd.DataFrame, pd.DataFrame, 
 
         table["consensus_score"] = 0.5 * z(table["gnn_score"]) + 0.5 * z(-table["docking_score"])
     key_column = {"gnn": "gnn_score", "docking": "docking_score", "consensus": "consensus_score"}[rank_by]
-    table = table.sort_values(
-        [key_column, "docking_score", "id"], ascending=[rank_by == "docking", True, True], na_position="last"
-    )
+    table["ranked_by"], table["domain_reason"] = rank_by, ""
+    if rank_by != "docking" and max_spread is not None:
+        high = table["gnn_spread"] > max_spread
+        table.loc[high, "ranked_by"] = "docking"
+        table.loc[high, "domain_reason"] = [f"spread {v:.2f} > {max_spread:.2f}" for v in table.loc[high, "gnn_spread"]]
+    fell = table["ranked_by"] != rank_by
+    if fell.any():  # percentiles: of the model score among the model-ranked, of docking among all
+        kept = ~fell
+        table["_key"] = np.nan
+        table.loc[kept, "_key"] = (table.loc[kept, key_column].rank() - 0.5) / kept.sum()
+        table.loc[fell, "_key"] = ((-table["docking_score"]).rank()[fell] - 0.5) / len(table)
+        table = table.sort_values(["_key", "docking_score", "id"], ascending=[False, True, True]).drop(columns="_key")
+    else:
+        table = table.sort_values(
+            [key_column, "docking_score", "id"], ascending=[rank_by == "docking", True, True], na_position="last"
+        )
     table.insert(0, "rank", range(1, len(table) + 1))
     front = [
         "rank",
@@ -194,6 +213,8 @@ def _plain_pandas(run: Path, rank_by: str) -> tuple[pd.DataFrame, pd.DataFrame, 
         *(["consensus_score"] if rank_by == "consensus" else []),
         "gnn_score_refined",
         "gnn_spread_refined",
+        "ranked_by",
+        "domain_reason",
         "n_poses",
         "heavy_atoms",
         "formal_charge",
@@ -234,7 +255,37 @@ def test_rank_of_a_generated_run_equals_a_plain_pandas_computation(synthetic, tm
     for frame, name in zip(_plain_pandas(run, rank_by), ("ranking.csv", "failures.csv", "pose_warnings.csv")):
         write_table_csv(frame, expected / name)
         assert (run / name).read_text() == (expected / name).read_text(), name
+    _check_run(run, info, result, rank_by)
 
+
+def test_domain_fallback_of_a_generated_run_equals_a_plain_pandas_computation(synthetic, tmp_path):
+    """With the domain check, the compounds whose spread is above max_spread (gnn_spread is uniform
+    in 0.01-0.2 here) are placed by their docking percentile among the consensus-ranked ones: the
+    same CSV files as the plain pandas computation of that rule."""
+    from pipeline.scoring.domain import DomainSettings, PocketRecord
+
+    run, info = synthetic
+    layout = RunLayout(run)
+    domain = DomainSettings(max_pocket_distance=0.25, max_spread=0.15)
+    pocket = PocketRecord("m", 0.1, "BRD4", 3)  # near a training pocket: only the spread decides
+    result = rank_run(layout, layout.scores, layout.score_failures, "consensus", domain=domain, pocket=pocket)
+    expected = tmp_path / "expected"
+    for frame, name in zip(
+        _plain_pandas(run, "consensus", max_spread=0.15), ("ranking.csv", "failures.csv", "pose_warnings.csv")
+    ):
+        write_table_csv(frame, expected / name)
+        assert (run / name).read_text() == (expected / name).read_text(), name
+    ranking = pd.read_csv(run / "ranking.csv", dtype={"id": str}, keep_default_na=False)
+    fell, kept = ranking[ranking["ranked_by"] == "docking"], ranking[ranking["ranked_by"] == "consensus"]
+    assert 0 < len(fell) < len(ranking) and len(fell) + len(kept) == len(ranking)
+    assert (fell["gnn_spread"] >= 0.15).all() and (kept["gnn_spread"] <= 0.15).all()  # 4 decimals in the CSV
+    assert fell["domain_reason"].str.fullmatch(r"spread 0\.\d\d > 0\.15").all() and (kept["domain_reason"] == "").all()
+    assert kept["consensus_score"].is_monotonic_decreasing and fell["docking_score"].is_monotonic_increasing
+    _check_run(run, info, result, "consensus")
+
+
+def _check_run(run: Path, info: dict, result, rank_by: str) -> None:
+    """What holds for every ranking of the synthetic run: nothing lost, MD optional, late failures."""
     ranking = pd.read_csv(run / "ranking.csv", dtype={"id": str}, keep_default_na=False)
     failures = pd.read_csv(run / "failures.csv", dtype=str, keep_default_na=False)
     assert len(ranking) + len(failures) == info["rows"] == result.ranking.num_rows + result.failures.num_rows

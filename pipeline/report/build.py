@@ -151,8 +151,66 @@ def settings_section(run: RunData) -> str:
         "consensus": f"consensus of GNN and docking z-scores (GNN weight {t(score['consensus_weight'])})",
     }.get(rank_by, t(rank_by))
     why = ranking_rationale(rank_by, card)
-    items.append(("ranked by", f'{order}<br><span class="note">{why}</span>'))
+    domain = domain_sentence(run, rank_by) if score["enabled"] and run.has_gnn else ""
+    domain = f'<br><span class="note">{domain}</span>' if domain else ""
+    items.append(("ranked by", f'{order}<br><span class="note">{why}</span>{domain}'))
     return html.definition_list(items)
+
+
+def domain_sentence(run: RunData, rank_by: str) -> str:
+    """One sentence (HTML-escaped) on the domain check of the ranking (:mod:`pipeline.scoring.domain`).
+
+    How many compounds were ranked by docking instead of the model and why (the pocket's
+    distance to the nearest training pocket, or their spread above ``score.max_spread``), or
+    that the check passed, was off, could not measure the pocket, or that the ranking is by
+    docking anyway.
+
+    Parameters
+    ----------
+    run
+        The run (its config, ``ranking.csv`` with ``ranked_by``, and the pocket record).
+    rank_by
+        What the ranking sorts by (``docking`` when no GNN score was used).
+    """
+    from ..scoring.domain import DomainSettings, pocket_reason
+
+    if rank_by == "docking":
+        return html.text("The ranking is by docking score, so the model's domain check does not apply.")
+    settings = DomainSettings.from_config(run.config["score"])
+    if not settings.domain_check:
+        return html.text("Domain check off (score.domain_check: false): the model ranks every compound.")
+    ranking, record = run.ranking, run.pocket
+    total = len(ranking)
+    fell = int((ranking["ranked_by"] == "docking").sum()) if "ranked_by" in ranking.columns else 0
+    placed = "they are placed by the percentile of their docking score among all ranked compounds"
+    reason = pocket_reason(record, settings)
+    if reason:
+        count = f"All {total}" if fell == total else f"{fell} of {total}"
+        return html.text(
+            f"{count} compounds were ranked by docking score instead of the model, which is out of its "
+            f"domain in this pocket: {reason} (score.max_pocket_distance)."
+        )
+    if record is None:
+        pocket = "the pocket distance was not measured (no domain.json from the score stage)"
+    elif record.distance is None:
+        pocket = f"the pocket distance was not measured ({record.note}), so no compound falls back on it"
+    else:
+        pocket = (
+            f"the pocket is at distance {record.distance:.2f} from the nearest training pocket "
+            f"'{record.nearest}' (at most {settings.max_pocket_distance:.2f} passes)"
+        )
+    if settings.max_spread is None:
+        spread = "no spread check (score.max_spread: null)"
+    elif fell:
+        spread = (
+            f"{fell} of {total} compounds were ranked by docking score instead of the model because their "
+            f"ensemble spread is above score.max_spread {settings.max_spread:g}; {placed} (ranked_by and "
+            "domain_reason in ranking.csv)"
+        )
+    else:
+        spread = f"no compound's ensemble spread is above score.max_spread {settings.max_spread:g}"
+    passed = not fell and record is not None and record.distance is not None
+    return html.text(("Domain check passed: " if passed else "Domain check: ") + f"{pocket}; {spread}.")
 
 
 def _held_out_auroc(card: dict[str, Any]) -> dict[str, float]:

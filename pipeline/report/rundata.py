@@ -40,6 +40,7 @@ LIBRARY_COLUMNS = (
     "gnn_score",
     "gnn_spread",
     "consensus_score",
+    "ranked_by",
     "gnn_score_refined",
     "md_rmsd_mean",
     "md_interaction_energy",
@@ -81,6 +82,9 @@ class RunData:
     fingerprints
         One row per compound (its best featurized docked pose; the top hits only when
         :func:`load_run` is given ``top_n``): ``id`` and boolean ``RESIDUE:Interaction`` columns.
+    pocket
+        The score stage's ``domain.json`` (:class:`pipeline.scoring.domain.PocketRecord`): the
+        run's pocket against the model's training pockets; ``None`` when missing or unreadable.
     """
 
     run_dir: Path
@@ -94,6 +98,7 @@ class RunData:
     receptor: dict[str, Any] = field(default_factory=dict)
     box: dict[str, Any] = field(default_factory=dict)
     fingerprints: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pocket: Any = None
 
     @property
     def has_gnn(self) -> bool:
@@ -273,4 +278,15 @@ def load_run(run_dir: str | Path, config: dict[str, Any], top_n: int | None = No
         receptor=_read_json(layout.receptor_report),
         box=_read_json(layout.box_json),
         fingerprints=best_pose_fingerprints([layout.feature_table(c) for c in chunks], top_ids),
+        pocket=_pocket_record(layout),
     )
+
+
+def _pocket_record(layout: RunLayout):
+    """``domain.json`` as a :class:`~pipeline.scoring.domain.PocketRecord`; ``None`` when missing or unreadable."""
+    from ..scoring.domain import DomainError, read_pocket_record
+
+    try:
+        return read_pocket_record(layout.domain)
+    except DomainError:  # the report describes what it can; the rank stage has already decided
+        return None

@@ -51,6 +51,7 @@ import torch
 from ..errors import VscreenError
 from ..graphs import DEFAULT_SCHEMA, GraphSchema
 from ..io import atomic_path, write_text_atomic
+from .domain import TRAINING_POCKETS_SCHEMA
 from .model import ComplexScorer, ModelConfig
 
 #: Layout version of a model folder.
@@ -134,6 +135,8 @@ CARD_SCHEMA: dict[str, Any] = {
                 "metrics_by_target",
             )
         },
+        # descriptors of the training pockets (pipeline.scoring.domain; the score stage's domain check)
+        "training_pockets": TRAINING_POCKETS_SCHEMA,
     },
 }
 

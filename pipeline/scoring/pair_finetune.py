@@ -75,6 +75,7 @@ from ..io import write_failures
 from ..pair_graphs import PairGraphSchema, load_pair_graphs
 from ..progress import progress
 from .assay import STAGE, Assay, AssayError, read_assay
+from .domain import TrainingPockets
 from .ensemble import ModelError
 from .metrics import auroc, classification_metrics, kendall_tau, pearson, spearman
 from .pair_folder import SCORE_MEANING, PairModel, load_pair_model, pretrained_pair_card, save_pair_model
@@ -769,6 +770,7 @@ def train_pair_from_files(
     model_dir: str | os.PathLike,
     train: Mapping[str, Any],
     failures_csv: str | os.PathLike | None = None,
+    pockets: TrainingPockets | None = None,
 ) -> TrainSummary:
     """Train (or fine-tune) a pair model from a run's graph files and an assay table; write ``model_dir``.
 
@@ -785,6 +787,10 @@ def train_pair_from_files(
         folder) is fine-tuned, ``None`` trains from scratch.
     failures_csv
         Where to write the failure rows (``id, stage, reason``, stage ``assay``).
+    pockets
+        The pocket(s) of the run's receptor (:func:`pipeline.scoring.domain.run_pocket`), recorded
+        in the card as the model's training pockets, with those of ``init_from`` when fine-tuning
+        (the model has seen both); ``None``: only ``init_from``'s, if any.
 
     Returns
     -------
@@ -821,7 +827,9 @@ def train_pair_from_files(
     sources = dict(assay=str(assay_path), graph_files=[Path(p).name for p in graph_files])
     result = train_pair_model(graphs, schema, assay_path, train, Path(model_dir).name, init, sources)
     card = dict(result.card, init_from=init_info)
-    save_pair_model(result.ensemble, model_dir, card)
+    inherited = init.training_pockets if init is not None else None
+    pockets = pockets.merged(inherited) if pockets is not None else inherited
+    save_pair_model(result.ensemble, model_dir, card, pockets=pockets)
     if failures_csv is not None:
         write_failures(sorted(result.failures, key=lambda f: (f["id"], f["reason"])), failures_csv)
     return TrainSummary(

@@ -9,7 +9,13 @@ A pair model folder (``models/<name>/``) holds
   is how a run knows its model is a pair model), the pair-graph schema the model reads
   (featurization builds the run's graphs with it, before any weights are read), the
   hyperparameters, ``ensemble`` (the file name and its SHA-256), ``n_models``, what the
-  scores mean, library versions and whatever training adds (:data:`PAIR_CARD_SCHEMA`).
+  scores mean, library versions and whatever training adds (:data:`PAIR_CARD_SCHEMA`);
+  optionally ``training_pockets``, the descriptors of the pockets the model was trained on
+  (:class:`~pipeline.scoring.domain.TrainingPockets`): the score stage measures the run's
+  pocket against them, and the ranking falls back to docking when it is far from all of them.
+  They live in the card, which is read and validated before anything else, so they need no
+  digest of their own; a folder written without them loads, and its runs say that no
+  training pockets are recorded.
 
 The safety rules of :mod:`pipeline.scoring.ensemble` hold here too, since a folder is data
 from elsewhere: the card is validated against its JSON schema, the ensemble path must lie
@@ -45,6 +51,7 @@ import torch
 
 from ..pair_graphs import SCHEMA_VERSION as PAIR_SCHEMA_VERSION
 from ..pair_graphs import PairGraphSchema
+from .domain import TRAINING_POCKETS_SCHEMA, TrainingPockets
 from .ensemble import (
     CARD,
     MemberSet,
@@ -119,6 +126,7 @@ PAIR_CARD_SCHEMA: dict[str, Any] = {
         },
         "model_method": {"type": "string"},
         "training_seconds": {"type": "number"},
+        "training_pockets": TRAINING_POCKETS_SCHEMA,
     },
 }
 
@@ -296,7 +304,12 @@ def _library_versions() -> dict[str, str]:
     return library_versions()
 
 
-def save_pair_model(ensemble: PairEnsemble, out_dir: str | os.PathLike, card: Mapping[str, Any] | None = None) -> Path:
+def save_pair_model(
+    ensemble: PairEnsemble,
+    out_dir: str | os.PathLike,
+    card: Mapping[str, Any] | None = None,
+    pockets: TrainingPockets | Mapping[str, np.ndarray] | None = None,
+) -> Path:
     """Write a pair model folder: ``ensemble.pt`` and ``card.json`` with the file's SHA-256.
 
     Parameters
@@ -310,6 +323,10 @@ def save_pair_model(ensemble: PairEnsemble, out_dir: str | os.PathLike, card: Ma
     card
         Extra card entries (data, metrics, ...); the keys this function writes win over them
         except ``name``, ``task`` and ``score``.
+    pockets
+        The training pockets (:class:`~pipeline.scoring.domain.TrainingPockets`, or
+        ``{name: descriptor}`` from :func:`~pipeline.scoring.domain.pocket_descriptor`), stored
+        as the card's ``training_pockets``; ``None`` keeps what ``card`` has (usually none).
 
     Returns
     -------
@@ -329,6 +346,9 @@ def save_pair_model(ensemble: PairEnsemble, out_dir: str | os.PathLike, card: Ma
         info.setdefault("name", out.name)
         info.setdefault("task", "pair energy")
         info.setdefault("score", dict(meaning=SCORE_MEANING))
+        if pockets is not None:
+            pockets = pockets if isinstance(pockets, TrainingPockets) else TrainingPockets.of(pockets)
+            info["training_pockets"] = pockets.to_card()
         weights = tmp / ENSEMBLE_FILE
         save_pair_ensemble(weights, ensemble, card={"name": info["name"]})
         info.update(
@@ -392,6 +412,11 @@ class PairModel(MemberSet):
         self.members, self.schema = list(members), schema
         self.card = dict(card or {})
         self.path = Path(path) if path is not None else None
+
+    @property
+    def training_pockets(self) -> TrainingPockets | None:
+        """The pockets the model was trained on, from its card; ``None`` for a folder that records none."""
+        return TrainingPockets.from_card(self.card)
 
     @torch.inference_mode()
     def predict(self, graphs: Sequence, batch_size: int = 256) -> dict[str, np.ndarray]:

@@ -572,6 +572,41 @@ def graph_file_ids(layout) -> RunGraphIds:
     return RunGraphIds(layout)
 
 
+def write_pocket_record(layout, model_dir: str | os.PathLike, models_dir: str | os.PathLike | None = None):
+    """Measure the run's pocket against the model's training pockets; write ``domain.json``.
+
+    The record (:class:`pipeline.scoring.domain.PocketRecord`) is what the rank stage's domain
+    check reads: the distance to the nearest training pocket, or a note on why there is none
+    (the model records no training pockets, the run has no box, the pocket cannot be described).
+
+    Parameters
+    ----------
+    layout
+        The run's :class:`pipeline.layout.RunLayout` (``receptor/receptor.pdb``, ``receptor/box.json``).
+    model_dir, models_dir
+        The model, as :func:`score_library` takes it.
+
+    Returns
+    -------
+    pipeline.scoring.domain.PocketRecord
+    """
+    from .domain import assess_pocket, box_center
+
+    folder = resolve_model_dir(model_dir, models_dir)
+    card = read_card(folder)
+    try:
+        box = box_center(layout.box_json)
+    except (OSError, ValueError, KeyError, TypeError):  # no box: the record says so, the ranking goes on
+        box = None
+    record = assess_pocket(card, layout.receptor_pdb, box, card.get("name") or folder.name)
+    record.to_json(layout.domain)
+    if record.distance is not None:
+        log.info("pocket distance %.3f to the nearest training pocket %r", record.distance, record.nearest)
+    else:
+        log.info("pocket distance not measured: %s", record.note)
+    return record
+
+
 def write_scores(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a score table as Parquet atomically."""
     write_parquet_atomic(df, path)
