@@ -26,7 +26,9 @@ targets, with
   compounds and labels (``cross_decoys.ligand_only_scores``);
 
 on two negative sets: T's property-matched decoys and T's cross-decoys (the other targets'
-actives docked into T). AUROC per target, the mean over targets, and paired bootstrap 95%
+actives docked into T: a seeded half of each other target's actives, which is then kept out
+of training under every label, so no test compound was seen in training; the other half
+trains, :func:`cross_decoys.held_out_cross_decoy_keys`). AUROC per target, the mean over targets, and paired bootstrap 95%
 intervals of the differences pair model − each baseline (actives and negatives resampled
 separately within each target, the same draws for both methods; the mean's interval
 averages per-target replicates: :func:`affinity_eval.loto_auroc`). EF1% and BEDROC only where
@@ -199,12 +201,31 @@ def unifep_examples(max_series: int | None) -> tuple[pd.DataFrame, list]:
 # --------------------------------------------------------------------------- one held-out target
 
 
-def training_rows(campaign: pd.DataFrame, held_out: str) -> pd.DataFrame:
-    """Screening rows of the other targets, without any compound of the held-out target's sample."""
+def held_out_cross_decoys(campaign: pd.DataFrame, held_out: str, seed: int) -> set[str]:
+    """Keys of the held-out target's test cross-decoys (:func:`cross_decoys.held_out_cross_decoy_keys`).
+
+    Half of each other target's actives in the campaign; the other half stays in training.
+    """
+    actives = campaign.loc[campaign["role"] == "active", ["target", "key"]].drop_duplicates()
+    return cross_decoys.held_out_cross_decoy_keys(actives, held_out, seed)
+
+
+def training_rows(campaign: pd.DataFrame, held_out: str, test_keys: set[str] = frozenset()) -> pd.DataFrame:
+    """Screening rows of the other targets, without any compound of the held-out target's sample or test.
+
+    ``test_keys`` are the held-out target's test cross-decoys (:func:`held_out_cross_decoys`): they
+    are left out of training under every label too, so no test compound was seen in training.
+    """
     own = campaign[campaign["source_target"] == held_out]
-    held_keys = set(own["key"])
+    held_keys = set(own["key"]) | set(test_keys)
     part = campaign[(campaign["target"] != held_out) & (campaign["source_target"] != held_out)]
     return part[~part["key"].isin(held_keys)]
+
+
+def evaluation_rows(campaign: pd.DataFrame, held_out: str, test_keys: set[str]) -> pd.DataFrame:
+    """The held-out target's test compounds: its actives and decoys, and the test half of its cross-decoys."""
+    part = campaign[campaign["target"] == held_out]
+    return part[(part["role"] != "cross_decoy") | part["key"].isin(test_keys)].copy()
 
 
 def screening_examples(
@@ -258,7 +279,8 @@ def score_held_out(
     from pipeline.scoring.pair_train import PairTrainSettings, fit_ensemble
 
     started = time.time()
-    train = training_rows(campaign, held_out)
+    test_keys = held_out_cross_decoys(campaign, held_out, args.seed)
+    train = training_rows(campaign, held_out, test_keys)
     screening, counts = screening_examples(train, graphs, rmsd if args.wrong_pose_negatives else None)
     examples = affinity + screening
     settings = PairTrainSettings(members=args.members, epochs=args.epochs, seed=args.seed)
@@ -268,7 +290,7 @@ def score_held_out(
     if not examples:
         settings = replace(settings, epochs=0)  # nothing to learn from: the untrained model is Vina's terms
     ensemble = fit_ensemble(examples, DEFAULT_PAIR_SCHEMA, settings=settings)
-    test = campaign[campaign["target"] == held_out].copy()
+    test = evaluation_rows(campaign, held_out, test_keys)
     test["graph"] = [graphs.get(held_out, {}).get((cid, 1)) for cid in test["id"]]
     missing = int(test["graph"].isna().sum())
     test = test[test["graph"].notna()].reset_index(drop=True)

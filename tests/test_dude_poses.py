@@ -209,6 +209,27 @@ def test_training_rows_leave_out_every_compound_of_the_held_out_sample():
     assert set(train["target"]) == {"akt2", "casp3"}
 
 
+def test_held_out_cross_decoys_are_half_of_each_other_target_and_never_train():
+    rows = []
+    for target in ("aces", "akt2", "casp3"):
+        for k in range(4):
+            key = f"{target}{k}"
+            rows.append(dict(target=target, id=f"{target}_a_{k}", role="active", source_target=target, key=key))
+            for other in {"aces", "akt2", "casp3"} - {target}:
+                rows.append(dict(target=other, id=f"{target}_a_{k}", role="cross_decoy", source_target=target, key=key))
+    campaign = pd.DataFrame(rows)
+    keys = scoring_loto.held_out_cross_decoys(campaign, "aces", seed=1)
+    assert keys == scoring_loto.held_out_cross_decoys(campaign, "aces", seed=1)  # seeded
+    assert sum(k.startswith("akt2") for k in keys) == 2 and sum(k.startswith("casp3") for k in keys) == 2
+    assert not any(k.startswith("aces") for k in keys)
+    train = scoring_loto.training_rows(campaign, "aces", keys)
+    assert not set(train["key"]) & keys  # no test compound under any label
+    assert set(train["key"]) == {f"{t}{k}" for t in ("akt2", "casp3") for k in range(4)} - keys
+    test = scoring_loto.evaluation_rows(campaign, "aces", keys)
+    assert set(test.loc[test["role"] == "cross_decoy", "key"]) == keys
+    assert set(test.loc[test["role"] == "active", "key"]) == {f"aces{k}" for k in range(4)}
+
+
 def test_overlapping_unifep_targets_are_matched_conservatively():
     names = ["AKT2", "AKT1", "TRAP1", "HSP90", "PTGES", "PTGS1", "CASP7", "BCHE", "PRKACA", "ACK1"]
     found = {t: scoring_loto.overlapping_unifep_targets(names, t) for t in pose_dude.TARGETS}
