@@ -57,16 +57,13 @@ then one line per docking with a running count and an ETA.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import gzip
 import io
 import os
 import random
 import sys
 import time
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -80,7 +77,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import cross_decoys  # noqa: E402
 import docking_convergence as convergence  # noqa: E402
-from rows import append_csv_rows  # noqa: E402
+from rows import append_csv_rows, append_gzip, gzip_members, locked, repair_gzip_tail  # noqa: E402,F401
 
 from pipeline.config import schema_default  # noqa: E402
 
@@ -109,7 +106,6 @@ COLUMNS = [
     "reason",
     "finished",
 ]
-GZIP_MAGIC = b"\x1f\x8b\x08"
 
 
 @dataclass(frozen=True)
@@ -260,79 +256,6 @@ def done_keys(out: Path, retry_failed: bool = False) -> set[tuple[str, str]]:
     return set(zip(rows["target"], rows["id"]))
 
 
-@contextlib.contextmanager
-def _locked(path: Path, mode: str) -> Iterator:
-    """``path`` opened in ``mode`` under an exclusive lock (shards append to the same files)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, mode) as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
-        yield handle
-
-
-def append_gzip(path: Path, text: str) -> None:
-    """Append ``text`` to ``path`` as one complete gzip member, under a lock, then fsync.
-
-    A gzip file is a sequence of members, and readers (``gzip.open``, ``zcat``) decompress
-    them one after the other, so appending a member is appending text. ``mtime=0`` keeps the
-    bytes a function of the text alone.
-    """
-    with _locked(path, "ab") as handle:
-        handle.write(gzip.compress(text.encode(), mtime=0))
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def gzip_members(data: bytes) -> tuple[list[bytes], int, int]:
-    """Decompress a concatenation of gzip members, skipping damaged ones.
-
-    Returns
-    -------
-    (members, end, damaged)
-        The text of every complete member, the byte offset just after the last complete one,
-        and how many damaged stretches were skipped. A member cut short by a kill of the
-        writer is damaged; if another member was appended after it, reading resumes at the
-        next gzip header.
-    """
-    members, pos, end, damaged = [], 0, 0, 0
-    view = memoryview(data)
-    while pos < len(data):
-        inflate = zlib.decompressobj(wbits=31)  # 31: one gzip member (header and trailer checked)
-        try:
-            text = inflate.decompress(view[pos:])
-            complete = inflate.eof
-        except zlib.error:
-            complete = False
-        if complete:
-            members.append(text)
-            pos = end = len(data) - len(inflate.unused_data)
-            continue
-        damaged += 1
-        following = data.find(GZIP_MAGIC, pos + 1)
-        if following < 0:
-            break
-        pos = following
-    return members, end, damaged
-
-
-def repair_gzip_tail(path: Path) -> int:
-    """Cut a member left incomplete at the end of ``path`` (a writer killed mid-append); bytes removed.
-
-    Under the writers' lock, so it never cuts a member another shard is writing. Run before
-    appending: a member appended after a cut one would be read only by a tolerant reader.
-    """
-    if not path.is_file():
-        return 0
-    with _locked(path, "r+b") as handle:
-        data = handle.read()
-        _, end, _ = gzip_members(data)
-        if end == len(data):
-            return 0
-        handle.truncate(end)
-        handle.flush()
-        os.fsync(handle.fileno())
-        return len(data) - end
-
-
 def read_pose_text(path: Path) -> str:
     """The SDF text of every complete member of a poses file ('' if there is none)."""
     if not path.is_file():
@@ -375,7 +298,7 @@ def receptor_file(target: str, out: Path = OUT, prepare: bool = True) -> Path | 
 
     committed = out / "receptors" / f"{target}.pdbqt.gz"
     CACHE.mkdir(parents=True, exist_ok=True)
-    with _locked(CACHE / f"{GENE[target]}.lock", "a"):  # two shards starting together prepare it once
+    with locked(CACHE / f"{GENE[target]}.lock", "a"):  # two shards starting together prepare it once
         if not committed.is_file():
             if not prepare:
                 return None

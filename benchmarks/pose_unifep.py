@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import fcntl
 import gzip
 import io
 import json
@@ -51,14 +50,13 @@ import platform
 import shutil
 import tempfile
 import time
-import zlib
 from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 from rdkit import Chem, RDLogger
-from rows import append_csv_rows
+from rows import append_csv_rows, append_gzip, gzip_members, repair_gzip_tail
 from scipy.stats import kendalltau
 
 from pipeline.box import box_around_ligand
@@ -209,7 +207,7 @@ def append_pose(path: Path, mol: Chem.Mol) -> None:
 
     A file of concatenated members is a valid gzip file (``gzip.open`` reads them all), so the
     file never has to be rewritten. The member is compressed first and written in one call,
-    under a lock and flushed to disk like the rows (:func:`rows.append_csv_rows`), so a kill
+    under a lock and flushed to disk (:func:`rows.append_gzip`, shared with the DUD-E campaign), so a kill
     leaves at most a partial last member, which :func:`read_pose_text` ignores and
     :func:`ready_pose_file` cuts off. ``mtime=0``: the same pose gives the same bytes.
 
@@ -220,28 +218,7 @@ def append_pose(path: Path, mol: Chem.Mol) -> None:
     mol : Chem.Mol
         The pose; its molecule name is the ligand's name.
     """
-    member = gzip.compress(Chem.SDWriter.GetText(mol).encode(), mtime=0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
-        handle.write(member)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _complete_length(data: bytes) -> int:
-    """Bytes of ``data`` taken by whole gzip members from its start (all of it unless the tail is cut short)."""
-    view, end = memoryview(data), 0
-    while end < len(data):
-        member = zlib.decompressobj(wbits=31)  # 31: one gzip member, header and trailer checked
-        try:
-            member.decompress(view[end:])
-        except zlib.error:
-            break
-        if not member.eof:
-            break
-        end = len(data) - len(member.unused_data)
-    return end
+    append_gzip(path, Chem.SDWriter.GetText(mol))
 
 
 def read_pose_text(path: Path) -> str:
@@ -261,11 +238,10 @@ def read_pose_text(path: Path) -> str:
         return ""
     if path.suffix != ".gz":
         return path.read_text()
-    data = path.read_bytes()
-    end = _complete_length(data)
-    if end < len(data):
-        log.warning("%s: %d bytes after the last whole gzip member left out", path.name, len(data) - end)
-    return gzip.decompress(data[:end]).decode()
+    members, _, damaged = gzip_members(path.read_bytes())
+    if damaged:
+        log.warning("%s: %d damaged gzip member(s) left out", path.name, damaged)
+    return b"".join(members).decode()
 
 
 def read_poses(path: Path) -> list[Chem.Mol]:
@@ -299,11 +275,9 @@ def ready_pose_file(folder: str) -> set[str]:
         aside.replace(path)
         print(f"  poses of {folder} moved from the cache into poses/{path.name}", flush=True)
     elif path.is_file():
-        size, end = path.stat().st_size, _complete_length(path.read_bytes())
-        if end < size:
-            with open(path, "r+b") as handle:
-                handle.truncate(end)
-            log.warning("%s: cut %d bytes of a partial last gzip member", path.name, size - end)
+        cut = repair_gzip_tail(path)
+        if cut:
+            log.warning("%s: cut %d bytes of a partial last gzip member", path.name, cut)
     return pose_names(path)
 
 
