@@ -66,6 +66,7 @@ from typing import Any
 
 import numpy as np
 
+from ..box import Box
 from ..errors import VscreenError
 
 __all__ = [
@@ -439,18 +440,14 @@ def assess_pocket(
 
 
 def box_center(box_json: str | os.PathLike) -> tuple[float, float, float]:
-    """The centre of a run's ``receptor/box.json`` (:meth:`pipeline.box.Box.to_json`).
-
-    Read here rather than through :mod:`pipeline.box`, whose lazy imports (dockstring targets)
-    would add the docking packages to the scoring environment.
+    """The centre of a run's ``receptor/box.json`` (:meth:`pipeline.box.Box.from_json`).
 
     Raises
     ------
     OSError, ValueError, KeyError, TypeError
         A missing or malformed file.
     """
-    center = json.loads(Path(box_json).read_text())["center"]
-    x, y, z = (float(c) for c in center)
+    x, y, z = (float(c) for c in Box.from_json(box_json).center)
     return x, y, z
 
 
