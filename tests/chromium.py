@@ -27,6 +27,11 @@ def find_chromium() -> str | None:
     return None
 
 
+#: Flags for a page that draws with WebGL: headless Chromium then renders it in software
+#: (SwiftShader), which recent versions allow only when asked to.
+WEBGL_ARGS = ("--use-angle=swiftshader", "--enable-unsafe-swiftshader")
+
+
 class ChromiumError(RuntimeError):
     """Chromium did not answer or answered with an error."""
 
@@ -44,9 +49,18 @@ class HeadlessPage:
     dialogs
         Message of every ``alert``/``confirm``/``prompt`` the page opened (each is dismissed
         at once, so a page that opens one cannot hang the test).
+
+    ``extra_args`` go on Chromium's command line after the defaults (e.g. :data:`WEBGL_ARGS`).
     """
 
-    def __init__(self, binary: str, width: int = 1400, height: int = 2000, timeout: float = 60.0):
+    def __init__(
+        self,
+        binary: str,
+        width: int = 1400,
+        height: int = 2000,
+        timeout: float = 60.0,
+        extra_args: tuple[str, ...] = (),
+    ):
         self.timeout = timeout
         self.console_errors: list[str] = []
         self.requests: list[str] = []
@@ -79,6 +93,7 @@ class HeadlessPage:
                 f"--user-data-dir={self._profile}",
                 f"--window-size={width},{height}",
                 "--remote-debugging-pipe",
+                *extra_args,
                 "about:blank",
             ],
             close_fds=False,
@@ -195,6 +210,15 @@ class HeadlessPage:
 
         data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]
         Path(path).write_bytes(base64.b64decode(data))
+
+    def screenshot_png(self, clip: dict[str, float] | None = None) -> bytes:
+        """PNG bytes of the viewport, or of ``clip`` (``x, y, width, height`` in CSS pixels of the page)."""
+        import base64
+
+        params: dict[str, Any] = {"format": "png"}
+        if clip is not None:
+            params["clip"] = {**clip, "scale": 1}
+        return base64.b64decode(self.call("Page.captureScreenshot", **params)["data"])
 
     def close(self) -> None:
         try:

@@ -34,7 +34,9 @@ from .figures import (
 )
 from .funnel import failure_reasons, failures_by_stage, funnel
 from .rundata import RunData, load_run
-from .top_hits import write_top_hits
+from .top_hits import select_top_poses, write_top_hits
+from .viewer import CSS as VIEWER_CSS
+from .viewer import PoseView, page_scripts, pose_views, viewer_cell
 
 log = logging.getLogger(__name__)
 
@@ -313,8 +315,12 @@ def _chips(text: object, css: str = "") -> str:
     )
 
 
-def top_hits_table(run: RunData, top_n: int) -> tuple[str, int]:
-    """The sortable top-hits table (HTML) and its number of rows."""
+def top_hits_table(run: RunData, top_n: int, views: dict[str, PoseView | str] | None = None) -> tuple[str, int]:
+    """The sortable top-hits table (HTML) and its number of rows.
+
+    ``views`` (:func:`pipeline.report.viewer.pose_views`, by compound id) adds a last column
+    whose cell opens the hit's 3D view; ``None`` leaves the column out.
+    """
     ranking = run.ranking
     top = ranking.head(top_n)
     has = set(ranking.columns)
@@ -341,6 +347,10 @@ def top_hits_table(run: RunData, top_n: int) -> tuple[str, int]:
             html.Column("pocket backbone RMSD (Å)", numeric=True),
         ]
     columns.append(html.Column("key interactions", tooltip="docked pose; MD-persistent ones (% of frames) in orange"))
+    if views is not None:
+        columns.append(
+            html.Column("3D pose", sortable=False, tooltip="the pose of top_hits.sdf in its pocket, with its contacts")
+        )
     rows = []
     for position, row in top.iterrows():
         cells = [
@@ -396,6 +406,8 @@ def top_hits_table(run: RunData, top_n: int) -> tuple[str, int]:
             ]
         chips = _chips(row.get("interactions")) + _chips(row.get("md_interactions"), "md")
         cells.append(html.Cell(chips or '<span class="spread">none found</span>', css="interactions"))
+        if views is not None:
+            cells.append(viewer_cell(views.get(str(row["id"])), len(rows)))
         rows.append(cells)
     return f'<div class="scroll">{html.table(columns, rows, css="sortable hits", table_id="top-hits")}</div>', len(rows)
 
@@ -484,7 +496,10 @@ def build_report(
         funnel_figure(funnel(run), failures_by_stage(run.failures)),
         "Compounds that reached each stage (left) and failures per stage (right).",
     )
-    hits_html, summary.top_rows = top_hits_table(run, top_n)
+    # the poses are read once, for the 3D views and for top_hits.sdf
+    chosen = select_top_poses(run_dir, run.ranking, top_n)
+    views = pose_views(run_dir, chosen)
+    hits_html, summary.top_rows = top_hits_table(run, top_n, views)
     dist_fig = add(
         "score_distributions",
         score_distributions(run.ranking, run.labels, top_n),
@@ -508,7 +523,8 @@ def build_report(
         (
             "top-hits",
             f"Top {summary.top_rows} hits",
-            f'<p class="note">Click a column header to sort. Poses of these compounds (MD-refined where refined) '
+            f'<p class="note">Click a column header to sort; open a row\'s 3D view to see its pose in the pocket. '
+            "Poses of these compounds (MD-refined where refined) "
             f"are in <code>top_hits.sdf</code>; the whole ranking is <code>ranking.csv</code>.</p>{hits_html}",
         ),
         ("scores", "Score distributions", dist_fig),
@@ -543,13 +559,16 @@ def build_report(
         with atomic_path(path) as tmp:
             tmp.write_bytes(png)
         summary.figures[name] = path
-    summary.top_hits_written = write_top_hits(run_dir, run.ranking, top_n, top_hits_sdf)
+    summary.top_hits_written = write_top_hits(run_dir, run.ranking, top_n, top_hits_sdf, chosen=chosen)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     subtitle = (
         f"{len(run.ranking)} compounds ranked, {len(run.failures)} failed — vscreen {__version__}, "
         f"report written {when}"
     )
-    write_text_atomic(out_html, html.page(f"vscreen screening report: {config['run']}", subtitle, sections))
+    page = html.page(
+        f"vscreen screening report: {config['run']}", subtitle, sections, scripts=page_scripts(views), css=VIEWER_CSS
+    )
+    write_text_atomic(out_html, page)
     log.info(
         "report %s: %d top hits, %d figures, %d poses in %s",
         out_html,

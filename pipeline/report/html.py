@@ -8,7 +8,9 @@ Text from the run's inputs (ids, SMILES, labels, residue names, config values, a
 model's ``card.json``) is HTML-escaped by the callers (:func:`text`); in case something
 slips through, the policy lets only the one script of this module run: ``script-src``
 names it by its SHA-256 (:func:`script_hash`), so an injected ``<script>`` or
-``onerror=`` handler is refused by the browser. Styles may stay inline.
+``onerror=`` handler is refused by the browser. Styles may stay inline. A page with 3D
+views (:mod:`pipeline.report.viewer`) carries two more scripts, the vendored 3Dmol.js and
+the viewer's, each named by its own hash.
 """
 
 from __future__ import annotations
@@ -103,14 +105,16 @@ def script_hash(script: str) -> str:
     return f"'sha256-{base64.b64encode(digest).decode('ascii')}'"
 
 
-def content_security_policy(script: str) -> str:
-    """The page's policy: nothing from outside, images as ``data:`` only, no script but ``script``.
+def content_security_policy(*scripts: str) -> str:
+    """The page's policy: nothing from outside, images as ``data:`` only, no script but ``scripts``.
 
     No ``'unsafe-inline'`` for scripts (which would also allow ``onclick=`` attributes), so
-    the page's JavaScript binds its handlers with ``addEventListener``.
+    the page's JavaScript binds its handlers with ``addEventListener``; each inline script
+    is named by its own hash.
     """
+    sources = " ".join(script_hash(s) for s in scripts)
     return (
-        f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src {script_hash(script)}; "
+        f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src {sources}; "
         "base-uri 'none'; form-action 'none'"
     )
 
@@ -208,7 +212,13 @@ def definition_list(items: Sequence[tuple[str, str]]) -> str:
     return '<dl class="settings">' + "".join(f"<dt>{text(k)}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
 
 
-def page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]]) -> str:
+def page(
+    title: str,
+    subtitle: str,
+    sections: Sequence[tuple[str, str, str]],
+    scripts: Sequence[str] = (),
+    css: str = "",
+) -> str:
     """The whole HTML document.
 
     Parameters
@@ -217,15 +227,22 @@ def page(title: str, subtitle: str, sections: Sequence[tuple[str, str, str]]) ->
         Shown in the header (plain text).
     sections
         ``(anchor, title, body HTML)`` in page order; the navigation bar links to each.
+    scripts
+        Further inline scripts (trusted code, not run data), run in this order after the
+        page's own :data:`JS`; the policy names each by its hash.
+    css
+        Further styles, after :data:`CSS`.
     """
     nav = "".join(f'<a href="#{text(anchor)}">{text(name)}</a>' for anchor, name, _ in sections)
     body = "".join(section(anchor, name, html) for anchor, name, html in sections)
+    policy = content_security_policy(JS, *scripts) if scripts else CSP
+    tail = "".join(f"<script>{script}</script>" for script in (JS, *scripts))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{policy}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<link rel="icon" href="data:,">'
-        f"<title>{text(title)}</title><style>{CSS}</style></head><body>"
+        f"<title>{text(title)}</title><style>{CSS}{css}</style></head><body>"
         f"<header><h1>{text(title)}</h1><p>{text(subtitle)}</p></header><nav>{nav}</nav>"
-        f"<main>{body}</main><script>{JS}</script></body></html>\n"
+        f"<main>{body}</main>{tail}</body></html>\n"
     )

@@ -144,7 +144,13 @@ def select_top_poses(
     return out
 
 
-def write_top_hits(run_dir: str | Path, ranking: pd.DataFrame, top_n: int, out_sdf: str | Path) -> int:
+def write_top_hits(
+    run_dir: str | Path,
+    ranking: pd.DataFrame,
+    top_n: int,
+    out_sdf: str | Path,
+    chosen: list[tuple[pd.Series, Chem.Mol, str, int]] | None = None,
+) -> int:
     """Write ``top_hits.sdf`` (see the module docstring) atomically.
 
     Parameters
@@ -157,6 +163,9 @@ def write_top_hits(run_dir: str | Path, ranking: pd.DataFrame, top_n: int, out_s
         How many compounds to write (fewer when the ranking is shorter).
     out_sdf
         The SD file to write.
+    chosen
+        :func:`select_top_poses` of the same arguments when the caller has it already (the
+        report reads the poses once for its 3D views and this file); ``None`` reads them.
 
     Returns
     -------
@@ -164,7 +173,8 @@ def write_top_hits(run_dir: str | Path, ranking: pd.DataFrame, top_n: int, out_s
         Molecules written.
     """
     integer = _integer_columns(ranking)
-    chosen = select_top_poses(run_dir, ranking, top_n)
+    if chosen is None:
+        chosen = select_top_poses(run_dir, ranking, top_n)
     with atomic_path(out_sdf) as tmp:
         writer = Chem.SDWriter(str(tmp))
         writer.SetForceV3000(False)
