@@ -23,6 +23,8 @@ from pipeline.tethered import (
     TetheredSettings,
     TetheringError,
     _chirality_conflicts,
+    _only_the_final_chirality_check_fails,
+    _stereo_as_tagged,
     core_rmsd,
     find_core,
     ligand_from_smiles,
@@ -147,6 +149,42 @@ def test_conformers_sit_on_the_reference_core_and_are_reproducible(reference, sm
         copy = Chem.Mol(first, confId=conf.GetId())
         Chem.AssignStereochemistryFrom3D(copy)
         assert Chem.MolToSmiles(Chem.RemoveHs(copy)) == Chem.MolToSmiles(Chem.RemoveHs(mol))
+
+
+def test_stereo_check_tells_a_conformer_from_its_mirror_image(reference, smiles):
+    mol = ligand_from_smiles(smiles[EPIMER], EPIMER)
+    confs = tethered_conformers(reference, mol, find_core(reference, mol), n_conformers=2, seed=3)
+    cid = confs.GetConformers()[0].GetId()
+    assert _stereo_as_tagged(confs, cid)
+    mirror = Chem.Mol(confs)
+    conf = mirror.GetConformer(cid)
+    for i, (x, y, z) in enumerate(conf.GetPositions()):
+        conf.SetAtomPosition(i, (-x, y, z))
+    assert not _stereo_as_tagged(mirror, cid)
+
+
+def test_a_core_contradicting_a_stereocentre_is_not_rescued_by_the_unchecked_retry(reference, smiles):
+    """The reference's enantiomer on the reference's whole core fails ETKDG's early chirality
+    check, not the final one, so no unchecked retry runs and the error names the cause."""
+    own = ligand_from_smiles(smiles[REFERENCE], REFERENCE)
+    core = find_core(reference, own)
+    enantiomer = Chem.Mol(own)
+    for atom in enantiomer.GetAtoms():
+        if atom.GetChiralTag() == Chem.ChiralType.CHI_TETRAHEDRAL_CW:
+            atom.SetChiralTag(Chem.ChiralType.CHI_TETRAHEDRAL_CCW)
+        elif atom.GetChiralTag() == Chem.ChiralType.CHI_TETRAHEDRAL_CCW:
+            atom.SetChiralTag(Chem.ChiralType.CHI_TETRAHEDRAL_CW)
+    assert _chirality_conflicts(reference, enantiomer, core.atom_map)
+    with pytest.raises(TetheringError, match="CHECK_CHIRAL_CENTERS") as caught:
+        tethered_conformers(reference, enantiomer, core, n_conformers=2, timeout=5)
+    assert "WRONG_STEREOISOMER" not in str(caught.value)
+
+
+def test_unchecked_retry_only_when_the_final_chirality_check_fails():
+    assert _only_the_final_chirality_check_fails({"FINAL_CHIRAL_BOUNDS": 2595, "INITIAL_COORDS": 203})
+    assert not _only_the_final_chirality_check_fails({"CHECK_CHIRAL_CENTERS2": 751, "FINAL_CHIRAL_BOUNDS": 7})
+    assert not _only_the_final_chirality_check_fails({"INITIAL_COORDS": 30})
+    assert not _only_the_final_chirality_check_fails({})
 
 
 def test_impossible_core_raises_a_readable_tethering_error(reference):
