@@ -489,6 +489,10 @@ rule rank:
         ligands=per_chunk(LAYOUT.ligand_failures),
         docked=per_chunk(LAYOUT.docked_table),
         dock_failures=per_chunk(LAYOUT.docked_failures),
+        # PoseBusters checks the top poses (refined or docked) against the receptor (report.check_poses)
+        receptor_pdb=rules.prepare_receptor.output.pdb if CFG["report"]["check_poses"] else [],
+        docked_poses=per_chunk(LAYOUT.docked_sdf) if CFG["report"]["check_poses"] else [],
+        refined_poses=per_batch(LAYOUT.refined_sdf) if CFG["report"]["check_poses"] else [],
     output:
         ranking=report(str(LAYOUT.ranking), caption="report/ranking.rst", category="2. Ranking"),
         failures=str(LAYOUT.failures),
@@ -496,6 +500,8 @@ rule rank:
     params:
         run=run_folder,
         config=RESOLVED_CONFIG,
+        pose_checks=str([CFG["report"][k] for k in ("check_poses", "check_poses_top_n", "top_n", "check_all_poses",
+                                                     "rank_valid_first", "posebusters_config")]),
     log:
         f"{RUN}/logs/rank.log",
     benchmark:

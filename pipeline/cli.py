@@ -415,11 +415,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_rank(args: argparse.Namespace) -> int:
+    from .pose_validity import PoseCheckSettings
     from .ranking import rank_run
     from .scoring.domain import DomainSettings, read_pocket_record
 
     layout = RunLayout(args.run_dir)
-    score = _run_config(args.config)["score"]
+    config = _run_config(args.config)
+    score = config["score"]
     scores = None
     if score["enabled"] and layout.scores.exists():
         scores = layout.scores
@@ -434,6 +436,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         consensus_weight=score["consensus_weight"],
         domain=DomainSettings.from_config(score),
         pocket=read_pocket_record(layout.domain) if scores is not None else None,
+        pose_checks=PoseCheckSettings.from_config(config["report"]),
     )
     log.info(
         "ranked %d compounds, %d failures, %d pose warnings -> %s",

@@ -65,6 +65,21 @@ computed over the whole ranked library, as without the check), so ``rank`` is th
 sort of either column. With ``rank_by: docking`` nothing changes: every ``ranked_by`` is
 ``docking`` and every ``domain_reason`` empty.
 
+Pose validity
+-------------
+With ``report.check_poses`` (the default in a run; :mod:`pipeline.pose_validity`) the pose
+of each of the top ``report.check_poses_top_n`` compounds (``report.top_n`` by default; every
+compound with ``report.check_all_poses``), the refined one where refined, is checked with
+PoseBusters against the receptor, and the ranking gains ``pose_valid``, ``failed_checks``,
+``pose_check`` and ``pose_check_reason`` after ``domain_reason``. With
+``report.rank_valid_first: true`` (default) the order above is then changed in one way only:
+the compounds whose pose is invalid (``pose_valid`` false) move below every other compound,
+keeping their order among themselves; valid, unchecked and unjudged compounds keep their
+relative order. Compounds that move up into the top N are checked in turn, so the top N hold
+no pose known to be invalid (up to a limit, see :mod:`pipeline.pose_validity`). ``rank``
+numbers the final order. Without pose checks (``build_ranking`` called without
+``pose_checks``) none of these columns is written.
+
 Scale
 -----
 A compound lives in exactly one chunk, so its docked summary (best score, pose
@@ -92,6 +107,7 @@ import pyarrow.parquet as pq
 
 from .io import FAILURE_COLUMNS, atomic_open, atomic_path, neutralize_csv_cells
 from .layout import RunLayout
+from .pose_validity import POSE_COLUMNS, PoseCheckSettings, check_ranked_poses, demote_invalid
 from .scoring.domain import DomainSettings, PocketRecord, pocket_reason, spread_reasons
 
 log = logging.getLogger(__name__)
@@ -762,7 +778,9 @@ def _ids_in(rows: pa.Table, ids: pa.Array) -> pa.ChunkedArray:
 def _final_columns(table: pa.Table) -> list[str]:
     names = table.column_names
     scored = [c for c in SCORE_COLUMNS if c in names]
-    front = RANKING_COLUMNS[1:6] + scored + DOMAIN_COLUMNS + RANKING_COLUMNS[6:]  # ``rank``: added as rows are written
+    checked = [c for c in POSE_COLUMNS if c in names]  # they too say what placed the compound
+    # ``rank``: added as rows are written
+    front = RANKING_COLUMNS[1:6] + scored + DOMAIN_COLUMNS + checked + RANKING_COLUMNS[6:]
     tail = [c for c in names if c not in front and c not in MD_STATUS_COLUMNS] + MD_STATUS_COLUMNS
     return front + tail
 
@@ -824,6 +842,29 @@ def _ordered(
     return table, order.filter(ranked.take(order))
 
 
+def _with_pose_checks(
+    layout: RunLayout, table: pa.Table, order: pa.Array, settings: PoseCheckSettings
+) -> tuple[pa.Table, pa.Array]:
+    """The table with the :data:`POSE_COLUMNS` (in their place) and the order after demoting invalid poses."""
+    ranked_ids = table["id"].take(order)
+    refined = table.filter(pc.is_valid(_nan_to_null(table["md_pose"]))) if "md_pose" in table.column_names else None
+    md_pose = {} if refined is None else dict(zip(refined["id"].to_pylist(), map(int, refined["md_pose"].to_pylist())))
+    verdicts = pa.Table.from_pandas(check_ranked_poses(layout, ranked_ids, md_pose, settings), preserve_index=False)
+    at = pc.index_in(table["id"], value_set=verdicts["id"].combine_chunks().cast(pa.string()))
+    columns = {
+        "pose_valid": verdicts["pose_valid"].cast(pa.bool_()).take(at),
+        "failed_checks": pc.fill_null(verdicts["failed_checks"].cast(pa.string()).take(at), ""),
+        "pose_check": pc.fill_null(verdicts["pose_check"].cast(pa.string()).take(at), "not checked"),
+        "pose_check_reason": pc.fill_null(verdicts["pose_check_reason"].cast(pa.string()).take(at), ""),
+    }
+    for name in POSE_COLUMNS:
+        table = table.append_column(name, columns[name])
+    table = table.select(_final_columns(table))
+    if settings.rank_valid_first:
+        order = demote_invalid(order, pc.equal(table["pose_valid"].take(order), False))
+    return table, order
+
+
 def build_ranking(
     run: RunLayout | str | os.PathLike,
     scores: str | os.PathLike | pd.DataFrame | pa.Table | None = None,
@@ -834,6 +875,7 @@ def build_ranking(
     top: int = 6,
     domain: DomainSettings | None = None,
     pocket: PocketRecord | None = None,
+    pose_checks: PoseCheckSettings | None = None,
 ) -> RankedRun:
     """Collate a run folder into its ranking, failures and warnings (see the module docstring).
 
@@ -854,6 +896,11 @@ def build_ranking(
         The domain check (``score.domain_check``, ``max_pocket_distance``, ``max_spread``) and
         the score stage's pocket record (``domain.json``); ``None``: no check (every compound is
         ranked by ``rank_by``). See "When the model is out of its domain" above.
+    pose_checks
+        PoseBusters on the top poses (``report.check_poses`` and its settings): the
+        :data:`~pipeline.pose_validity.POSE_COLUMNS` are added and, with
+        ``rank_valid_first``, invalid poses are ranked below the others (see "Pose validity"
+        above); ``None``: no checks, no columns.
 
     Returns
     -------
@@ -901,6 +948,8 @@ def build_ranking(
     accepted = pa.chunked_array(docked.accepted, pa.string())
     counted = _concat_failures([*docked.primary["prepare"], *docked.primary["dock"], fatal])["id"]
     check_accounting(accepted, table["id"].take(order), counted)
+    if pose_checks is not None:
+        table, order = _with_pose_checks(layout, table, order, pose_checks)
     gaps = {f.name for f in table.schema if pa.types.is_integer(f.type) and table[f.name].take(order).null_count}
     return RankedRun(table, order, failures, warnings, gaps)
 
@@ -988,9 +1037,12 @@ def rank_run(
     consensus_weight: float = 0.5,
     domain: DomainSettings | None = None,
     pocket: PocketRecord | None = None,
+    pose_checks: PoseCheckSettings | None = None,
 ) -> RankedRun:
     """:func:`build_ranking` then :func:`write_ranking`: the ``rank`` stage (nothing is written on an error)."""
-    result = build_ranking(run, scores, score_failures, rank_by, consensus_weight, domain=domain, pocket=pocket)
+    result = build_ranking(
+        run, scores, score_failures, rank_by, consensus_weight, domain=domain, pocket=pocket, pose_checks=pose_checks
+    )
     write_ranking(result, run)
     return result
 

@@ -35,6 +35,7 @@ DISTRIBUTIONS = {
     "molscrub": {"molscrub"},
     "dockstring": {"dockstring"},
     "prolif": {"prolif"},
+    "posebusters": {"posebusters"},
     "MDAnalysis": {"mdanalysis"},
     "numpy": {"numpy"},
     "scipy": {"scipy"},

@@ -1,4 +1,4 @@
-"""Where the compounds of a screen went: counts per stage and failures by reason."""
+"""Where the compounds of a screen went: counts per stage, pose checks, and failures by reason."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def funnel(run: RunData) -> pd.DataFrame:
     pandas.DataFrame
         Columns ``stage`` (``input rows``, ``valid and unique``, ``prepared``, ``docked``,
         ``featurized``, ``selected for MD``, ``refined by MD``, ``scored by GNN``, ``ranked``,
-        ``failed``) and ``compounds``. Stages a run did not have (no MD, no GNN) are left out.
+        the pose-check rows of :func:`pose_check_rows`, ``failed``) and ``compounds``. Stages
+        a run did not have (no MD, no GNN, no pose checks) are left out.
     """
     ranking, counts = run.ranking, run.stage_counts
     rows = [
@@ -37,8 +38,71 @@ def funnel(run: RunData) -> pd.DataFrame:
         rows += [("selected for MD", counts["selected"]), ("refined by MD", counts.get("refined", 0))]
     if "scored" in counts:
         rows.append(("scored by GNN", counts["scored"]))
-    rows += [("ranked", len(ranking)), ("failed", len(run.failures))]
+    rows.append(("ranked", len(ranking)))
+    rows += pose_check_rows(run)
+    rows.append(("failed", len(run.failures)))
     return pd.DataFrame(rows, columns=["stage", "compounds"])
+
+
+def pose_validity(ranking: pd.DataFrame) -> pd.Series:
+    """``pose_valid`` of ``ranking.csv`` as a nullable boolean (``True``, ``False``, ``<NA>``), whatever pandas read."""
+    values = ranking["pose_valid"] if "pose_valid" in ranking.columns else pd.Series(index=ranking.index, dtype=object)
+    text = values.astype("string").str.strip().str.lower()
+    return text.map({"true": True, "false": False}).astype("boolean")
+
+
+def pose_check_rows(run: RunData) -> list[tuple[str, int]]:
+    """Funnel rows of the PoseBusters checks (:mod:`pipeline.pose_validity`); none when the run had none.
+
+    ``pose checked`` (PoseBusters gave a verdict), ``pose valid``, ``pose invalid`` (``ranked
+    last`` with ``report.rank_valid_first``, the default), one ``fails <check>`` row per failed
+    check with the number of invalid poses that fail it (a pose can fail several), and
+    ``pose not judged`` (PoseBusters could not process the pose) when there are such poses.
+    """
+    ranking = run.ranking
+    if "pose_valid" not in ranking.columns:
+        return []
+    valid = pose_validity(ranking)
+    demoted = bool(run.config.get("report", {}).get("rank_valid_first", True))
+    rows = [
+        ("pose checked (PoseBusters)", int(valid.notna().sum())),
+        ("pose valid", int((valid == True).sum())),  # noqa: E712 -- nullable boolean
+        ("pose invalid, ranked last" if demoted else "pose invalid", int((valid == False).sum())),  # noqa: E712
+    ]
+    rows += [
+        (f"fails {check}", n) for check, n in failed_checks(ranking)[["check", "compounds"]].itertuples(index=False)
+    ]
+    if "pose_check" in ranking.columns:
+        unjudged = int((ranking["pose_check"].astype("string") == "error").sum())
+        if unjudged:
+            rows.append(("pose not judged", unjudged))
+    return rows
+
+
+def failed_checks(ranking: pd.DataFrame, examples: int = 3) -> pd.DataFrame:
+    """The PoseBusters checks that invalid poses fail, most often failed first (ties by name).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``check, compounds, examples`` (a few compound ids, comma-separated, best-ranked first).
+    """
+    columns = ["check", "compounds", "examples"]
+    if "failed_checks" not in ranking.columns or not len(ranking):
+        return pd.DataFrame(columns=columns)
+    names = ranking["failed_checks"].fillna("").astype(str).str.split(";")
+    pairs = pd.DataFrame({"id": ranking["id"].astype(str), "check": names}).explode("check")
+    pairs["check"] = pairs["check"].str.strip()
+    pairs = pairs[pairs["check"].astype(bool)]
+    if not len(pairs):
+        return pd.DataFrame(columns=columns)
+    grouped = (
+        pairs.groupby("check", sort=True)["id"]
+        .agg(compounds="count", examples=lambda ids: ", ".join(list(ids)[:examples]))
+        .reset_index()
+    )
+    grouped = grouped.sort_values(["compounds", "check"], ascending=[False, True], kind="mergesort")
+    return grouped[columns].reset_index(drop=True)
 
 
 def reason_kind(reason: str) -> str:

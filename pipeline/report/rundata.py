@@ -45,6 +45,10 @@ LIBRARY_COLUMNS = (
     "md_rmsd_mean",
     "md_interaction_energy",
     "md_interaction_energy_std",
+    # pose checks (pipeline.pose_validity): the demoted compounds sit at the bottom, below the top hits
+    "pose_valid",
+    "failed_checks",
+    "pose_check",
 )
 
 
@@ -111,8 +115,16 @@ class RunData:
         return "md_rmsd_mean" in self.ranking.columns and bool(self.ranking["md_rmsd_mean"].notna().any())
 
 
-_TEXT_COLUMNS = {"id": str, "input_id": str, "stage": str, "reason": str}
-_FILLED_COLUMNS = ("stage", "reason", "interactions", "md_interactions")
+_TEXT_COLUMNS = {
+    "id": str,
+    "input_id": str,
+    "stage": str,
+    "reason": str,
+    "failed_checks": str,
+    "pose_check": str,
+    "pose_check_reason": str,
+}
+_FILLED_COLUMNS = ("stage", "reason", "interactions", "md_interactions", "failed_checks", "pose_check_reason")
 
 
 def _read_csv(path: Path, columns: list[str] | None = None, **read_options) -> pd.DataFrame:
@@ -122,7 +134,9 @@ def _read_csv(path: Path, columns: list[str] | None = None, **read_options) -> p
     table = pd.read_csv(path, dtype=_TEXT_COLUMNS, keep_default_na=False, na_values=[""], **read_options)
     for column in _FILLED_COLUMNS:
         if column in table.columns:
-            table[column] = table[column].fillna("")
+            # a text column with no value in the rows read comes back as float NaN
+            all_empty = pd.api.types.is_float_dtype(table[column]) and table[column].isna().all()
+            table[column] = "" if all_empty else table[column].fillna("")
     return restore_csv_cells(table)
 
 
