@@ -10,7 +10,10 @@ differences (protein groups resampled) to
 * ``vina``: the same poses' Vina score (the untrained pair model, by construction);
 * ``heavy_atom_count``: ligand size, the classic bias within a series;
 * ``ligand_only``: a fingerprint ridge on within-series ΔG (same folds);
-* ``fep``: Uni-FEP's free-energy perturbation (the physics anchor; GPU-hours per ligand).
+* ``fep``: Uni-FEP's free-energy perturbation (the physics anchor; GPU-hours per ligand);
+* ``gnina``: GNINA's CNN affinity of the same poses, rescored in place
+  (:mod:`gnina_rescore`, its own virtual environment), when that environment exists
+  (``--gnina`` builds it; without it the column is left out and the JSON says why).
 
 Poses come from ``benchmarks/pose_unifep.py``: the committed
 ``benchmarks/unifep_poses/poses/<folder>.sdf.gz`` (or, in a checkout from before those
@@ -26,7 +29,7 @@ deleted, and, because a pure pair model scores a protein-less complex 0 by const
 also with the protein atoms' *features* blanked (geometry kept): does the learned part
 read the protein, or only the ligand?
 
-    python benchmarks/scoring_cv.py [--members 3] [--epochs 40] [--max-series N]
+    python benchmarks/scoring_cv.py [--members 3] [--epochs 40] [--max-series N] [--gnina]
 
 Writes ``benchmarks/results/scoring_cv.json`` and ``benchmarks/results/scoring_cv.md``.
 """
@@ -60,7 +63,9 @@ LABELS = {
     "heavy_atom_count": "heavy-atom count",
     "ligand_only": "ligand-only ridge",
     "fep": "FEP (Uni-FEP)",
+    "gnina": "GNINA CNN affinity (same poses)",
 }
+GNINA_CACHE = ROOT / "benchmarks" / ".cache" / "gnina" / "unifep"
 
 
 def pose_file(folder: str) -> Path | None:
@@ -123,6 +128,29 @@ def vina_column(graphs: list, rows: pd.DataFrame) -> np.ndarray:
 
     column = GLOBAL_NAMES.index("vina_score")
     return np.array([float(graphs[i].globals.reshape(-1)[column]) for i in rows["graph"]])
+
+
+def gnina_column(rows: pd.DataFrame, build: bool) -> tuple[pd.Series | None, str]:
+    """GNINA's CNN affinity of each row's pose, negated (lower = tighter), and a note on how it was made.
+
+    The protein is the series' ``protein.pdb.gz`` (GNINA types its own atoms); the poses are
+    the committed pose files, the latest pose of a ligand counting. ``None`` when the GNINA
+    environment does not exist (and ``build`` is false) or cannot be built.
+    """
+    import gnina_rescore as gr
+
+    env = gr.ensure_env() if build else (gr.ENV if (gr.ENV / ".complete").is_file() else None)
+    if env is None:
+        return None, "GNINA environment absent (run with --gnina to build it)"
+    column = pd.Series(np.nan, index=rows.index)
+    seconds = 0.0
+    for folder in dict.fromkeys(rows["series"]):
+        table = gr.rescore(pu.UNIFEP / folder / "protein.pdb.gz", pose_file(folder), GNINA_CACHE / f"{folder}.csv")
+        seconds += float(table.attrs.get("timing", {}).get("seconds_per_pose", 0.0)) * len(table)
+        affinity = gr.latest_per_name(table).set_index("name")["CNNaffinity"]
+        here = rows["series"] == folder
+        column[here] = -rows.loc[here, "ligand_name"].map(affinity).astype(float).to_numpy()
+    return column, f"gninatorch default ensemble, CNNaffinity of the poses in place; {seconds:.0f} s this run"
 
 
 def train_and_predict(rows: pd.DataFrame, graphs: list, folds: pd.Series, args) -> tuple[pd.Series, pd.Series, dict]:
@@ -192,6 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--max-series", type=int, default=None, help="only the first N series (quick checks)")
     parser.add_argument("--seed", type=int, default=ae.SEED)
+    parser.add_argument("--gnina", action="store_true", help="build GNINA's environment if absent and add its column")
     args = parser.parse_args(argv)
     started = time.time()
     df = ae.load_unifep()
@@ -205,8 +234,11 @@ def main(argv: list[str] | None = None) -> None:
     rows["heavy_atom_count"] = ae.heavy_atom_score(rows)
     rows["fep"] = ae.fep_score(rows)
     rows["ligand_only"] = ae.cross_validated(rows, folds, ae.ligand_only_ridge)
+    gnina, gnina_note = gnina_column(rows, args.gnina)
+    if gnina is not None:
+        rows["gnina"] = gnina
     rows["pair_model"], rows["pair_spread"], models = train_and_predict(rows, graphs, folds, args)
-    methods = list(LABELS)
+    methods = [m for m in LABELS if m in rows]
     summary = ae.summarize(rows, methods, seed=args.seed)
     summary.update(
         benchmark="scoring_cv",
@@ -214,6 +246,7 @@ def main(argv: list[str] | None = None) -> None:
         series_with_poses=int(rows["series"].nunique()),
         series_in_unifep=int(all_series),
         settings=dict(members=args.members, epochs=args.epochs, seed=args.seed),
+        gnina=gnina_note,
         ablation=protein_ablation(rows, graphs, folds, models, args.seed),
         host=platform.node(),
         seconds=round(time.time() - started, 1),
