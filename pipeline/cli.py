@@ -464,6 +464,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         summary.top_hits,
         summary.top_hits_written,
     )
+    from .report.index import write_index
+
+    try:  # the runs' index is a convenience: a folder it cannot write must not fail the report
+        log.info("runs index: %s", write_index(run.resolve().parent))
+    except OSError as exc:
+        log.warning("could not write the runs index next to %s: %s", run, exc)
     return 0
 
 
