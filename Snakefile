@@ -512,6 +512,35 @@ rule rank:
         "vscreen rank --run-dir {params.run} --config {params.config} 2>&1 | tee {log}"
 
 
+# Why each top hit's score (pipeline/scoring/explain.py): per-residue and per-contact shares of a pair
+# model's score (its graphs, re-scored) and Vina's per-term breakdown; a compound that cannot be explained
+# is a row saying why, never a failed job.
+rule explain:
+    input:
+        ranking=rules.rank.output.ranking,
+        scores=[str(LAYOUT.scores)] if SCORE["enabled"] else [],
+        model=model_card if SCORE["enabled"] else [],
+        graphs=graph_files if SCORE["enabled"] else [],
+        pdbqt=rules.prepare_receptor.output.pdbqt,
+        docked=docked_chunk_files,
+        refined=per_batch(LAYOUT.refined_sdf),
+        refined_tables=per_batch(LAYOUT.refined_table),
+    output:
+        explain=directory(str(LAYOUT.explain_dir)),
+    params:
+        run=run_folder,
+        config=RESOLVED_CONFIG,
+        settings=str(CFG["report"]["top_n"]) + str(sorted(SCORE.items())) + DOCK["scoring"] + PAIR_GRAPHS,
+    log:
+        f"{RUN}/logs/explain.log",
+    benchmark:
+        f"{RUN}/benchmarks/explain/job.tsv",
+    conda:
+        "envs/ml.yaml"
+    shell:
+        "vscreen explain --run-dir {params.run} --config {params.config} 2>&1 | tee {log}"
+
+
 rule report:
     input:
         ranking=rules.rank.output.ranking,
@@ -526,6 +555,7 @@ rule report:
         refined=per_batch(LAYOUT.refined_sdf),
         refined_tables=per_batch(LAYOUT.refined_table),
         library=LIB["path"],
+        explain=rules.explain.output.explain,
     output:
         html=report(str(LAYOUT.report_html), caption="report/report.rst", category="1. Screening report"),
         top_hits=report(str(LAYOUT.top_hits), caption="report/top_hits.rst", category="2. Ranking"),

@@ -7,6 +7,7 @@ The Snakefile calls these subcommands; each also runs by hand, e.g.::
     vscreen prepare-ligands results/mine/chunks/chunk_00000.parquet --out-dir results/mine/ligands
     vscreen dock results/mine/ligands/chunk_00000.parquet --receptor-dir results/mine/receptor --out-dir results/mine/docked
     vscreen rank --run-dir results/mine
+    vscreen explain --run-dir results/mine
     vscreen report --run-dir results/mine
 
 Check a config and its inputs without running anything: ``vscreen check-config mine.yaml``.
@@ -448,6 +449,24 @@ def cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .scoring.explain import explain_run, write_explanations
+
+    layout = RunLayout(args.run_dir)
+    config = args.config or (layout.config if layout.config.is_file() else None)
+    result = explain_run(layout, _run_config(str(config) if config else None), args.top_n)
+    out = write_explanations(result, args.out or layout.explain_dir)
+    failed = result.summary["status"] == "failed"
+    log.info(
+        "explained %d poses of %d top hits (%d could not be explained) -> %s",
+        int((~failed).sum()),
+        result.summary["id"].nunique(),
+        int(failed.sum()),
+        out,
+    )
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report
 
@@ -699,6 +718,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--run-dir", required=True)
     p.add_argument("--config", help="run config (score section: GNN scores and rank_by); default: built-in defaults")
+
+    p = add(
+        "explain",
+        cmd_explain,
+        "why each top hit's score: per-residue and per-contact shares of the pair-term model's score and of "
+        "Vina's, and Vina's per-term breakdown (explain/summary.csv, explain/contacts.csv, "
+        "explain/compounds/<id>.csv); a compound that cannot be explained is a row saying why",
+        "vscreen explain --run-dir results/mine --config results/mine/config.yaml",
+    )
+    p.add_argument("--run-dir", required=True, help="run folder with ranking.csv (after 'vscreen rank')")
+    p.add_argument("--config", help="run config (score: the model; default: <run-dir>/config.yaml)")
+    p.add_argument("--top-n", type=int, help="compounds explained (default: report.top_n, the report's top hits)")
+    p.add_argument("--out", help="output folder, replaced whole (default: <run-dir>/explain)")
 
     p = add(
         "report",

@@ -20,6 +20,7 @@ Layout under ``results/<run>/``::
     refined/batch_NNNNN.{sdf,parquet,failures.csv}, refined/frames/
     scores.parquet, scores.failures.csv, domain.json (the run's pocket against the model's training pockets)
     ranking.csv, failures.csv, pose_warnings.csv, report.html, top_hits.sdf, figures/
+    explain/summary.csv, explain/contacts.csv, explain/compounds/<id>.csv   (why each top hit's score)
 """
 
 from __future__ import annotations
@@ -110,6 +111,11 @@ class RunLayout:
     def figures_dir(self) -> Path:
         return self.root / "figures"
 
+    @property
+    def explain_dir(self) -> Path:
+        """The top hits' score explanations (:mod:`pipeline.scoring.explain`)."""
+        return self.root / "explain"
+
     # ------------------------------------------------------------------ run-level files
     @property
     def config(self) -> Path:
@@ -167,6 +173,18 @@ class RunLayout:
     @property
     def top_hits(self) -> Path:
         return self.root / "top_hits.sdf"
+
+    @property
+    def explain_summary(self) -> Path:
+        return self.explain_dir / "summary.csv"
+
+    @property
+    def explain_contacts(self) -> Path:
+        return self.explain_dir / "contacts.csv"
+
+    def explain_table(self, compound: str) -> Path:
+        """Per-residue contributions of one explained compound (its id is file-name safe, :func:`pipeline.library.sanitize_id`)."""
+        return self.explain_dir / "compounds" / f"{compound}.csv"
 
     # ------------------------------------------------------------------ per chunk / batch
     def chunk_table(self, chunk: str) -> Path:

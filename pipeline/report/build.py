@@ -5,6 +5,11 @@ The page has these sections, in order: the run's inputs and settings; the funnel
 depictions, GNN score ± spread, docking score, MD stability and key interactions);
 score distributions; an interaction heatmap (top hits × residues); for a labelled
 library, enrichment (AUROC, EF1%, BEDROC and curves per score); and the full config.
+
+When the run explains its top hits (``vscreen explain``, ``explain/``;
+:mod:`pipeline.scoring.explain`), each hit's row opens "why this score": a bar per residue
+of the largest shares of the pair model's score and of Vina's, side by side (inline SVG),
+and Vina's per-term breakdown; its 3D view colours residues and atom pairs by their share.
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from .. import __version__
 from ..io import atomic_path, write_text_atomic
+from ..pair_graphs import VINA_TERMS
+from ..scoring.explain import RunExplanations, read_explanations
 from . import html
 from .depictions import depict_svg
 from .enrichment import can_evaluate, curves, enrichment_table
@@ -36,9 +44,20 @@ from .funnel import failure_reasons, failures_by_stage, funnel
 from .rundata import RunData, load_run
 from .top_hits import select_top_poses, write_top_hits
 from .viewer import CSS as VIEWER_CSS
-from .viewer import PoseView, page_scripts, pose_views, viewer_cell
+from .viewer import FAVOURABLE, UNFAVOURABLE, PoseView, explanation_overlay, page_scripts, pose_views, viewer_cell
 
 log = logging.getLogger(__name__)
+
+#: Residues in a hit's "why this score" bars (largest |share| first).
+EXPLAIN_BARS = 10
+#: Vina's bars (paler than the model's, same meaning of the colours).
+VINA_FAVOURABLE, VINA_UNFAVOURABLE = "#92c5de", "#f4a582"
+EXPLAIN_CSS = """
+details.why summary { white-space: nowrap; }
+details.why svg { display: block; margin: 4px 0; }
+div.terms { font-size: 11px; margin: 2px 0; max-width: 390px; }
+div.terms span { margin-right: 8px; white-space: nowrap; }
+"""
 
 
 @dataclass
@@ -315,11 +334,185 @@ def _chips(text: object, css: str = "") -> str:
     )
 
 
-def top_hits_table(run: RunData, top_n: int, views: dict[str, PoseView | str] | None = None) -> tuple[str, int]:
+def contribution_bars(residues: pd.DataFrame, top: int = EXPLAIN_BARS) -> str:
+    """An inline SVG of one pose's largest residue shares: the model's bar and Vina's side by side.
+
+    Parameters
+    ----------
+    residues
+        The pose's rows of ``explain/compounds/<id>.csv`` (``residue``, ``model_contribution``,
+        ``vina_contribution``; the model's column empty without a pair model).
+    top
+        Residues shown: the largest |model share| (|Vina share| without a model).
+
+    Returns
+    -------
+    str
+        ``<svg>`` markup (no script; residue names escaped); each bar's ``<title>`` gives its
+        value. Negative shares (favourable) point left of the zero line, in blue.
+    """
+    model = residues["model_contribution"].notna().any()
+    key = "model_contribution" if model else "vina_contribution"
+    rows = residues.reindex(residues[key].abs().sort_values(ascending=False, kind="mergesort").index).head(top)
+    series = [("model", "model_contribution", FAVOURABLE, UNFAVOURABLE)] if model else []
+    series.append(("Vina", "vina_contribution", VINA_FAVOURABLE, VINA_UNFAVOURABLE))
+    values = rows[[s[1] for s in series]].to_numpy(dtype=float)
+    low, high = min(0.0, float(np.nanmin(values))), max(0.0, float(np.nanmax(values)))
+    span = (high - low) or 1.0
+    left, right, label_w, row_h, bar_h, top_y = 86, 380, 80, 8 + 8 * len(series), 7, 22
+    zero = left + (right - left) * (-low / span)
+
+    def x(v: float) -> float:
+        return left + (right - left) * ((v - low) / span)
+
+    parts = []
+    for k, (name, _, good, _) in enumerate(series):
+        parts.append(
+            f'<rect x="{left + 120 * k}" y="4" width="10" height="8" fill="{good}"/>'
+            f'<text x="{left + 14 + 120 * k}" y="12">{html.text(name)}</text>'
+        )
+    for i, (_, r) in enumerate(rows.iterrows()):
+        y = top_y + i * row_h
+        parts.append(
+            f'<text x="{label_w}" y="{y + row_h / 2 + 3:.1f}" text-anchor="end">{html.text(r["residue"])}</text>'
+        )
+        for k, (name, column, good, bad) in enumerate(series):
+            v = float(r[column])
+            if np.isnan(v):
+                continue
+            x0, x1 = sorted((zero, x(v)))
+            parts.append(
+                f'<rect x="{x0:.1f}" y="{y + 3 + 8 * k}" width="{max(x1 - x0, 0.5):.1f}" height="{bar_h}" '
+                f'fill="{good if v < 0 else bad}"><title>{html.text(r["residue"])} {name}: {v:+.3f}</title></rect>'
+            )
+    bottom = top_y + len(rows) * row_h
+    parts.append(f'<line x1="{zero:.1f}" y1="{top_y - 2}" x2="{zero:.1f}" y2="{bottom}" stroke="#555"/>')
+    for v, anchor in ((low, "start"), (high, "end")):
+        if v:
+            parts.append(f'<text x="{x(v):.1f}" y="{bottom + 11}" text-anchor="{anchor}">{v:+.2f}</text>')
+    parts.append(f'<text x="{zero:.1f}" y="{bottom + 11}" text-anchor="middle">0</text>')
+    height = bottom + 16
+    return (
+        f'<svg class="bars" width="{right + 10}" height="{height}" viewBox="0 0 {right + 10} {height}" '
+        f'font-size="10" font-family="sans-serif" role="img" aria-label="contributions per residue">'
+        f"{''.join(parts)}</svg>"
+    )
+
+
+#: How the roles of an explained pose (:mod:`pipeline.scoring.explain`) read in the page.
+_ROLE_TEXT = {
+    "docking_score": "docking score",
+    "gnn_score": "GNN score",
+    "gnn_score_refined": "refined GNN score",
+    "3D view": "3D view",
+}
+
+
+def _main_pose(rows: pd.DataFrame) -> pd.Series | None:
+    """The explained pose a hit's bars show: the one of its GNN score, else of its docking score."""
+    good = rows[rows["status"] != "failed"]
+    for test in (good["ranking_column"] == "gnn_score", good["roles"].str.contains("docking_score", regex=False)):
+        if test.any():
+            return good[test].iloc[0]
+    return good.iloc[0] if len(good) else None
+
+
+def _vina_terms(pose: pd.Series) -> str:
+    """Vina's per-term breakdown of one pose (kcal/mol), as lines of text.
+
+    Not a table: a table inside the top-hits table's cell would add rows to what the page's
+    sorting script and readers take for the hits (``#top-hits tbody tr``).
+    """
+    n = html.number
+    terms = " ".join(f"<span>{html.text(t)} {n(pose[f'vina_{t}'], 2)}</span>" for t in VINA_TERMS)
+    intra = pose["vina_intra_delta"]
+    reported = pose["vina_reported"]
+    total = (
+        f"= {n(pose['vina_inter'], 2)} inter"
+        + ("" if html.is_missing(intra) else f" {float(intra):+.2f} intra")
+        + f" {float(pose['vina_torsional']):+.2f} torsional (÷ {n(pose['rot_factor'], 3)}, N<sub>rot</sub> "
+        f"{n(pose['n_rot'], 1)}) = <b>{n(pose['vina_score'], 2)}</b>"
+        + ("" if html.is_missing(reported) else f" (Vina reported {n(reported, 2)})")
+    )
+    return (
+        '<div class="terms">Vina\'s terms (weight × term, summed over the atom pairs, kcal/mol):'
+        f"<br>{terms}<br>{total}</div>"
+    )
+
+
+def explain_cell(explanations: RunExplanations, compound_id: str) -> html.Cell:
+    """A top-hits cell that opens "why this score" for one hit (see the module docstring).
+
+    Parameters
+    ----------
+    explanations
+        What ``vscreen explain`` wrote for the run (:func:`pipeline.scoring.explain.read_explanations`).
+    compound_id
+        The hit.
+
+    Returns
+    -------
+    pipeline.report.html.Cell
+        A closed ``<details>`` with the bars of the pose whose GNN score (else docking score) the
+        row shows, what they sum to and Vina's terms; the reason when the hit could not be explained.
+    """
+    rows = explanations.poses(compound_id)
+    if not len(rows):
+        return html.Cell('<span class="spread">not explained (beyond the top hits vscreen explain covers)</span>')
+    pose = _main_pose(rows)
+    failed = rows[rows["status"] == "failed"]
+    why = "; ".join(f"{r.source} pose {r.pose}: {r.message}" for r in failed.itertuples())
+    if pose is None:
+        return html.Cell(f'<span class="spread">cannot be explained: {html.text(why)}</span>')
+    residues = explanations.pose_residues(compound_id, pose["source"], int(pose["pose"]))
+    if not len(residues):
+        return html.Cell('<span class="spread">no residue table in explain/compounds/</span>')
+    roles = [_ROLE_TEXT.get(r, r) for r in str(pose["roles"]).split("; ") if r]
+    what = f"{pose['source']} pose {int(pose['pose'])}, the pose of the " + ", ".join(roles)
+    vina = float(pose["vina_inter"]) / float(pose["rot_factor"])
+    if pose["status"] == "explained":
+        sums = (
+            f"The model's residue shares sum to its pair score, {html.number(pose['model_sum'], 3)} (the GNN "
+            f"score is minus it; spread {html.number(pose['model_spread'], 3)} over {int(pose['n_members'])} "
+            f"members); Vina's to {html.number(vina, 2)} kcal/mol."
+        )
+    else:
+        sums = f"Vina's residue shares sum to {html.number(vina, 2)} kcal/mol (intermolecular part of its score)."
+    notes = [pose["message"]] if pose["message"] else []
+    notes += [f"not explained: {why}"] if why else []
+    body = (
+        f'<details class="why"><summary>why this score</summary><p class="note">{html.text(what)}: {sums} '
+        f"Negative = favourable; the {min(EXPLAIN_BARS, len(residues))} residues with the largest shares; "
+        f"every residue in <code>explain/compounds/{html.text(compound_id)}.csv</code>, the top atom pairs in "
+        f"<code>explain/contacts.csv</code>.</p>{contribution_bars(residues)}{_vina_terms(pose)}"
+        + "".join(f'<p class="note">{html.text(n)}</p>' for n in notes)
+        + "</details>"
+    )
+    return html.Cell(body, css="why")
+
+
+def _colour_views(views: dict[str, PoseView | str], explanations: RunExplanations) -> None:
+    """Give each 3D view the colours of its pose's explanation (:func:`pipeline.report.viewer.explanation_overlay`)."""
+    for cid, view in views.items():
+        if isinstance(view, PoseView):
+            residues = explanations.pose_residues(cid, view.source, view.pose)
+            if len(residues):
+                contacts = explanations.pose_contacts(cid, view.source, view.pose)
+                view.explain = explanation_overlay(residues, contacts, view.source)
+
+
+def top_hits_table(
+    run: RunData,
+    top_n: int,
+    views: dict[str, PoseView | str] | None = None,
+    explanations: RunExplanations | None = None,
+) -> tuple[str, int]:
     """The sortable top-hits table (HTML) and its number of rows.
 
     ``views`` (:func:`pipeline.report.viewer.pose_views`, by compound id) adds a last column
-    whose cell opens the hit's 3D view; ``None`` leaves the column out.
+    whose cell opens the hit's 3D view; ``None`` leaves the column out. ``explanations`` (what
+    ``vscreen explain`` wrote) adds a column before it whose cell opens "why this score"
+    (:func:`explain_cell`); ``None`` leaves it out.
     """
     ranking = run.ranking
     top = ranking.head(top_n)
@@ -347,6 +540,14 @@ def top_hits_table(run: RunData, top_n: int, views: dict[str, PoseView | str] | 
             html.Column("pocket backbone RMSD (Å)", numeric=True),
         ]
     columns.append(html.Column("key interactions", tooltip="docked pose; MD-persistent ones (% of frames) in orange"))
+    if explanations is not None:
+        columns.append(
+            html.Column(
+                "why this score",
+                sortable=False,
+                tooltip="each residue's share of the pair model's score and of Vina's; Vina's terms",
+            )
+        )
     if views is not None:
         columns.append(
             html.Column("3D pose", sortable=False, tooltip="the pose of top_hits.sdf in its pocket, with its contacts")
@@ -406,6 +607,8 @@ def top_hits_table(run: RunData, top_n: int, views: dict[str, PoseView | str] | 
             ]
         chips = _chips(row.get("interactions")) + _chips(row.get("md_interactions"), "md")
         cells.append(html.Cell(chips or '<span class="spread">none found</span>', css="interactions"))
+        if explanations is not None:
+            cells.append(explain_cell(explanations, str(row["id"])))
         if views is not None:
             cells.append(viewer_cell(views.get(str(row["id"])), len(rows)))
         rows.append(cells)
@@ -499,7 +702,10 @@ def build_report(
     # the poses are read once, for the 3D views and for top_hits.sdf
     chosen = select_top_poses(run_dir, run.ranking, top_n)
     views = pose_views(run_dir, chosen)
-    hits_html, summary.top_rows = top_hits_table(run, top_n, views)
+    explanations = read_explanations(run_dir)  # None when the run was not explained (vscreen explain)
+    if explanations is not None:
+        _colour_views(views, explanations)
+    hits_html, summary.top_rows = top_hits_table(run, top_n, views, explanations)
     dist_fig = add(
         "score_distributions",
         score_distributions(run.ranking, run.labels, top_n),
@@ -566,7 +772,11 @@ def build_report(
         f"report written {when}"
     )
     page = html.page(
-        f"vscreen screening report: {config['run']}", subtitle, sections, scripts=page_scripts(views), css=VIEWER_CSS
+        f"vscreen screening report: {config['run']}",
+        subtitle,
+        sections,
+        scripts=page_scripts(views),
+        css=VIEWER_CSS + EXPLAIN_CSS,
     )
     write_text_atomic(out_html, page)
     log.info(

@@ -12,6 +12,13 @@ the atoms (or ring centres) that make it; the residues within :data:`CONTACT_SHE
 ligand or in a contact are drawn as sticks and labelled, the rest of the pocket (residues
 within :data:`POCKET_CUTOFF`) as thin lines.
 
+Where the run explains the hit's score (:mod:`pipeline.scoring.explain`, ``explain/``), the
+view colours by contribution (:func:`explanation_overlay`): the carbons of the residues with
+the largest shares of the pair model's score (Vina's without a pair model) blue where they
+are favourable and red where not, paler for smaller shares, and the atom pairs with the
+largest shares as solid lines in the same colours (not for a refined pose, which the pair
+model scores against the rigid docking receptor, not the MD frame drawn).
+
 How it stays offline, small and strict:
 
 * 3Dmol.js is vendored in ``assets/3dmol/`` (``3Dmol-min.js`` of the npm package ``3dmol``,
@@ -70,6 +77,10 @@ CONTACT_COLORS = {
     "MetalAcceptor": "#8c564b",
     "Hydrophobic": "#9a9a9a",
 }
+#: Residues and atom pairs coloured by their share of the score in the view (largest |share| first).
+EXPLAIN_RESIDUES, EXPLAIN_PAIRS = 12, 8
+#: Colours of a favourable (negative) and an unfavourable share at full strength, and of a share near 0.
+FAVOURABLE, UNFAVOURABLE, NEUTRAL = "#2166ac", "#b2182b", "#d9d9d9"
 #: One drawn contact: ProLIF type, ligand point, protein point (Å), distance (Å), residue (``TYR253.A``).
 Contact = tuple[str, tuple[float, ...], tuple[float, ...], float, str]
 _BACKBONE = frozenset({"N", "CA", "C", "O", "OXT"})
@@ -116,6 +127,19 @@ JS = """
         if (r[1]) { selection.chain = r[1]; }
         pocket.setStyle(selection, {stick: {radius: 0.1, colorscheme: "grayCarbon"}});
       });
+      if (data.explain) {
+        // the colour of each residue's carbons and each pair is its share of the score (made in Python)
+        data.explain.residues.forEach(function (r) {
+          var selection = {resi: r[0]};
+          if (r[1]) { selection.chain = r[1]; }
+          pocket.setStyle(selection, {stick: {radius: 0.13, colorscheme: {prop: "elem", map: {C: r[2]}}}});
+        });
+        data.explain.pairs.forEach(function (p) {
+          viewer.addCylinder({start: position(p[0]), end: position(p[1]), radius: 0.045, color: p[2],
+                              fromCap: 1, toCap: 1});
+        });
+        details.setAttribute("data-explain", String(data.explain.residues.length));
+      }
       var ligand = viewer.addModel(data.ligand, "sdf");
       ligand.setStyle({}, {stick: {radius: 0.22, colorscheme: "orangeCarbon"}});
       data.contacts.forEach(function (c) {
@@ -211,6 +235,10 @@ class PoseView:
         ``(type, ligand point, protein point, distance Å, residue)`` per interaction.
     note
         Why there are no contacts (ProLIF failed on this pose), or ``""``.
+    explain
+        :func:`explanation_overlay` of the pose: ``what`` (whose score), ``residues``
+        (``[number, chain, colour]``) and ``pairs`` (``[ligand point, protein point, colour]``);
+        ``None`` when the run does not explain this pose.
     """
 
     compound_id: str
@@ -223,6 +251,7 @@ class PoseView:
     labels: list[tuple[str, tuple[float, float, float]]] = field(default_factory=list)
     contacts: list[Contact] = field(default_factory=list)
     note: str = ""
+    explain: dict[str, Any] | None = None
 
     def payload(self) -> dict[str, Any]:
         """The JSON object the page's viewer script reads (coordinates rounded to 0.01 Å)."""
@@ -236,6 +265,7 @@ class PoseView:
             "sticks": [[number, chain] for number, chain in self.sticks],
             "labels": [[text, point(xyz)] for text, xyz in self.labels],
             "contacts": [[kind, point(a), point(b)] for kind, a, b, _, _ in self.contacts],
+            **({"explain": self.explain} if self.explain else {}),
         }
 
 
@@ -508,6 +538,74 @@ def pose_views(
     return views
 
 
+def share_colour(value: float, scale: float) -> str:
+    """The colour of a share of the score: :data:`FAVOURABLE` (negative) or :data:`UNFAVOURABLE`, by strength.
+
+    Parameters
+    ----------
+    value
+        The share (kcal/mol-like; negative = favourable).
+    scale
+        The largest |share| drawn (full colour); smaller ones are mixed with :data:`NEUTRAL`
+        (square root of the fraction, so that a share of a quarter of the largest is still
+        half coloured).
+
+    Returns
+    -------
+    str
+        ``#rrggbb``.
+    """
+    full = FAVOURABLE if value < 0 else UNFAVOURABLE
+    t = min(1.0, abs(value) / scale) ** 0.5 if scale > 0 else 0.0
+    mix = [round((1 - t) * int(NEUTRAL[k : k + 2], 16) + t * int(full[k : k + 2], 16)) for k in (1, 3, 5)]
+    return "#" + "".join(f"{c:02x}" for c in mix)
+
+
+def explanation_overlay(residues: pd.DataFrame, contacts: pd.DataFrame, source: str) -> dict[str, Any] | None:
+    """What the 3D view colours for one explained pose (:attr:`PoseView.explain`).
+
+    Parameters
+    ----------
+    residues
+        The pose's rows of ``explain/compounds/<id>.csv`` (``number, chain``, ``model_contribution``,
+        ``vina_contribution``).
+    contacts
+        The pose's rows of ``explain/contacts.csv`` (both atoms' coordinates and energies).
+    source
+        ``docked`` or ``refined``: a refined pose gets no pair lines (the pair model scores
+        it against the rigid docking receptor, whose atoms are not where the MD frame's are).
+
+    Returns
+    -------
+    dict or None
+        ``what`` (``model`` or ``Vina``), ``residues`` (the :data:`EXPLAIN_RESIDUES` of largest
+        |share|: ``[number, chain, colour]``) and ``pairs`` (the :data:`EXPLAIN_PAIRS` of largest
+        |energy|: ``[ligand point, protein point, colour]``); ``None`` without residue shares.
+    """
+    model = "model_contribution" in residues and residues["model_contribution"].notna().any()
+    column, what = ("model_contribution", "model") if model else ("vina_contribution", "Vina")
+    rows = residues.dropna(subset=[column, "number"])
+    if not len(rows):
+        return None
+    rows = rows.reindex(rows[column].abs().sort_values(ascending=False, kind="mergesort").index)
+    rows = rows.head(EXPLAIN_RESIDUES)
+    scale = float(rows[column].abs().max())
+    colours = [share_colour(float(v), scale) for v in rows[column]]
+    out_residues = [[int(n), str(c or ""), k] for n, c, k in zip(rows["number"], rows["chain"], colours)]
+    pairs = []
+    energy = "model_energy" if model else "vina_energy"
+    if source == "docked" and len(contacts):
+        top = contacts.dropna(subset=[energy])
+        top = top.reindex(top[energy].abs().sort_values(ascending=False, kind="mergesort").index)
+        top = top.head(EXPLAIN_PAIRS)
+        pair_scale = float(top[energy].abs().max()) if len(top) else 0.0
+        for _, c in top.iterrows():
+            a = [round(float(c[f"ligand_{k}"]), 2) for k in "xyz"]
+            b = [round(float(c[f"protein_{k}"]), 2) for k in "xyz"]
+            pairs.append([a, b, share_colour(float(c[energy]), pair_scale)])
+    return {"what": what, "residues": out_residues, "pairs": pairs}
+
+
 # ---------------------------------------------------------------------------------------------- HTML
 
 
@@ -563,6 +661,13 @@ def viewer_cell(view: PoseView | str | None, index: int) -> html.Cell:
         f"{CONTACT_SHELL:g} Å or in contact as sticks (labelled), the rest within {POCKET_CUTOFF:g} Å as lines; "
         "dashed: ProLIF contacts of this pose. Drag to rotate, scroll to zoom.</p>"
     )
+    if view.explain:
+        lines = "; solid lines: the atom pairs with the largest shares" if view.explain["pairs"] else ""
+        caption += (
+            f'<p class="note">Coloured by contribution to the {html.text(view.explain["what"])} score: the carbons '
+            f"of the {len(view.explain['residues'])} residues with the largest shares, blue favourable, red "
+            f"unfavourable, paler for smaller shares{lines} (see “why this score”).</p>"
+        )
     body = (
         f'<details class="pose3d" data-pose="{element}"><summary>3D view</summary>'
         f'<div class="viewer3d" role="img" aria-label="3D view of {html.text(view.compound_id)}"></div>'
