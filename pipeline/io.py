@@ -42,6 +42,24 @@ def file_mode() -> int:
     return 0o666 & ~_umask()
 
 
+def dir_mode() -> int:
+    """Mode of a new output folder: what ``mkdir`` would give under the current umask (0755 under 022)."""
+    return 0o777 & ~_umask()
+
+
+def staging_dir(out: str | os.PathLike) -> Path:
+    """An empty temporary folder next to ``out``, with the umask's folder mode, to be renamed onto ``out``.
+
+    ``tempfile.mkdtemp`` alone makes it 0700, and the rename would hand that mode to the
+    finished output folder (a model, the explanations), unreadable to the user's group.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    os.chmod(tmp, dir_mode())
+    return tmp
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.

@@ -10,7 +10,14 @@ import textwrap
 
 import pytest
 
-from pipeline.io import atomic_sdf, count_sdf_records, write_failures, write_parquet_atomic, write_text_atomic
+from pipeline.io import (
+    atomic_sdf,
+    count_sdf_records,
+    staging_dir,
+    write_failures,
+    write_parquet_atomic,
+    write_text_atomic,
+)
 
 
 @pytest.mark.parametrize("umask, expected", [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600)])
@@ -29,6 +36,18 @@ def test_outputs_follow_the_umask(tmp_path, umask, expected):
         os.umask(old)
     for name in ("a.txt", "a.parquet", "a.failures.csv", "a.sdf"):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == expected, name
+
+
+@pytest.mark.parametrize("umask, expected", [(0o022, 0o755), (0o027, 0o750), (0o077, 0o700)])
+def test_output_folders_follow_the_umask(tmp_path, umask, expected):
+    """Folders built aside and renamed into place (models, explanations) are not left 0700."""
+    old = os.umask(umask)
+    try:
+        tmp = staging_dir(tmp_path / "model")
+    finally:
+        os.umask(old)
+    assert tmp.parent == tmp_path and not any(tmp.iterdir())
+    assert stat.S_IMODE(tmp.stat().st_mode) == expected
 
 
 def test_a_full_disk_fails_the_sdf_instead_of_renaming_a_short_file(tmp_path):

@@ -39,7 +39,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,7 +49,7 @@ import torch
 
 from ..errors import VscreenError
 from ..graphs import DEFAULT_SCHEMA, GraphSchema
-from ..io import atomic_path, write_text_atomic
+from ..io import atomic_path, staging_dir, write_text_atomic
 from .domain import TRAINING_POCKETS_SCHEMA
 from .model import ComplexScorer, ModelConfig
 
@@ -365,8 +364,7 @@ def save_ensemble(
         ``out_dir``.
     """
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = staging_dir(out)
     try:
         card = dict(ensemble.card)
         card.setdefault("name", out.name)

@@ -72,7 +72,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -83,7 +82,7 @@ import numpy as np
 import pandas as pd
 
 from .. import faults
-from ..io import file_mode, neutralize_csv_cells, restore_csv_cells
+from ..io import neutralize_csv_cells, restore_csv_cells, staging_dir
 from ..layout import RunLayout
 from ..pair_graphs import DEFAULT_PAIR_SCHEMA, VINA_TERMS, PairGraphSchema
 
@@ -774,10 +773,7 @@ def write_explanations(result: RunExplanations, folder: str | os.PathLike) -> Pa
     from .ensemble import replace_folder
 
     out = Path(folder)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    mode = file_mode()
-    os.chmod(tmp, mode | (mode & 0o444) >> 2)  # mkdtemp makes 0700: the umask's mode, with x where r is
+    tmp = staging_dir(out)
     try:
         (tmp / "compounds").mkdir()
         _write_csv(result.summary, tmp / "summary.csv")

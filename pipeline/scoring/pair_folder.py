@@ -40,7 +40,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -49,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..io import staging_dir
 from ..pair_graphs import SCHEMA_VERSION as PAIR_SCHEMA_VERSION
 from ..pair_graphs import PairGraphSchema
 from .domain import TRAINING_POCKETS_SCHEMA, TrainingPockets
@@ -339,8 +339,7 @@ def save_pair_model(
     if any(m.schema != first.schema or m.config != first.config for m in ensemble.members):
         raise ValueError("every member of a pair ensemble must have the same schema and config")
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    tmp = staging_dir(out)
     try:
         info = dict(card or {})
         info.setdefault("name", out.name)
