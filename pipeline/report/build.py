@@ -42,6 +42,7 @@ from .figures import (
 )
 from .funnel import failure_reasons, failures_by_stage, funnel
 from .rundata import RunData, load_run
+from .timing import stage_times, timing_section
 from .top_hits import select_top_poses, write_top_hits
 from .viewer import CSS as VIEWER_CSS
 from .viewer import FAVOURABLE, UNFAVOURABLE, PoseView, explanation_overlay, page_scripts, pose_views, viewer_cell
@@ -731,7 +732,12 @@ def build_report(
             f"Top {summary.top_rows} hits",
             f'<p class="note">Click a column header to sort; open a row\'s 3D view to see its pose in the pocket. '
             "Poses of these compounds (MD-refined where refined) "
-            f"are in <code>top_hits.sdf</code>; the whole ranking is <code>ranking.csv</code>.</p>{hits_html}",
+            f"are in <code>top_hits.sdf</code>; the whole ranking is <code>ranking.csv</code>. "
+            "To look at them with the receptor, from this run's folder: "
+            "<code>pymol receptor/receptor.pdb top_hits.sdf</code> (PyMOL) or "
+            "<code>chimerax receptor/receptor.pdb top_hits.sdf</code> (ChimeraX). PyMOL loads the poses as the "
+            "states of one object, in rank order (<code>split_states top_hits</code> makes one object per "
+            f"compound); ChimeraX opens one model per pose.</p>{hits_html}",
         ),
         ("scores", "Score distributions", dist_fig),
     ]
@@ -747,6 +753,9 @@ def build_report(
             "scores first) and ROC curves per score; dashed: random.",
         )
         sections.append(("enrichment", "Enrichment", enrichment_section(metrics, enrich_fig, run)))
+    timing = timing_section(stage_times(run_dir))
+    if timing:
+        sections.append(("timing", "Run time per stage", timing))
     sections.append(
         (
             "config",
