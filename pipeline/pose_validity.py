@@ -16,11 +16,14 @@ What is checked
 The pose the ranking reports for a compound, the one ``top_hits.sdf`` holds
 (:func:`pipeline.report.top_hits.select_top_poses` chooses it the same way): the
 MD-refined pose ``md_pose`` where the compound was refined, otherwise its best docked
-pose (lowest docking score, lowest pose number on a tie). Both are checked against the
-prepared receptor (``receptor/receptor.pdb``), the structure the report shows them
-with. A refined pose is a final MD frame in which pocket side chains moved; against the
-static receptor it can show a contact that MD resolved, which is what a chemist sees
-when opening the pose next to ``receptor.pdb``.
+pose (lowest docking score, lowest pose number on a tie). A docked pose is checked against
+the prepared receptor (``receptor/receptor.pdb``). A refined pose is the ligand of its final
+MD frame, in which the pocket's side chains moved with it, so it is checked against that
+frame's pocket (the last model of ``refined/frames/<id>_pose<k>.pdb``, as the report's 3D
+view shows it): against the static receptor, contacts that MD resolved read as clashes (in
+the demo both refined poses that failed ``minimum_distance_to_protein`` against
+``receptor.pdb`` were demoted for it). Where the frame file is missing, the refined pose is
+checked against ``receptor.pdb`` with a warning in the rank log.
 
 Which compounds: the top ``report.check_poses_top_n`` (``report.top_n`` by default) of
 the ranking, or every ranked compound with ``report.check_all_poses: true``. With
@@ -321,8 +324,16 @@ class PoseChecker:
         else:
             self._pocket = ReceptorPocket.from_pdb(receptor_pdb)
 
-    def check(self, mol: Chem.Mol) -> Verdict:
+    def check(self, mol: Chem.Mol, receptor_pdb_text: str | None = None) -> Verdict:
         """PoseBusters' verdict on one pose (hydrogens and coordinates as docked).
+
+        Parameters
+        ----------
+        mol
+            The pose.
+        receptor_pdb_text
+            Another protein to check this pose against (a refined pose's final MD frame,
+            PDB text of one model); ``None`` = the checker's receptor.
 
         Raises
         ------
@@ -331,10 +342,13 @@ class PoseChecker:
         """
         if mol.GetNumConformers() == 0:
             return Verdict(None, (), "the pose has no coordinates")
-        if self.pocket_cutoff is None:
+        xyz = mol.GetConformer().GetPositions()
+        if receptor_pdb_text is not None:
+            protein = ReceptorPocket(receptor_pdb_text).around(xyz, self.pocket_cutoff or np.inf)
+        elif self.pocket_cutoff is None:
             protein = self._protein
         else:
-            protein = self._pocket.around(mol.GetConformer().GetPositions(), self.pocket_cutoff)
+            protein = self._pocket.around(xyz, self.pocket_cutoff)
         table = self._busters.bust(mol_pred=mol, mol_cond=protein)
         return verdict_from_row(table.iloc[0])
 
@@ -343,8 +357,47 @@ def _init_checker(receptor_pdb: str, config: str | dict, pocket_cutoff: float | 
     return PoseChecker(receptor_pdb, config, pocket_cutoff)
 
 
-def _check_packed(checker: PoseChecker, packed: bytes) -> tuple[bool | None, tuple[str, ...], str]:
-    return checker.check(unpack_mol(packed)).as_tuple()
+def _check_packed(checker: PoseChecker, payload: tuple[bytes, str | None]) -> tuple[bool | None, tuple[str, ...], str]:
+    packed, receptor_pdb_text = payload
+    return checker.check(unpack_mol(packed), receptor_pdb_text).as_tuple()
+
+
+def last_model(pdb_text: str) -> str:
+    """The ``ATOM``/``HETATM`` records of the last ``MODEL`` of a multi-model PDB (all of them without ``MODEL``)."""
+    lines = pdb_text.splitlines()
+    starts = [k for k, line in enumerate(lines) if line.startswith("MODEL")]
+    body = lines[starts[-1] + 1 :] if starts else lines
+    end = next((k for k, line in enumerate(body) if line.startswith("ENDMDL")), len(body))
+    return "\n".join(line for line in body[:end] if line.startswith(("ATOM  ", "HETATM"))) + "\n"
+
+
+def _final_frame_text(path: Path | None) -> str | None:
+    """The last frame's pocket of an MD frames PDB as PDB text, ``None`` when it is missing or unreadable."""
+    if path is None:
+        return None
+    try:
+        text = last_model(path.read_text())
+    except OSError:
+        return None
+    return text if text.strip() else None
+
+
+def refined_frame_pdbs(layout: RunLayout, md_pose: Mapping[str, int]) -> dict[str, Path]:
+    """For each refined id, the MD frames' pocket PDB of its pose ``md_pose[id]`` (``frames`` column of the refined tables)."""
+    out: dict[str, Path] = {}
+    if not md_pose:
+        return out
+    for batch in layout.batches():
+        path = layout.refined_table(batch)
+        if not path.is_file():
+            continue
+        table = pd.read_parquet(path)
+        if not {"id", "pose", "frames"} <= set(table.columns):
+            continue
+        for cid, pose, frames in zip(table["id"].astype(str), table["pose"], table["frames"]):
+            if md_pose.get(cid) == int(pose) and isinstance(frames, str) and frames:
+                out.setdefault(cid, layout.frames_dir / frames)
+    return out
 
 
 def _describe_error(key: Any, exc: BaseException) -> str:
@@ -564,13 +617,17 @@ def check_ranked_poses(
             batch = _ids_slice(ranked_ids, at, min(limit, at + min(target - kept, READ_BATCH)))
             at += len(batch)
             poses = read_ranked_poses(layout, batch, md_pose)
+            frames = refined_frame_pdbs(layout, {c: p for c, p in (md_pose or {}).items() if c in set(batch)})
             for cid in batch:
                 if cid not in poses:
                     verdict = Verdict(None, (), "no pose found in the run's docked or refined SD files")
                 elif poses[cid] is None:
                     verdict = Verdict(None, (), "RDKit cannot read the pose's SD record")
                 else:
-                    outcome = worker.submit(cid, pack_mol(poses[cid]))
+                    pocket = _final_frame_text(frames.get(cid)) if cid in (md_pose or {}) else None
+                    if cid in (md_pose or {}) and pocket is None:
+                        log.warning("%s: no MD frame file of its refined pose; checked against receptor.pdb", cid)
+                    outcome = worker.submit(cid, (pack_mol(poses[cid]), pocket))
                     verdict = Verdict(*outcome.result) if outcome.ok else Verdict(None, (), outcome.reason)
                 verdicts[cid] = verdict
                 kept += verdict.valid is not False

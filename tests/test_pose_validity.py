@@ -27,7 +27,9 @@ from pipeline.pose_validity import (
     PoseCheckSettings,
     ReceptorPocket,
     check_ranked_poses,
+    last_model,
     read_ranked_poses,
+    refined_frame_pdbs,
 )
 from pipeline.ranking import build_ranking, rank_run
 
@@ -222,3 +224,47 @@ def test_a_refined_compound_is_checked_on_its_refined_pose(complex_1iep, tmp_pat
     assert np.allclose(poses["docked"].GetConformer().GetPositions(), crystal.GetConformer().GetPositions(), atol=1e-3)
     ranked = build_ranking(layout, pose_checks=PoseCheckSettings(top_n=2)).ranking.to_pandas()
     assert ranked["id"].tolist() == ["docked", "refined"] and ranked["pose_valid"].tolist() == [True, False]
+
+
+def test_a_refined_pose_is_checked_against_its_final_md_frame(complex_1iep, tmp_path):
+    """MD moves the pocket with the ligand: the refined pose sits in the last frame's pocket, not in receptor.pdb's.
+
+    The refined pose is the crystal pose moved 4 Å (a clash against the static receptor); the
+    frames file's last model is the receptor moved by the same 4 Å, so there it is the
+    crystal complex again and valid, while its first model (the start) would clash.
+    """
+    receptor, crystal, clash = complex_1iep
+    layout = _run(tmp_path / "run", receptor, {"refined": (crystal, -9.0), "docked": (crystal, -8.0)})
+    write_manifest(layout.batches_dir, "batches", ["batch_00000"])
+    layout.refined_dir.mkdir(parents=True)
+    layout.frames_dir.mkdir(parents=True, exist_ok=True)
+    atoms = [line for line in receptor.read_text().splitlines() if line.startswith(("ATOM  ", "HETATM"))]
+
+    def moved(line: str) -> str:
+        x, y, z = (float(line[30:38]), float(line[38:46]), float(line[46:54]))
+        x, y, z = np.array([x, y, z]) + SHIFT
+        return f"{line[:30]}{x:8.3f}{y:8.3f}{z:8.3f}{line[54:]}"
+
+    frames = "MODEL        1\n" + "\n".join(atoms) + "\nENDMDL\nMODEL        2\n"
+    frames += "\n".join(moved(line) for line in atoms) + "\nENDMDL\nEND\n"
+    (layout.frames_dir / "refined_pose1.pdb").write_text(frames)
+    metrics = ("rmsd_mean", "rmsd_max", "rmsd_final", "pocket_backbone_rmsd", "interaction_energy")
+    refined = pd.DataFrame(
+        {
+            "id": ["refined"],
+            "pose": [1],
+            **dict.fromkeys(metrics, 1.0),
+            "interaction_energy_std": 0.1,
+            "frames": ["refined_pose1.pdb"],
+        }
+    )
+    refined.to_parquet(layout.refined_table("batch_00000"))
+    refined[["id", "pose"]].to_parquet(layout.batch_table("batch_00000"))
+    pd.DataFrame(columns=["id", "stage", "reason"]).to_csv(layout.refined_failures("batch_00000"), index=False)
+    layout.refined_sdf("batch_00000").write_text(_record(clash, "refined", 1, -9.0))
+    assert last_model(frames).splitlines()[0] == moved(atoms[0])
+    assert refined_frame_pdbs(layout, {"refined": 1}) == {"refined": layout.frames_dir / "refined_pose1.pdb"}
+
+    ranked = build_ranking(layout, pose_checks=PoseCheckSettings(top_n=2)).ranking.to_pandas()
+    assert ranked["id"].tolist() == ["refined", "docked"] and ranked["pose_valid"].tolist() == [True, True]
+    assert PoseChecker(receptor).check(clash).valid is False  # the same pose against the static receptor
