@@ -233,33 +233,16 @@ def bench_score(plan: Plan, device: str) -> dict:
     return result
 
 
-STAGES = [
-    "split_library",
-    "prepare_receptor",
-    "prepare_ligands",
-    "dock",
-    "featurize",
-    "select_poses",
-    "refine",
-    "featurize_refined",
-    "score",
-    "rank",
-    "report",
-]
-
-
 def stage_times(run_dir: Path) -> pd.DataFrame:
-    """Per rule: jobs, summed wall seconds and CPU seconds, from Snakemake's ``benchmarks/<rule>/*.tsv``."""
-    rows = []
-    for tsv in sorted((run_dir / "benchmarks").glob("*/*.tsv")):
-        row = pd.read_csv(tsv, sep="\t").iloc[0]
-        rows.append(dict(stage=tsv.parent.name, seconds=float(row["s"]), cpu_seconds=float(row.get("cpu_time", 0.0))))
-    table = (
-        pd.DataFrame(rows)
-        .groupby("stage")
-        .agg(jobs=("seconds", "size"), seconds=("seconds", "sum"), cpu_seconds=("cpu_seconds", "sum"))
-    )
-    return table.reindex([s for s in STAGES if s in table.index])
+    """Per rule: jobs, summed wall seconds and CPU seconds, indexed by stage in workflow order.
+
+    The report's own table (:func:`pipeline.report.timing.stage_times`, from Snakemake's
+    ``benchmarks/<rule>/*.tsv``), with its job seconds named ``seconds``.
+    """
+    from pipeline.report.timing import stage_times as report_stage_times
+
+    table = report_stage_times(run_dir).rename(columns={"job_seconds": "seconds"})
+    return table.set_index("stage")[["jobs", "seconds", "cpu_seconds"]]
 
 
 def _vina_alone(run_dir: Path, box, exhaustiveness: int, cores: int, seed: int) -> float:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+from chromium import find_chromium
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "resources" / "fixtures"
@@ -27,3 +29,13 @@ def shared_complexes() -> Path:
     if not path.is_dir():
         pytest.skip("shared reference complexes not present next to the repository")
     return path
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The headless Chromium binary of the browser tests; skipped without one, failed under ``VSCREEN_REQUIRE_CHROMIUM``."""
+    binary = find_chromium()
+    if binary is None:
+        message = "chromium is not installed (.ci/run installs it with apt-get)"
+        pytest.fail(message) if os.environ.get("VSCREEN_REQUIRE_CHROMIUM") else pytest.skip(message)
+    return binary

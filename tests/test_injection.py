@@ -11,12 +11,10 @@ text.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pandas as pd
-import pytest
-from chromium import HeadlessPage, find_chromium
+from chromium import HeadlessPage
 
 from pipeline.config import validate_config
 from pipeline.io import FORMULA_TRIGGERS, neutralize_csv_cells, restore_csv_cells, sd_text
@@ -78,15 +76,6 @@ def _fake_run(tmp_path: Path) -> tuple[Path, dict]:
         }
     )
     return run, config
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    binary = find_chromium()
-    if binary is None:
-        message = "chromium is not installed (.ci/run installs it with apt-get)"
-        pytest.fail(message) if os.environ.get("VSCREEN_REQUIRE_CHROMIUM") else pytest.skip(message)
-    return binary
 
 
 def test_crafted_card_and_ids_cannot_inject_markup(tmp_path, chromium):

@@ -9,7 +9,6 @@ from a copy of the run.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import zipfile
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from chromium import HeadlessPage, find_chromium
+from chromium import HeadlessPage
 from rdkit import Chem
 from workflow_runs import run_snakemake
 
@@ -143,15 +142,6 @@ def _auroc_by_pairs(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- browser
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    binary = find_chromium()
-    if binary is None:
-        message = "chromium is not installed (.ci/run installs it with apt-get)"
-        pytest.fail(message) if os.environ.get("VSCREEN_REQUIRE_CHROMIUM") else pytest.skip(message)
-    return binary
 
 
 def test_report_renders_in_headless_chromium(demo, chromium):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import shutil
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from chromium import WEBGL_ARGS, HeadlessPage, find_chromium
+from chromium import WEBGL_ARGS, HeadlessPage
 from rdkit import Chem
 
 from pipeline.config import validate_config
@@ -150,15 +149,6 @@ def report(tmp_path_factory, fixtures):
     run, config = _run(tmp, fixtures, N_HITS)
     summary = build_report(run, config)
     return summary.html
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    binary = find_chromium()
-    if binary is None:
-        message = "chromium is not installed (.ci/run installs it with apt-get)"
-        pytest.fail(message) if os.environ.get("VSCREEN_REQUIRE_CHROMIUM") else pytest.skip(message)
-    return binary
 
 
 # ---------------------------------------------------------------------------------------------- browser
