@@ -408,6 +408,8 @@ def find_core(reference: Chem.Mol, mol: Chem.Mol, timeout: float = 10.0, max_map
         for match in mol_matches
     ]
     size = max(len(amap) for amap in candidates)
+    if size == 0:  # the common part was only pieces of rings: no core (the ligand is docked)
+        return Core((), "", n_heavy, result.canceled)
     candidates = [amap for amap in candidates if len(amap) == size]
     # chirality before symmetry: the two mappings of a ring's enantiotopic atoms look alike to
     # canonical ranks but give a stereocentre on the ring opposite handedness

@@ -187,6 +187,15 @@ def test_unchecked_retry_only_when_the_final_chirality_check_fails():
     assert not _only_the_final_chirality_check_fails({})
 
 
+def test_a_common_part_of_ring_pieces_only_is_no_core():
+    """PNMT series: a tetrahydroisoquinoline reference and a ligand of another ring system share
+    only ring fragments; the ring-complete rule leaves nothing, which is no core (docked), not a crash."""
+    reference = _embedded("Clc1ccc2c(c1Cl)C[NH2+]CC2")
+    mol = ligand_from_smiles("COc1cccc2c3c(ccc12)CC[NH2+]C3", "CHEMBL243835")
+    core = find_core(reference, mol)
+    assert core.maps == () and core.size == 0
+
+
 def test_impossible_core_raises_a_readable_tethering_error(reference):
     """Two bonded ligand atoms pinned to reference atoms 4+ A apart cannot be embedded."""
     mol = ligand_from_smiles("CCO", "ethanol")
