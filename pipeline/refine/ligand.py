@@ -14,10 +14,12 @@ Two implementations:
     and the Lennard-Jones sigma/epsilon derived from MMFF's like-pair vdW parameters,
     combined with Amber's by the Lorentz-Berthelot rules of ``NonbondedForce``.
 ``openff`` (:class:`OpenFFLigandForceField`)
-    OpenFF Sage through ``openmmforcefields``' ``SMIRNOFFTemplateGenerator`` (or the
-    toolkit's own ``ForceField.create_openmm_system`` when ``openmmforcefields`` is
-    missing). Needs ``openff-toolkit`` (conda only); the ligand's ``NonbondedForce``
-    exceptions (1-2/1-3 excluded, 1-4 scaled) are carried over as they are.
+    OpenFF Sage (``openff-2.2.1`` by default) through openff-toolkit and
+    openff-interchange, from the ``openff`` extra (``pip install -e '.[openff]'``: Acellera's
+    PyPI redistributions) or conda's ``envs/md.yaml``. AM1-BCC charges come from AmberTools
+    when it is installed and otherwise from the NAGL graph network
+    ``openff-gnn-am1bcc-1.0.0.pt`` that the extra ships (no download). The ligand's
+    ``NonbondedForce`` exceptions (1-2/1-3 excluded, 1-4 scaled) are carried over as they are.
 
 Implicit solvent: ligand atoms take part in OBC2 with exactly the parameters OpenMM's
 ``implicit/obc2.xml`` gives any atom - mbondi2 intrinsic radii (H 1.2 A, or 1.3 A
@@ -30,11 +32,14 @@ ligand is treated as OpenMM would treat a protein atom of the same element.
 
 from __future__ import annotations
 
+import logging
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import combinations
+from types import SimpleNamespace
 from typing import Protocol
 
 import numpy as np
@@ -48,7 +53,10 @@ __all__ = [
     "LigandForceField",
     "MMFFLigandForceField",
     "OpenFFLigandForceField",
+    "DEFAULT_OPENFF_FORCEFIELD",
+    "NAGL_AM1BCC_MODEL",
     "ligand_force_field",
+    "openff_available",
     "ligand_topology",
     "obc2_parameters",
 ]
@@ -67,7 +75,8 @@ class LigandParameters:
     Attributes
     ----------
     name : str
-        Which force field produced them (``"MMFF94"``, ``"openff-2.2.0"``...).
+        Which force field produced them (``"MMFF94"``, ``"openff-2.2.1+openff-gnn-am1bcc-1.0.0"``:
+        OpenFF's name says where the charges came from).
     masses : np.ndarray, shape (N,)
         Atomic masses, amu.
     charges : np.ndarray, shape (N,)
@@ -264,9 +273,23 @@ class MMFFLigandForceField:
 
 # --------------------------------------------------------------------------- OpenFF
 
+#: Sage version used by ``refine.forcefield: openff`` unless ``refine.openff_forcefield`` says otherwise.
+DEFAULT_OPENFF_FORCEFIELD = "openff-2.2.1"
+#: The NAGL graph network that stands in for AM1-BCC when AmberTools is absent (shipped in
+#: ``acellera-openff-nagl-models``: read from the package, never downloaded).
+NAGL_AM1BCC_MODEL = "openff-gnn-am1bcc-1.0.0.pt"
+#: What ``pip install -e '.[openff]'`` brings; named in the errors of a checkout without it.
+OPENFF_INSTALL_HINT = "pip install -e '.[openff]' (or the conda environment envs/md.yaml)"
+
 
 def openff_available() -> bool:
-    """True when ``openff.toolkit`` imports (it is distributed through conda only)."""
+    """True when ``openff.toolkit`` imports (the ``openff`` extra, or conda's ``envs/md.yaml``).
+
+    Returns
+    -------
+    bool
+        Whether :class:`OpenFFLigandForceField` can run on this machine.
+    """
     try:
         import openff.toolkit  # noqa: F401
     except ImportError:
@@ -287,18 +310,103 @@ def _shifted_copy(force: openmm.Force, offset: int) -> openmm.Force:
 _OPENFF_BONDED = (openmm.HarmonicBondForce, openmm.HarmonicAngleForce, openmm.PeriodicTorsionForce)
 
 
+def _openff() -> SimpleNamespace:
+    """The openff-toolkit pieces this module uses, imported on first use.
+
+    Every openff import is here, in one ``try`` that catches ImportError: the package works
+    without the ``openff`` extra (``tests/test_envs.py`` reads such imports as optional).
+
+    Returns
+    -------
+    SimpleNamespace
+        ``ForceField``, ``Molecule``, ``NAGLToolkitWrapper``, ``GLOBAL_TOOLKIT_REGISTRY``,
+        ``AmberToolsToolkitWrapper``, ``OpenEyeToolkitWrapper``.
+
+    Raises
+    ------
+    LigandParameterizationError
+        openff-toolkit is not installed; the message says how to install it.
+    """
+    # openff-units redefines pint's electric-potential unit at import and pint logs a WARNING about it
+    logging.getLogger("pint.util").setLevel(logging.ERROR)
+    try:
+        from openff.toolkit import ForceField, Molecule
+        from openff.toolkit.utils.nagl_wrapper import NAGLToolkitWrapper
+        from openff.toolkit.utils.toolkits import (
+            GLOBAL_TOOLKIT_REGISTRY,
+            AmberToolsToolkitWrapper,
+            OpenEyeToolkitWrapper,
+        )
+    except ImportError as exc:
+        raise LigandParameterizationError(
+            f"ligand force field 'openff' needs openff-toolkit: {OPENFF_INSTALL_HINT}; use 'mmff' otherwise"
+        ) from exc
+    return SimpleNamespace(
+        ForceField=ForceField,
+        Molecule=Molecule,
+        NAGLToolkitWrapper=NAGLToolkitWrapper,
+        GLOBAL_TOOLKIT_REGISTRY=GLOBAL_TOOLKIT_REGISTRY,
+        AmberToolsToolkitWrapper=AmberToolsToolkitWrapper,
+        OpenEyeToolkitWrapper=OpenEyeToolkitWrapper,
+    )
+
+
+@lru_cache(maxsize=4)
+def _smirnoff(name: str):
+    """The SMIRNOFF ``ForceField`` called ``name`` (``.offxml`` optional), parsed once per process.
+
+    Parameters
+    ----------
+    name : str
+        ``"openff-2.2.1"`` or ``"openff-2.2.1.offxml"``: a file that ``openforcefields`` ships.
+
+    Returns
+    -------
+    openff.toolkit.ForceField
+    """
+    return _openff().ForceField(name if name.endswith(".offxml") else f"{name}.offxml")
+
+
+def _ambertools_or_openeye() -> bool:
+    """True when a toolkit that computes real AM1-BCC charges (AmberTools' sqm, OpenEye) is usable."""
+    ff = _openff()
+    return ff.AmberToolsToolkitWrapper.is_available() or ff.OpenEyeToolkitWrapper.is_available()
+
+
 class OpenFFLigandForceField:
-    """OpenFF (Sage) small-molecule parameters via openff-toolkit.
+    """OpenFF (Sage) small-molecule parameters via openff-toolkit and openff-interchange.
+
+    The ligand's vacuum System comes from ``ForceField.create_interchange(...).to_openmm_system``
+    with ``add_constrained_forces=True``: the harmonic terms of bonds to hydrogen stay in the
+    System next to their constraints, because refinement minimizes without constraints
+    (:mod:`pipeline.refine.protocol`) and a bond without its term would be free there. (The
+    toolkit's ``create_openmm_system`` drops those terms; ``openmmforcefields``'
+    ``SMIRNOFFTemplateGenerator`` keeps them but needs ``lxml``, which its PyPI
+    redistribution does not declare, and adds an ffxml round trip for nothing here.)
+
+    Partial charges, with ``charge_method=None`` (the default), are the force field's own
+    when this machine can compute them: a force field with a ``NAGLCharges`` section (Sage
+    2.3) runs its graph network; one with ``ToolkitAM1BCC`` (Sage 2.0-2.2) runs AM1-BCC
+    through AmberTools or OpenEye when one is installed, and otherwise takes the AM1-BCC
+    charges predicted by NAGL's :data:`NAGL_AM1BCC_MODEL` - the pip-only case: no AmberTools
+    on PyPI, and NAGL needs only the model file its package ships, about a second per
+    ligand on the CPU.
 
     Parameters
     ----------
     forcefield : str
-        SMIRNOFF force field name as ``openmmforcefields`` spells it (``"openff-2.2.0"``);
-        ``.offxml`` is appended when the toolkit is used directly.
+        SMIRNOFF force field, ``.offxml`` optional (``"openff-2.2.1"``, ``"openff-2.3.0"``):
+        one of the files the ``openforcefields`` package ships.
     charge_method : str or None
-        Partial-charge method passed to the toolkit (``"am1bcc"`` needs AmberTools or
-        OpenEye; ``"gasteiger"`` and ``"mmff94"`` work with RDKit alone). None lets the
-        force field decide (its ``ToolkitAM1BCC`` / library charges).
+        None: as above. A NAGL model file name (``"openff-gnn-am1bcc-1.0.0.pt"``, ending in
+        ``.pt``) runs that model; any other string is passed to the toolkit's
+        ``assign_partial_charges`` (``"am1bcc"`` needs AmberTools or OpenEye,
+        ``"gasteiger"`` and ``"mmff94"`` need RDKit only).
+
+    Attributes
+    ----------
+    name : str
+        The force field's name; :meth:`parameterize` labels its parameters with the charges too.
 
     Raises
     ------
@@ -306,47 +414,92 @@ class OpenFFLigandForceField:
         From :meth:`parameterize` when openff-toolkit is missing or fails on the ligand.
     """
 
-    def __init__(self, forcefield: str = "openff-2.2.0", charge_method: str | None = None):
-        self.forcefield = forcefield
+    def __init__(self, forcefield: str = DEFAULT_OPENFF_FORCEFIELD, charge_method: str | None = None):
+        self.forcefield = forcefield.removesuffix(".offxml")
         self.charge_method = charge_method
-        self.name = forcefield
+        self.name = self.forcefield
 
-    def _ligand_system(self, mol: Chem.Mol) -> openmm.System:
-        """Vacuum System of the ligand alone from OpenFF (no cutoff, HBonds constraints)."""
-        try:
-            from openff.toolkit import Molecule
-        except ImportError as exc:
-            raise LigandParameterizationError(
-                "ligand force field 'openff' needs openff-toolkit (conda install -c conda-forge "
-                "openff-toolkit openmmforcefields); use 'mmff' otherwise"
-            ) from exc
-        offmol = Molecule.from_rdkit(mol, allow_undefined_stereo=True, hydrogens_are_explicit=True)
+    def _charges_label(self, forcefield) -> tuple[str, str | None]:
+        """How charges are made: ``(label, method)``; ``method`` None means the force field's own section.
+
+        Parameters
+        ----------
+        forcefield : openff.toolkit.ForceField
+            The loaded force field (its charge sections decide the default).
+
+        Returns
+        -------
+        (str, str or None)
+            A label for :attr:`LigandParameters.name` (the model file without ``.pt``,
+            ``am1bcc``, ``gasteiger`` ...) and the method to assign before parameterizing.
+        """
         if self.charge_method is not None:
-            offmol.assign_partial_charges(self.charge_method)
-        try:
-            from openmmforcefields.generators import SMIRNOFFTemplateGenerator
-        except ImportError:
-            from openff.toolkit import ForceField
+            return self.charge_method.removesuffix(".pt"), self.charge_method
+        handlers = forcefield.registered_parameter_handlers
+        if "NAGLCharges" in handlers:
+            model = forcefield.get_parameter_handler("NAGLCharges").model_file
+            return str(model).removesuffix(".pt"), None
+        if "ToolkitAM1BCC" in handlers and not _ambertools_or_openeye():
+            return NAGL_AM1BCC_MODEL.removesuffix(".pt"), NAGL_AM1BCC_MODEL
+        return "am1bcc", None
 
-            name = self.forcefield if self.forcefield.endswith(".offxml") else f"{self.forcefield}.offxml"
-            charges = [offmol] if self.charge_method is not None else []
-            return ForceField(name).create_openmm_system(offmol.to_topology(), charge_from_molecules=charges)
-        generator = SMIRNOFFTemplateGenerator(molecules=[offmol], forcefield=self.forcefield.removesuffix(".offxml"))
-        forcefield = app.ForceField()
-        forcefield.registerTemplateGenerator(generator.generator)
-        return forcefield.createSystem(
-            offmol.to_topology().to_openmm(), nonbondedMethod=app.NoCutoff, constraints=app.HBonds, removeCMMotion=False
-        )
+    def _ligand_system(self, mol: Chem.Mol) -> tuple[openmm.System, str]:
+        """Vacuum System of the ligand alone (no cutoff, HBonds constraints with their harmonic terms).
+
+        Parameters
+        ----------
+        mol : Chem.Mol
+            Checked ligand (:func:`_check_molecule`).
+
+        Returns
+        -------
+        (openmm.System, str)
+            The System and the charge label (see :meth:`_charges_label`).
+        """
+        off = _openff()
+        forcefield = _smirnoff(self.forcefield)
+        label, method = self._charges_label(forcefield)
+        offmol = off.Molecule.from_rdkit(mol, allow_undefined_stereo=True, hydrogens_are_explicit=True)
+        charged = []
+        if method is not None:
+            # a model file name goes to NAGL alone, which finds it in openff-nagl-models' package data
+            registry = off.NAGLToolkitWrapper() if method.endswith(".pt") else off.GLOBAL_TOOLKIT_REGISTRY
+            offmol.assign_partial_charges(method, toolkit_registry=registry)
+            charged = [offmol]
+        with warnings.catch_warnings():
+            # interchange's import-time scan of torch trips torch's own deprecation warning
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"openff\.interchange")
+            interchange = forcefield.create_interchange(offmol.to_topology(), charge_from_molecules=charged)
+            system = interchange.to_openmm_system(combine_nonbonded_forces=True, add_constrained_forces=True)
+        return system, label
 
     def parameterize(self, mol: Chem.Mol) -> LigandParameters:
-        """Parameterize ``mol`` with OpenFF; see the class docstring."""
+        """Parameterize ``mol`` with OpenFF; see the class docstring.
+
+        Parameters
+        ----------
+        mol : Chem.Mol
+            Ligand with every hydrogen explicit and a 3D conformer.
+
+        Returns
+        -------
+        LigandParameters
+            Named ``<forcefield>+<charges>`` (``openff-2.2.1+openff-gnn-am1bcc-1.0.0``).
+
+        Raises
+        ------
+        LigandParameterizationError
+            openff-toolkit missing, a molecule the toolkit or the force field cannot
+            handle, or a System with virtual sites or forces this module cannot carry over.
+        """
         label = _check_molecule(mol)
         try:
-            system = self._ligand_system(mol)
+            system, charges_label = self._ligand_system(mol)
         except LigandParameterizationError:
             raise
         except Exception as exc:  # the toolkit raises many unrelated exception types
-            raise LigandParameterizationError(f"{label}: OpenFF cannot parameterize the ligand: {exc}") from exc
+            text = " ".join(str(exc).split())[:300]
+            raise LigandParameterizationError(f"{label}: OpenFF cannot parameterize the ligand: {text}") from exc
         n = mol.GetNumAtoms()
         if system.getNumParticles() != n or any(system.isVirtualSite(i) for i in range(n)):
             raise LigandParameterizationError(f"{label}: OpenFF System has virtual sites or extra particles")
@@ -379,7 +532,7 @@ class OpenFFLigandForceField:
 
         masses = np.array([system.getParticleMass(i)._value for i in range(n)])
         return LigandParameters(
-            name=self.name,
+            name=f"{self.forcefield}+{charges_label}",
             masses=masses,
             charges=charges,
             sigma_nm=sigma,
@@ -394,14 +547,28 @@ class OpenFFLigandForceField:
         )
 
     def __repr__(self) -> str:
-        return f"OpenFFLigandForceField({self.forcefield!r})"
+        return f"OpenFFLigandForceField({self.forcefield!r}, charge_method={self.charge_method!r})"
 
 
 @lru_cache(maxsize=8)
 def ligand_force_field(
-    name: str = "mmff", mmff_variant: str = "MMFF94", openff_forcefield: str = "openff-2.2.0"
+    name: str = "mmff", mmff_variant: str = "MMFF94", openff_forcefield: str = DEFAULT_OPENFF_FORCEFIELD
 ) -> LigandForceField:
     """The ligand force field called ``name`` (``"mmff"`` or ``"openff"``).
+
+    Parameters
+    ----------
+    name : {"mmff", "openff"}
+        ``refine.forcefield``.
+    mmff_variant : {"MMFF94", "MMFF94s"}
+        ``refine.mmff_variant`` (``mmff`` only).
+    openff_forcefield : str
+        ``refine.openff_forcefield`` (``openff`` only); charges as :class:`OpenFFLigandForceField` decides.
+
+    Returns
+    -------
+    LigandForceField
+        One instance per argument set and process (cached).
 
     Raises
     ------

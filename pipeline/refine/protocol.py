@@ -41,6 +41,7 @@ import numpy as np
 import openmm
 from openmm import unit
 
+from .ligand import DEFAULT_OPENFF_FORCEFIELD
 from .system import RESTRAINT_GROUP, ComplexSystem
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,10 @@ class RefineSettings:
         Ligand force field (:mod:`pipeline.refine.ligand`); the protein is always amber14.
     mmff_variant : {"MMFF94", "MMFF94s"}
     openff_forcefield : str
-        SMIRNOFF force field for ``forcefield="openff"``.
+        SMIRNOFF force field for ``forcefield="openff"``: a Sage ``.offxml`` that the
+        ``openforcefields`` package ships, ``.offxml`` optional (default
+        :data:`~pipeline.refine.ligand.DEFAULT_OPENFF_FORCEFIELD`, ``openff-2.2.1``; its AM1-BCC
+        charges come from NAGL's ``openff-gnn-am1bcc-1.0.0.pt`` when AmberTools is absent).
     solvent : {"implicit", "explicit"}
         OBC2 implicit solvent on a trimmed pocket, or TIP3P/PME around the whole receptor.
     pocket_cutoff : float or None
@@ -137,7 +141,7 @@ class RefineSettings:
 
     forcefield: str = "mmff"
     mmff_variant: str = "MMFF94"
-    openff_forcefield: str = "openff-2.2.0"
+    openff_forcefield: str = DEFAULT_OPENFF_FORCEFIELD
     solvent: str = "implicit"
     pocket_cutoff: float | None = 10.0
     free_shell: float = 5.0
