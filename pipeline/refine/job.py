@@ -37,7 +37,7 @@ Outputs, each written atomically (:mod:`pipeline.io`):
         File name of the pocket frame PDB in ``out_frames_dir`` (the ligand SDF has
         the same stem); :func:`pipeline.refine.frames.read_frames` reads them.
     ``ligand_forcefield, solvent``
-        ``MMFF94`` / ``openff-2.2.0`` ..., ``implicit`` / ``explicit``.
+        ``MMFF94`` / ``openff-2.2.1`` ..., ``implicit`` / ``explicit``.
     ``seconds_minimize, seconds_dynamics``
         Where the time went (dynamics / ``length_ps`` gives the speed).
 ``out_frames_dir``
