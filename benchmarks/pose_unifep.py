@@ -152,16 +152,29 @@ def shard(folders: list[str], spec: str | None) -> list[str]:
 
 
 def read_series(folder: Path) -> list[dict]:
-    """Ligands of one series: ``ligand_name, ligand_smiles, exp_dG, fep_dG`` (units stripped from the headers)."""
+    """Ligands of one series: ``ligand_name, ligand_smiles, exp_dG, fep_dG`` (units stripped from the headers).
+
+    A SMILES with a neutral four-bonded N (Hermite PAK4's protonated piperazines, written
+    ``N([H])([H])`` without their charge) is read as the ammonium, as the affinity loader
+    reads it (``affinity_eval._read_smiles``), so that the poses and the evaluation hold the
+    same ligands; every other SMILES is passed on as written.
+    """
+    from affinity_eval import _read_smiles
+
     with open(folder / "result_dG.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     out = []
     for row in rows:
         clean = {key.split(" (")[0]: value for key, value in row.items()}
+        smiles = clean["ligand_smiles"]
+        if Chem.MolFromSmiles(smiles) is None:
+            repaired, fixed = _read_smiles(smiles)
+            if fixed:
+                smiles = Chem.MolToSmiles(repaired)
         out.append(
             dict(
                 ligand_name=clean["ligand_name"],
-                ligand_smiles=clean["ligand_smiles"],
+                ligand_smiles=smiles,
                 exp_dG=clean.get("exp_dG", ""),
                 fep_dG=clean.get("fep_dG", ""),
             )

@@ -143,3 +143,18 @@ def test_poses_of_an_older_checkout_move_from_the_cache_into_the_committed_file(
         lig["ligand_name"] for lig in ligands
     ]
     assert pu.receptor_path(SERIES.name).parent == pu.CACHE  # where prepare() leaves it and the scorer reads it
+
+
+def test_a_neutral_four_bonded_nitrogen_is_read_as_the_ammonium(tmp_path):
+    """Hermite PAK4 writes protonated piperazines without their charge; the campaign poses them as [NH2+]."""
+    (tmp_path / "result_dG.csv").write_text(
+        "ligand_smiles,ligand_name,exp_dG (kcal/mol),fep_dG (kcal/mol)\n"
+        "C1CN([H])([H])CCN1C(=O)c1ccccc1,17,-9.1,-9.0\n"
+        "c1ccccc1O,phenol,-5.0,-5.1\n"
+    )
+    ligands = {lig["ligand_name"]: lig["ligand_smiles"] for lig in pu.read_series(tmp_path)}
+    assert Chem.MolToSmiles(Chem.MolFromSmiles(ligands["17"])) == Chem.MolToSmiles(
+        Chem.MolFromSmiles("O=C(c1ccccc1)N1CC[NH2+]CC1")
+    )
+    assert ligands["phenol"] == "c1ccccc1O"
+    assert ligand_from_smiles(ligands["17"], "17").GetNumAtoms() > 0
