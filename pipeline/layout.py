@@ -242,6 +242,28 @@ class RunLayout:
         except FileNotFoundError:
             return []
 
+    def refined_frame_files(self, ids: set[str]) -> dict[tuple[str, int], Path]:
+        """The MD frames' pocket PDB of each refined ``(id, pose)`` of ``ids`` (``frames`` column of the refined tables).
+
+        The pose checks and the report's 3D view both show a refined pose in its final frame's pocket.
+        """
+        import pandas as pd  # only here: the layout is imported by every stage
+
+        out: dict[tuple[str, int], Path] = {}
+        if not ids:
+            return out
+        for batch in self.batches():
+            path = self.refined_table(batch)
+            if not path.is_file():
+                continue
+            table = pd.read_parquet(path)
+            if not {"id", "pose", "frames"} <= set(table.columns):
+                continue
+            for cid, pose, frames in zip(table["id"].astype(str), table["pose"], table["frames"]):
+                if cid in ids and isinstance(frames, str) and frames:
+                    out.setdefault((cid, int(pose)), self.frames_dir / frames)
+        return out
+
     def graph_files(self) -> list[Path]:
         """Graph files the workflow made for this run: docked chunks first, then refined batches."""
         return [self.graph_file(c) for c in self.chunks()] + [self.graph_file(b) for b in self.batches()]

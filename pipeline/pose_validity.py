@@ -383,21 +383,9 @@ def _final_frame_text(path: Path | None) -> str | None:
 
 
 def refined_frame_pdbs(layout: RunLayout, md_pose: Mapping[str, int]) -> dict[str, Path]:
-    """For each refined id, the MD frames' pocket PDB of its pose ``md_pose[id]`` (``frames`` column of the refined tables)."""
-    out: dict[str, Path] = {}
-    if not md_pose:
-        return out
-    for batch in layout.batches():
-        path = layout.refined_table(batch)
-        if not path.is_file():
-            continue
-        table = pd.read_parquet(path)
-        if not {"id", "pose", "frames"} <= set(table.columns):
-            continue
-        for cid, pose, frames in zip(table["id"].astype(str), table["pose"], table["frames"]):
-            if md_pose.get(cid) == int(pose) and isinstance(frames, str) and frames:
-                out.setdefault(cid, layout.frames_dir / frames)
-    return out
+    """For each refined id, the MD frames' pocket PDB of its pose ``md_pose[id]``."""
+    files = layout.refined_frame_files(set(md_pose))
+    return {cid: files[cid, pose] for cid, pose in md_pose.items() if (cid, pose) in files}
 
 
 def _describe_error(key: Any, exc: BaseException) -> str:

@@ -459,21 +459,8 @@ def pose_view(
 
 
 def _frame_pockets(layout: RunLayout, refined_ids: set[str]) -> dict[tuple[str, int], Path]:
-    """The MD frames' pocket PDB of each refined ``(id, pose)``, from the ``frames`` column of the refined tables."""
-    out: dict[tuple[str, int], Path] = {}
-    if not refined_ids:
-        return out
-    for batch in layout.batches():
-        table = layout.refined_table(batch)
-        if not table.is_file():
-            continue
-        rows = pd.read_parquet(table)
-        if not {"id", "pose", "frames"} <= set(rows.columns):
-            continue
-        for cid, pose, frames in zip(rows["id"].astype(str), rows["pose"], rows["frames"]):
-            if cid in refined_ids and isinstance(frames, str) and frames:
-                out.setdefault((cid, int(pose)), layout.frames_dir / frames)
-    return out
+    """The MD frames' pocket PDB of each refined ``(id, pose)`` (:meth:`RunLayout.refined_frame_files`)."""
+    return layout.refined_frame_files(refined_ids)
 
 
 def _final_frame_pocket(path: Path) -> Any:
