@@ -167,10 +167,9 @@ def read_series(folder: Path) -> list[dict]:
     for row in rows:
         clean = {key.split(" (")[0]: value for key, value in row.items()}
         smiles = clean["ligand_smiles"]
-        if Chem.MolFromSmiles(smiles) is None:
-            repaired, fixed = _read_smiles(smiles)
-            if fixed:
-                smiles = Chem.MolToSmiles(repaired)
+        repaired, fixed = _read_smiles(smiles)  # parses as written first; repairs only what RDKit refuses
+        if fixed:
+            smiles = Chem.MolToSmiles(repaired)
         out.append(
             dict(
                 ligand_name=clean["ligand_name"],

@@ -599,21 +599,22 @@ def check_ranked_poses(
         stage="pose check",
         describe_error=_describe_error,
     )
+    refined = dict(md_pose or {})
     with worker:
         # walk down the ranking until the top `target` hold no pose known to be invalid
         while at < limit and kept < target:
             batch = _ids_slice(ranked_ids, at, min(limit, at + min(target - kept, READ_BATCH)))
             at += len(batch)
-            poses = read_ranked_poses(layout, batch, md_pose)
-            frames = refined_frame_pdbs(layout, {c: p for c, p in (md_pose or {}).items() if c in set(batch)})
+            poses = read_ranked_poses(layout, batch, refined)
+            frames = refined_frame_pdbs(layout, {cid: refined[cid] for cid in batch if cid in refined})
             for cid in batch:
                 if cid not in poses:
                     verdict = Verdict(None, (), "no pose found in the run's docked or refined SD files")
                 elif poses[cid] is None:
                     verdict = Verdict(None, (), "RDKit cannot read the pose's SD record")
                 else:
-                    pocket = _final_frame_text(frames.get(cid)) if cid in (md_pose or {}) else None
-                    if cid in (md_pose or {}) and pocket is None:
+                    pocket = _final_frame_text(frames.get(cid)) if cid in refined else None
+                    if cid in refined and pocket is None:
                         log.warning("%s: no MD frame file of its refined pose; checked against receptor.pdb", cid)
                     outcome = worker.submit(cid, (pack_mol(poses[cid]), pocket))
                     verdict = Verdict(*outcome.result) if outcome.ok else Verdict(None, (), outcome.reason)

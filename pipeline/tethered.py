@@ -759,7 +759,7 @@ def _embed_on_core(
                     failures["CORE_OFF_REFERENCE"] += 1
         if kept:
             return kept
-        if check_chirality and starts[-1][1] and _only_the_final_chirality_check_fails(counts):
+        if check_chirality and _only_the_final_chirality_check_fails(counts):
             starts[attempt:] = [(True, False)]  # the check, not the start, is what fails: go unchecked
     return []
 
