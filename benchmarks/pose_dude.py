@@ -323,11 +323,9 @@ def receptor_file(target: str, out: Path = OUT, prepare: bool = True) -> Path | 
 
 def target_box(target: str):
     """The convergence benchmark's box of ``target``: dockstring's box of its receptor."""
-    from pipeline.box import Box
-    from pipeline.receptor import dockstring_box
+    from pipeline.box import dockstring_box
 
-    center, size = dockstring_box(GENE[target])
-    return Box(tuple(center), tuple(size))
+    return dockstring_box(GENE[target])
 
 
 # --------------------------------------------------------------------------- one docking (isolated worker)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .dockstring_targets import target_file
 from .errors import VscreenError
 from .io import read_structure_text
 
@@ -61,6 +62,17 @@ def read_vina_config(path: str | Path) -> Box:
     if missing:
         raise BoxError(f"box file '{path}' lacks {', '.join(missing)}")
     return Box(tuple(float(values[f"center_{a}"]) for a in "xyz"), tuple(float(values[f"size_{a}"]) for a in "xyz"))
+
+
+def dockstring_box(name: str) -> Box:
+    """Docking box of a dockstring target (``"ABL1"``, case-insensitive), from its ``<NAME>_conf.txt``.
+
+    Raises
+    ------
+    pipeline.errors.ReceptorError
+        ``name`` is not an installed dockstring target (the message lists some that are).
+    """
+    return read_vina_config(target_file(name, "_conf.txt"))
 
 
 def read_ligand_coordinates(path: str | Path) -> np.ndarray:
@@ -110,10 +122,7 @@ def box_from_config(box_cfg: dict, dockstring_target: str | None = None) -> Box:
     if box_cfg.get("vina_config"):
         return read_vina_config(box_cfg["vina_config"])
     if dockstring_target:
-        from .receptor import dockstring_box
-
-        center, size = dockstring_box(dockstring_target)
-        return Box(tuple(center), tuple(size))
+        return dockstring_box(dockstring_target)
     raise BoxError("no docking box given: set box.center + box.size, box.reference_ligand or box.vina_config")
 
 

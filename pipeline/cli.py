@@ -148,8 +148,7 @@ def cmd_dock(args: argparse.Namespace) -> int:
         time_limit=args.time_limit,
     )
     if args.tethered_to:
-        from .docking import pose_chunk_tethered
-        from .tethered import TetheredSettings
+        from .tethered import TetheredSettings, pose_chunk_tethered
 
         tethered = TetheredSettings(
             seed=args.seed,

@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline.box import Box, dockstring_box, read_vina_config
 from pipeline.receptor import (
     ReceptorError,
     check_openmm_system,
-    dockstring_box,
     prepare_receptor,
-    read_vina_box,
     resolve_receptor_source,
     write_receptor_report,
 )
@@ -52,10 +51,10 @@ def _source(name: str) -> str:
 def _box_center(name: str) -> tuple[float, float, float]:
     """Pocket centre: dockstring conf, the complex's box file, or its ligand centroid."""
     if name in DOCKSTRING:
-        return dockstring_box(name)[0]
+        return dockstring_box(name).center
     box = COMPLEXES / f"{name}_box.txt"
     if box.is_file():
-        return read_vina_box(box)[0]
+        return read_vina_config(box).center
     from rdkit import Chem
 
     sdf = sorted(COMPLEXES.glob(f"{name}_ligand*.sdf"))[0]
@@ -275,15 +274,17 @@ def test_unparseable_structure_names_the_file(tmp_path):
 
 def test_dockstring_names_are_case_insensitive_and_boxes_parse():
     assert resolve_receptor_source("ache").name == "ACHE_target.pdbqt"
-    center, size = dockstring_box("ache")
-    assert center == pytest.approx((4.521, 66.834, 65.770)) and size == (30.0, 30.0, 30.0)
+    box = dockstring_box("ache")
+    assert box.center == pytest.approx((4.521, 66.834, 65.770)) and box.size == (30.0, 30.0, 30.0)
+    with pytest.raises(ReceptorError, match="dockstring target"):
+        dockstring_box("NOT_A_TARGET")
 
 
-def test_read_vina_box_parses_shared_box_file():
+def test_read_vina_config_parses_shared_box_file():
     path = COMPLEXES / "1iep_box.txt"
     if not path.is_file():
         pytest.skip(f"{path} not available")
-    assert read_vina_box(path) == ((15.19, 53.903, 16.917), (20.0, 20.0, 20.0))
+    assert read_vina_config(path) == Box((15.19, 53.903, 16.917), (20.0, 20.0, 20.0))
 
 
 # ----------------------------------------------------------------------------- untypable residues (cropped 1iep)
