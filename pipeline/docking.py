@@ -19,6 +19,8 @@ depend on whether a worker was restarted before them.
 already holds its input pose (:func:`pipeline.ligands.prepare_pose`), Vina scores it as
 it lies (``Vina.score``) against the same maps, and the pose is written back through
 meeko like a docked one, so every later stage reads it as a docked pose (pose 1).
+``docking.mode: tethered`` runs through the same chunk runner (:func:`run_chunk`), from
+:func:`pipeline.tethered.pose_chunk_tethered`.
 """
 
 from __future__ import annotations
@@ -256,7 +258,7 @@ def dock_chunk(
     docking worker or runs past ``settings.time_limit`` never stops the chunk; an
     unreadable receptor or box (the worker's ``init``) fails the job.
     """
-    return _run_chunk(
+    return run_chunk(
         ligands,
         "pdbqt",
         _dock_in_worker,
@@ -303,7 +305,7 @@ def score_chunk(
     (int, int)
         ``(scored, failed)`` counts.
     """
-    return _run_chunk(
+    return run_chunk(
         ligands,
         "pdbqt",
         _score_in_worker,
@@ -317,7 +319,7 @@ def score_chunk(
     )
 
 
-def _run_chunk(
+def run_chunk(
     ligands: str | Path,
     column: str,
     work,
@@ -360,69 +362,3 @@ def _write_chunk(n: int, outcomes, out_sdf: str | Path, out_table: str | Path, f
     write_parquet_atomic(table, out_table)
     write_failures(failed, failures)
     return n - len(failed), len(failed)
-
-
-def _pose_tethered_in_worker(poser, item: tuple[str, str]) -> list[tuple[bytes, dict]]:
-    """Isolated work of one ligand in ``docking.mode: tethered``: its one pose and table row."""
-    compound_id, smiles = item
-    start = time.perf_counter()
-    pose = poser.pose(smiles, compound_id)
-    mol = pose.to_mol()
-    row = dict(
-        id=compound_id,
-        pose=1,
-        docking_score=float(pose.vina_score),
-        inter=float("nan"),  # Vina's optimize() reports the total only
-        intra=float("nan"),
-        torsional=float("nan"),
-        intra_best_pose=float("nan"),
-        dock_seconds=time.perf_counter() - start,
-    )
-    for key in ("pose", "docking_score"):
-        mol.SetProp(key, str(row[key]))
-    return [(pack_mol(mol), row)]
-
-
-def _tethering_reason(compound_id: str, exc: BaseException) -> str:
-    from .tethered import TetheringError
-
-    if isinstance(exc, (TetheringError, DockingError)):
-        return str(exc)
-    return unexpected_error(f"tethered posing of {compound_id}", exc)
-
-
-def pose_chunk_tethered(
-    ligands: str | Path,
-    receptor_pdbqt: str | Path,
-    reference: str | Path,
-    box: Box,
-    settings,
-    time_limit: float | None,
-    out_sdf: str | Path,
-    out_table: str | Path,
-    failures: str | Path,
-) -> tuple[int, int]:
-    """``docking.mode: tethered``: pose every ligand of a prepared chunk like ``reference``.
-
-    Same inputs and outputs as :func:`dock_chunk` (one pose per ligand; ``inter``, ``intra``
-    and ``torsional`` are NaN because Vina's local optimization gives only the total), with
-    :class:`pipeline.tethered.TetheredPoser` in the isolated worker: the common core with the
-    reference restrained, Vina local optimization, docking in the reference's box when the
-    core is too small. The pose's SD properties say which (``mode``, ``reason``, ``core_rmsd``).
-    ``settings`` is a :class:`pipeline.tethered.TetheredSettings`; ``box`` is the run's box (the
-    reference's, as receptor preparation wrote it), so Vina's maps cover what docking's would.
-    """
-    from .tethered import TetheredPoser
-
-    return _run_chunk(
-        ligands,
-        "prepared_smiles",
-        _pose_tethered_in_worker,
-        partial(TetheredPoser, receptor_pdbqt, reference, settings, box),
-        time_limit,
-        f"pose {Path(ligands).stem} (tethered)",
-        _tethering_reason,
-        out_sdf,
-        out_table,
-        failures,
-    )

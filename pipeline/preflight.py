@@ -9,7 +9,7 @@ it only when scoring is part of the requested targets.
 
 Every check raises one of the user errors of :mod:`pipeline.errors`
 (:class:`~pipeline.library.LibraryError`, :class:`~pipeline.receptor.ReceptorError`,
-:class:`~pipeline.box.BoxError`, :class:`~pipeline.scoring.ensemble.ModelError`).
+:class:`~pipeline.box.BoxError`, :class:`~pipeline.scoring.cards.ModelError`).
 """
 
 from __future__ import annotations

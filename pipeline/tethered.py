@@ -35,8 +35,10 @@ from __future__ import annotations
 import logging
 import math
 import tempfile
+import time
 from collections import Counter, deque
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,7 +48,8 @@ from rdkit.Chem import rdDistGeom, rdFMCS, rdForceFieldHelpers, rdMolAlign
 from rdkit.Geometry import Point3D
 
 from .box import Box, box_around_coordinates, box_around_ligand
-from .docking import Docker, DockingError, DockingSettings, poses_to_rdkit
+from .docking import Docker, DockingError, DockingSettings, poses_to_rdkit, run_chunk
+from .isolation import pack_mol, unexpected_error
 from .ligands import PreparationError, embed, to_pdbqt
 from .rmsd import element_graph
 
@@ -1142,3 +1145,65 @@ def pose_like_reference(
         Unreadable SMILES or reference, or no pose by either way; the message names the ligand.
     """
     return TetheredPoser(receptor_pdbqt, reference, settings).pose(smiles, name)
+
+
+def _pose_tethered_in_worker(poser, item: tuple[str, str]) -> list[tuple[bytes, dict]]:
+    """Isolated work of one ligand in ``docking.mode: tethered``: its one pose and table row."""
+    compound_id, smiles = item
+    start = time.perf_counter()
+    pose = poser.pose(smiles, compound_id)
+    mol = pose.to_mol()
+    row = dict(
+        id=compound_id,
+        pose=1,
+        docking_score=float(pose.vina_score),
+        inter=float("nan"),  # Vina's optimize() reports the total only
+        intra=float("nan"),
+        torsional=float("nan"),
+        intra_best_pose=float("nan"),
+        dock_seconds=time.perf_counter() - start,
+    )
+    for key in ("pose", "docking_score"):
+        mol.SetProp(key, str(row[key]))
+    return [(pack_mol(mol), row)]
+
+
+def _tethering_reason(compound_id: str, exc: BaseException) -> str:
+    if isinstance(exc, (TetheringError, DockingError)):
+        return str(exc)
+    return unexpected_error(f"tethered posing of {compound_id}", exc)
+
+
+def pose_chunk_tethered(
+    ligands: str | Path,
+    receptor_pdbqt: str | Path,
+    reference: str | Path,
+    box: Box,
+    settings,
+    time_limit: float | None,
+    out_sdf: str | Path,
+    out_table: str | Path,
+    failures: str | Path,
+) -> tuple[int, int]:
+    """``docking.mode: tethered``: pose every ligand of a prepared chunk like ``reference``.
+
+    Same inputs and outputs as :func:`dock_chunk` (one pose per ligand; ``inter``, ``intra``
+    and ``torsional`` are NaN because Vina's local optimization gives only the total), with
+    :class:`pipeline.tethered.TetheredPoser` in the isolated worker: the common core with the
+    reference restrained, Vina local optimization, docking in the reference's box when the
+    core is too small. The pose's SD properties say which (``mode``, ``reason``, ``core_rmsd``).
+    ``settings`` is a :class:`pipeline.tethered.TetheredSettings`; ``box`` is the run's box (the
+    reference's, as receptor preparation wrote it), so Vina's maps cover what docking's would.
+    """
+    return run_chunk(
+        ligands,
+        "prepared_smiles",
+        _pose_tethered_in_worker,
+        partial(TetheredPoser, receptor_pdbqt, reference, settings, box),
+        time_limit,
+        f"pose {Path(ligands).stem} (tethered)",
+        _tethering_reason,
+        out_sdf,
+        out_table,
+        failures,
+    )

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from pipeline.scoring import ensemble as ensemble_module
-from pipeline.scoring.ensemble import CARD_SCHEMA, MIN_TORCH, ModelError, load_ensemble, read_card, validate_card
+from pipeline.scoring.cards import CARD_SCHEMA, ModelError, read_card, validate_card
+from pipeline.scoring.ensemble import MIN_TORCH, load_ensemble
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO / "models" / "default"

@@ -28,6 +28,7 @@ from pipeline.docking import Docker, DockingSettings
 from pipeline.layout import RunLayout, write_manifest
 from pipeline.ligands import LigandSettings, prepare_ligand
 from pipeline.pair_graphs import DEFAULT_PAIR_SCHEMA, PairGraphSchema, load_vina_receptor, pair_graph, save_pair_graphs
+from pipeline.scoring.cards import validate_pair_card
 from pipeline.scoring.ensemble import ModelError
 from pipeline.scoring.metrics import kendall_tau
 from pipeline.scoring.pair_finetune import (
@@ -39,7 +40,7 @@ from pipeline.scoring.pair_finetune import (
     potency,
     train_pair_from_files,
 )
-from pipeline.scoring.pair_folder import load_pair_model, pair_schema_for_run, save_pair_model, validate_pair_card
+from pipeline.scoring.pair_folder import load_pair_model, pair_schema_for_run, save_pair_model
 from pipeline.scoring.pair_model import PairModelConfig
 from pipeline.scoring.pair_train import PairExample, PairTrainSettings, fit_ensemble
 from pipeline.scoring.train import TrainSettings

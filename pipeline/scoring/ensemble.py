@@ -47,19 +47,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..errors import VscreenError
 from ..graphs import DEFAULT_SCHEMA, GraphSchema
 from ..io import atomic_path, staging_dir, write_text_atomic
-from .domain import TRAINING_POCKETS_SCHEMA
+from .cards import CARD, TASKS, ModelError, model_architecture, read_card
 from .model import ComplexScorer, ModelConfig
 
 #: Layout version of a model folder.
 MODEL_FORMAT = "vscreen-model/1"
-#: Scorers a model folder can hold (card key ``architecture``): ``complex``, the GNN of
-#: :mod:`~pipeline.scoring.model` on :mod:`pipeline.graphs` graphs (this module; the default when
-#: the key is absent), and ``pair``, the pair-term scorer (:mod:`~pipeline.scoring.pair_folder`).
-ARCHITECTURES = ("complex", "pair")
-TASKS = ("regression", "classification")
 #: The head each task trains, and whose output is ``gnn_score``.
 HEAD_OF_TASK = {"regression": "affinity", "classification": "active"}
 SCORE_COLUMNS = [
@@ -75,69 +69,11 @@ SCORE_COLUMNS = [
 ]
 #: Where model names are looked up when no folder is given (relative to the working directory).
 DEFAULT_MODELS_DIR = Path("models")
-CARD = "card.json"
 CURVE = "learning_curve.png"
-
-
-class ModelError(VscreenError, ValueError):
-    """A model folder that is missing, unreadable or does not fit this pipeline; the message says which and why."""
 
 
 #: Oldest torch whose ``torch.load(..., weights_only=True)`` cannot be bypassed (CVE-2025-32434).
 MIN_TORCH = "2.6"
-_SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-_OBJECT_OR_NULL = {"type": ["object", "null"]}
-#: JSON schema of ``card.json``: the keys :func:`load_ensemble` needs, and the types of the
-#: ones it or the report reads; other keys (metrics, baselines, ...) are free-form.
-CARD_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "vscreen model card",
-    "type": "object",
-    "required": ["name", "format", "task", "schema", "model", "members"],
-    "properties": {
-        "name": {"type": "string", "minLength": 1},
-        "format": {"type": "string"},
-        "created": {"type": "string"},
-        "task": {"enum": list(TASKS)},
-        "heads": {"type": "array", "items": {"type": "string"}},
-        "schema": {"type": "object", "properties": {"version": {"type": "string"}}},
-        "schema_version": {"type": "string"},
-        "model": {"type": "object"},
-        "members": {
-            "type": "array",
-            "minItems": 1,
-            "items": {
-                "type": "object",
-                "required": ["weights", "sha256"],
-                "properties": {
-                    "weights": {"type": "string", "minLength": 1},
-                    "sha256": _SHA256,
-                    "seed": {"type": "integer"},
-                },
-            },
-        },
-        "n_models": {"type": "integer", "minimum": 1},
-        "parameters": {"type": "integer"},
-        "learning_curve": {"type": "string"},
-        "versions": {"type": "object"},
-        **{
-            key: _OBJECT_OR_NULL
-            for key in (
-                "score",
-                "data",
-                "split",
-                "training",
-                "normalization",
-                "metrics",
-                "baselines",
-                "summary",
-                "metrics_by_target",
-            )
-        },
-        # descriptors of the training pockets (pipeline.scoring.domain; the score stage's domain check)
-        "training_pockets": TRAINING_POCKETS_SCHEMA,
-    },
-}
 
 
 # --------------------------------------------------------------------------- the ensemble
@@ -447,71 +383,6 @@ def resolve_model_dir(name_or_path: str | os.PathLike, models_dir: str | os.Path
                 raise _not_found(f"model folder '{folder}' has no {CARD} (not a trained vscreen model?)", root)
             return folder
     raise _not_found(f"model '{name_or_path}' not found (no folder '{candidates[-1]}')", root)
-
-
-def model_architecture(card: Mapping[str, Any], path: str | os.PathLike = CARD) -> str:
-    """Which scorer a model card describes: one of :data:`ARCHITECTURES`.
-
-    A card without an ``architecture`` key is a complex-graph GNN card (every card written
-    before pair models existed).
-
-    Raises
-    ------
-    ModelError
-        For an architecture this pipeline does not know, naming the card.
-    """
-    kind = card.get("architecture", "complex") if isinstance(card, Mapping) else "complex"
-    if kind not in ARCHITECTURES:
-        raise ModelError(f"model card '{path}' has architecture {kind!r}; this pipeline reads {list(ARCHITECTURES)}")
-    return kind
-
-
-def validate_card(card: Any, path: str | os.PathLike = CARD) -> dict[str, Any]:
-    """Check a parsed card against :data:`CARD_SCHEMA` (or, for a pair model, the pair card schema); returns it.
-
-    Raises
-    ------
-    ModelError
-        Naming the card, the first offending key (``members/1/sha256``) and what is wrong with it.
-    """
-    import jsonschema
-
-    if model_architecture(card, path) == "pair":
-        from .pair_folder import validate_pair_card  # its own card schema: one ensemble file, a pair-graph schema
-
-        return validate_pair_card(card, path)
-    if not isinstance(card, dict) or "schema" not in card or "task" not in card:
-        raise ModelError(f"model card '{path}' is not a vscreen model card (no 'schema' or 'task')")
-    validator = jsonschema.Draft202012Validator(CARD_SCHEMA)
-    errors = sorted(validator.iter_errors(card), key=lambda e: (list(map(str, e.absolute_path)), e.message))
-    if errors:
-        first = errors[0]
-        where = "/".join(map(str, first.absolute_path)) or "(top level)"
-        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-        raise ModelError(
-            f"model card '{path}' is invalid at {where}: {first.message}{more}; retrain the model or restore its card"
-        )
-    if "n_models" in card and card["n_models"] != len(card["members"]):
-        raise ModelError(
-            f"model card '{path}' says n_models {card['n_models']} but lists {len(card['members'])} members"
-        )
-    return card
-
-
-def read_card(folder: str | os.PathLike) -> dict[str, Any]:
-    """The parsed and validated ``card.json`` of a model folder.
-
-    Raises
-    ------
-    ModelError
-        When the card cannot be read or does not match :data:`CARD_SCHEMA` (:func:`validate_card`).
-    """
-    path = Path(folder) / CARD
-    try:
-        card = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"model card '{path}' cannot be read: {exc}") from exc
-    return validate_card(card, path)
 
 
 def member_weights(folder: str | os.PathLike, card: Mapping[str, Any], name: str = "model") -> list[tuple[Path, str]]:

@@ -9,7 +9,7 @@ A pair model folder (``models/<name>/``) holds
   is how a run knows its model is a pair model), the pair-graph schema the model reads
   (featurization builds the run's graphs with it, before any weights are read), the
   hyperparameters, ``ensemble`` (the file name and its SHA-256), ``n_models``, what the
-  scores mean, library versions and whatever training adds (:data:`PAIR_CARD_SCHEMA`);
+  scores mean, library versions and whatever training adds (:data:`pipeline.scoring.cards.PAIR_CARD_SCHEMA`);
   optionally ``training_pockets``, the descriptors of the pockets the model was trained on
   (:class:`~pipeline.scoring.domain.TrainingPockets`): the score stage measures the run's
   pocket against them, and the ranking falls back to docking when it is far from all of them.
@@ -51,16 +51,13 @@ import torch
 from ..io import staging_dir
 from ..pair_graphs import SCHEMA_VERSION as PAIR_SCHEMA_VERSION
 from ..pair_graphs import PairGraphSchema
-from .domain import TRAINING_POCKETS_SCHEMA, TrainingPockets
+from .cards import CARD, PAIR_ARCHITECTURE, ModelError, library_versions, model_architecture, read_card
+from .domain import TrainingPockets
 from .ensemble import (
-    CARD,
     MemberSet,
-    ModelError,
     _check_torch,
     _sha256,
     member_weights,
-    model_architecture,
-    read_card,
     replace_folder,
     resolve_model_dir,
     to_jsonable,
@@ -71,8 +68,6 @@ from .pair_train import PairEnsemble, pair_ensemble_from_payload, save_pair_ense
 
 #: Layout version of a pair model folder (card key ``format``).
 PAIR_MODEL_FORMAT = "vscreen-pair-model/1"
-#: Card key ``architecture`` of a pair model.
-PAIR_ARCHITECTURE = "pair"
 #: File name of the ensemble inside the folder.
 ENSEMBLE_FILE = "ensemble.pt"
 #: What the score columns of a pair model mean (the report shows it next to the model's name).
@@ -81,80 +76,8 @@ SCORE_MEANING = (
     "(higher = more likely active); affinity is that energy itself (kcal/mol-like, lower = better)"
 )
 
-_SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
-_OBJECT_OR_NULL = {"type": ["object", "null"]}
-#: JSON schema of the ``card.json`` of a pair model: what :func:`load_pair_model` and
-#: featurization need, and the types of what the report reads; other keys are free-form.
-PAIR_CARD_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "vscreen pair-model card",
-    "type": "object",
-    "required": ["name", "format", "architecture", "schema", "model", "ensemble", "n_models"],
-    "properties": {
-        "name": {"type": "string", "minLength": 1},
-        "format": {"type": "string"},
-        "architecture": {"const": PAIR_ARCHITECTURE},
-        "created": {"type": "string"},
-        "task": {"type": "string"},
-        "heads": {"type": "array", "items": {"type": "string"}},
-        "schema": {"type": "object", "required": ["version"], "properties": {"version": {"type": "string"}}},
-        "schema_version": {"type": "string"},
-        "model": {"type": "object"},
-        "ensemble": {
-            "type": "object",
-            "required": ["weights", "sha256"],
-            "properties": {"weights": {"type": "string", "minLength": 1}, "sha256": _SHA256},
-        },
-        "n_models": {"type": "integer", "minimum": 1},
-        "parameters": {"type": "integer"},
-        "versions": {"type": "object"},
-        **{
-            key: _OBJECT_OR_NULL
-            for key in (
-                "score",
-                "data",
-                "split",
-                "training",
-                "metrics",
-                "baselines",
-                "summary",
-                "metrics_by_target",
-                # training on an assay table (pipeline.scoring.pair_finetune)
-                "comparison",
-                "init_from",
-            )
-        },
-        "model_method": {"type": "string"},
-        "training_seconds": {"type": "number"},
-        "training_pockets": TRAINING_POCKETS_SCHEMA,
-    },
-}
-
 
 # --------------------------------------------------------------------------- the card
-
-
-def validate_pair_card(card: Any, path: str | os.PathLike = CARD) -> dict[str, Any]:
-    """Check a parsed pair-model card against :data:`PAIR_CARD_SCHEMA`; returns it.
-
-    Raises
-    ------
-    ModelError
-        Naming the card, the first offending key (``ensemble/sha256``) and what is wrong with it.
-    """
-    import jsonschema
-
-    validator = jsonschema.Draft202012Validator(PAIR_CARD_SCHEMA)
-    errors = sorted(validator.iter_errors(card), key=lambda e: (list(map(str, e.absolute_path)), e.message))
-    if errors:
-        first = errors[0]
-        where = "/".join(map(str, first.absolute_path)) or "(top level)"
-        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-        raise ModelError(
-            f"pair model card '{path}' is invalid at {where}: {first.message}{more}; "
-            "retrain the model or restore its card"
-        )
-    return card
 
 
 def pair_schema_of_card(card: Mapping[str, Any], name: str = "model", folder: str | os.PathLike | None = None):
@@ -298,12 +221,6 @@ def pair_schema_for_run(cfg: Mapping[str, Any]) -> PairGraphSchema | None:
 # --------------------------------------------------------------------------- writing
 
 
-def _library_versions() -> dict[str, str]:
-    from .train import library_versions
-
-    return library_versions()
-
-
 def save_pair_model(
     ensemble: PairEnsemble,
     out_dir: str | os.PathLike,
@@ -367,7 +284,7 @@ def save_pair_model(
                 "settings": ensemble.settings.to_dict(),
                 "best_epochs": [h.best_epoch for h in ensemble.histories],
             },
-            versions=_library_versions(),
+            versions=library_versions(),
         )
         from ..io import write_text_atomic
 

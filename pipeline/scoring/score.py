@@ -147,7 +147,7 @@ def load_model(model_dir: str | os.PathLike, device: str = "cpu"):
 
     Raises
     ------
-    pipeline.scoring.ensemble.ModelError
+    pipeline.scoring.cards.ModelError
         Whatever :func:`~pipeline.scoring.ensemble.load_ensemble` or
         :func:`~pipeline.scoring.pair_folder.load_pair_model` refuses.
     """
@@ -363,7 +363,7 @@ def score_library(
 
     Raises
     ------
-    pipeline.scoring.ensemble.ModelError
+    pipeline.scoring.cards.ModelError
         Missing or unreadable model, or one trained on another schema.
     pipeline.graphs.GraphError
         A readable graph file of another schema than the model's, or of the other kind of
@@ -496,7 +496,7 @@ def score_graph_files(
 
     Raises
     ------
-    pipeline.scoring.ensemble.ModelError
+    pipeline.scoring.cards.ModelError
         Missing or unreadable model, or one trained on another schema.
     pipeline.graphs.GraphError
         A graph file of another schema than the model's, or one that cannot be read.

@@ -33,7 +33,6 @@ import hashlib
 import logging
 import math
 import os
-import platform
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -52,7 +51,8 @@ from ..io import write_failures
 from ..progress import progress
 from .assay import STAGE, Assay, read_assay
 from .baselines import FingerprintMLP, docking_scores, linear_calibration, morgan_fingerprints
-from .ensemble import HEAD_OF_TASK, MODEL_FORMAT, TASKS, Ensemble, save_ensemble
+from .cards import TASKS, library_versions
+from .ensemble import HEAD_OF_TASK, MODEL_FORMAT, Ensemble, save_ensemble
 from .metrics import classification_metrics, regression_metrics
 from .model import ComplexScorer, ModelConfig, count_parameters, global_statistics
 from .runtime import resolve_device, torch_threads
@@ -641,23 +641,6 @@ class TrainResult:
     card: dict
     histories: list[dict]
     failures: list[dict]
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries a model depends on (for the card)."""
-    import rdkit
-    import torch_geometric
-
-    from .. import __version__
-
-    return dict(
-        vscreen=__version__,
-        torch=torch.__version__,
-        torch_geometric=torch_geometric.__version__,
-        rdkit=rdkit.__version__,
-        numpy=np.__version__,
-        python=platform.python_version(),
-    )
 
 
 def _split_sizes(data: LabelledGraphs, split: Mapping[str, Sequence[str]]) -> dict[str, Any]:
