@@ -53,7 +53,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.dude import sample_library  # noqa: E402
+from lib.dude import sample_library  # noqa: E402
 
 DUDE = ROOT.parent / "shared" / "data" / "dude_diverse"
 TARGETS = ("aces", "hs90a", "akt2", "casp3", "pgh2")

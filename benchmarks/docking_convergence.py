@@ -55,10 +55,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from lib.dude import sample_library  # noqa: E402
 from rows import append_csv_rows  # noqa: E402
 
 from pipeline.config import schema_default  # noqa: E402
-from pipeline.dude import sample_library  # noqa: E402
 
 DUDE = ROOT.parent / "shared" / "data" / "dude_diverse"
 TARGETS = {"aces": "ACHE", "hs90a": "HSP90AA1", "akt2": "AKT2", "casp3": "CASP3", "pgh2": "PTGS2"}
@@ -118,14 +118,12 @@ def _worker_state(nice: int) -> dict:
 
 def _dock_one(dockers: dict, item: tuple[str, str, str, int]) -> tuple[float, float]:
     """``(best score, seconds)`` of one ligand at one exhaustiveness, in the isolated worker."""
-    from pipeline.box import Box
+    from pipeline.box import dockstring_box
     from pipeline.docking import Docker, DockingSettings
-    from pipeline.receptor import dockstring_box
 
     target, cid, pdbqt, exhaustiveness = item
     if target not in dockers:
-        center, size = dockstring_box(TARGETS[target])
-        dockers[target] = Docker(receptor(target), Box(center, size), DockingSettings(n_poses=1, threads=1))
+        dockers[target] = Docker(receptor(target), dockstring_box(TARGETS[target]), DockingSettings(n_poses=1, threads=1))
     docker = dockers[target]
     docker.settings = dataclasses.replace(docker.settings, exhaustiveness=exhaustiveness)
     start = time.perf_counter()

@@ -39,10 +39,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from pipeline.campaign import CampaignRun, dock_in_rounds, snakemake  # noqa: E402
+from lib.campaign import CampaignRun, dock_in_rounds, snakemake  # noqa: E402
+from lib.dude import sample_library  # noqa: E402
+
 from pipeline.config import schema_default  # noqa: E402
-from pipeline.dude import sample_library  # noqa: E402
 
 DUDE = ROOT.parent / "shared" / "data" / "dude_diverse"
 RESULTS = ROOT / "benchmarks" / "results"

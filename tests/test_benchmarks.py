@@ -15,7 +15,6 @@ import yaml
 from conftest import FIXTURES, REPO
 
 from pipeline.box import Box, read_vina_config
-from pipeline.campaign import CampaignRun, dock_in_rounds
 from pipeline.ligands import LigandSettings, prepare_ligand
 from pipeline.receptor import prepare_receptor
 from pipeline.scoring.metrics import auroc
@@ -24,6 +23,7 @@ from pipeline.scoring.train import TrainSettings, fit_ligand_baseline, predict_l
 sys.path.insert(0, str(REPO / "benchmarks"))
 import docking_speed  # noqa: E402
 import enrichment  # noqa: E402
+from lib.campaign import CampaignRun, dock_in_rounds  # noqa: E402
 from run import stage_times  # noqa: E402
 
 IMATINIB = "Cc1ccc(NC(=O)c2ccc(CN3CCN(C)CC3)cc2)cc1Nc1nccc(-c2cccnc2)n1"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from .layout import RunLayout
+from pipeline.layout import RunLayout
 
 __all__ = ["CampaignRun", "CampaignError", "snakemake", "dock_in_rounds"]
 

@@ -29,9 +29,10 @@ import yaml
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from pipeline.campaign import CampaignRun, dock_in_rounds  # noqa: E402
-from pipeline.dude import sample_library  # noqa: E402
+from lib.campaign import CampaignRun, dock_in_rounds  # noqa: E402
+from lib.dude import sample_library  # noqa: E402
 
 DATA = HERE / "data"
 # DUD-E folder -> dockstring receptor (receptor and box as dockstring prepared them)
