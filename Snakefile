@@ -299,15 +299,22 @@ def docked_chunk_files(wildcards) -> list[str]:
     return per_chunk(LAYOUT.docked_table)(wildcards) + per_chunk(LAYOUT.docked_sdf)(wildcards)
 
 
+# refine.select_by score | ucb: the scorer chooses the poses for MD, so the docked poses are scored first,
+# alone (the score rule proper scores them again with the refined complexes, after MD)
+SELECT_BY_MODEL = CFG["refine"]["enabled"] and CFG["refine"]["select_by"] != "docking"
+
+
 checkpoint select_poses:
     input:
-        docked_chunk_files,
+        docked=docked_chunk_files,
+        scores=[str(LAYOUT.docked_scores)] if SELECT_BY_MODEL else [],
     output:
         batches=directory(str(LAYOUT.batches_dir)),
     params:
         run=run_folder,
         config=RESOLVED_CONFIG,
-        settings=str([CFG["refine"][k] for k in ("enabled", "top_n", "top_fraction", "poses_per_compound", "batch_size")]),
+        settings=str([CFG["refine"][k] for k in ("enabled", "top_n", "top_fraction", "poses_per_compound", "batch_size",
+                                                 "select_by", "ucb_k")]),
     log:
         f"{RUN}/logs/select_poses.log",
     benchmark:
@@ -420,6 +427,29 @@ rule score:
         "envs/ml.yaml"
     shell:
         "vscreen score --run-dir {params.run} --config {params.config} 2>&1 | tee {log}"
+
+
+rule score_docked:
+    input:
+        model=model_card,
+        graphs=per_chunk(LAYOUT.graph_file),
+    output:
+        scores=str(LAYOUT.docked_scores),
+    threads: CFG["dask"]["n_workers"] * CFG["dask"]["threads_per_worker"] if CFG["dask"]["scheduler"] == "local" else 1
+    resources:
+        gpu=1 if SCORE["device"] == "cuda" else 0,
+    params:
+        run=run_folder,
+        config=RESOLVED_CONFIG,
+        settings=str(sorted(SCORE.items())),
+    log:
+        f"{RUN}/logs/score_docked.log",
+    benchmark:
+        f"{RUN}/benchmarks/score_docked/job.tsv",
+    conda:
+        "envs/ml.yaml"
+    shell:
+        "vscreen score --docked-only --run-dir {params.run} --config {params.config} 2>&1 | tee {log}"
 
 
 if TRAIN["name"]:

@@ -226,7 +226,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     return 0
 
 
-SELECTION_KEYS = ("enabled", "top_n", "top_fraction", "poses_per_compound", "batch_size")
+SELECTION_KEYS = ("enabled", "top_n", "top_fraction", "poses_per_compound", "batch_size", "select_by", "ucb_k")
 
 
 def cmd_select(args: argparse.Namespace) -> int:
@@ -255,14 +255,30 @@ def cmd_select(args: argparse.Namespace) -> int:
             }
         )
     )
+    select_by = cfg.get("select_by", "docking")
+    # a model rule reads the docked poses' scores (the Snakefile's score_docked rule writes them)
+    scores = (
+        pd.read_parquet(layout.docked_scores, columns=["id", "pose", "source", "gnn_score", "gnn_spread"])
+        if select_by != "docking" and cfg["enabled"]
+        else None
+    )
     selected = (
-        select_poses(poses, cfg["top_fraction"], cfg["top_n"], cfg["poses_per_compound"])
+        select_poses(
+            poses,
+            cfg["top_fraction"],
+            cfg["top_n"],
+            cfg["poses_per_compound"],
+            select_by=select_by,
+            scores=scores,
+            ucb_k=cfg.get("ucb_k", 1.0),
+        )
         if cfg["enabled"] and len(poses)
         else pd.DataFrame(columns=SELECTION_COLUMNS)
     )
     # each selected pose carries its chunk, so a refine job reads only the docked SDFs it needs
     chunk_of = poses[["id", "chunk"]].drop_duplicates("id")
     selected = selected.merge(chunk_of, on="id", how="left")[[*SELECTION_COLUMNS, "chunk"]]
+    selected["select_by"] = select_by
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     names = []
@@ -272,9 +288,10 @@ def cmd_select(args: argparse.Namespace) -> int:
     # the manifest, not the folder, says which batches this selection made (a larger earlier one leaves files)
     write_manifest(out, "batches", names)
     log.info(
-        "selected %d poses of %d compounds for refinement (%d batches)",
+        "selected %d poses of %d compounds for refinement by %s (%d batches)",
         len(selected),
         selected["id"].nunique(),
+        select_by,
         len(names),
     )
     return 0
@@ -283,7 +300,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 def cmd_refine(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from .refine.job import refine_batch
+    from .refine.job import count_retries, refine_batch
     from .refine.protocol import RefineSettings
     from .refine.selection import load_poses
 
@@ -307,7 +324,15 @@ def cmd_refine(args: argparse.Namespace) -> int:
         layout.refined_failures(stem),
         known_failures=missing,
     )
-    log.info("refined %s: %d ok, %d failed", args.batch, done, failed + len(missing))
+    retried = count_retries(pd.read_parquet(layout.refined_table(stem), columns=["md_attempts"]))
+    log.info(
+        "refined %s: %d ok (%d after a retry at %s fs), %d failed",
+        args.batch,
+        done,
+        retried,
+        settings.retry_timestep_fs,
+        failed + len(missing),
+    )
     return 0
 
 
@@ -322,10 +347,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     model = args.model or score["model"]
     run = Path(args.run_dir)
     layout = RunLayout(run)
-    files = layout.graph_files()
+    # --docked-only: before MD, for refine.select_by; the refined batches do not exist yet
+    files = [layout.graph_file(c) for c in layout.chunks()] if args.docked_only else layout.graph_files()
     # an unreadable graph file costs only its compounds: these say which they were (a corrupt file cannot)
     ids = graph_file_ids(layout)
-    refined = [layout.graph_file(b) for b in layout.batches()]
+    refined = [] if args.docked_only else [layout.graph_file(b) for b in layout.batches()]
     # a persistent Dask fault raises InfrastructureError: the job fails loudly, nothing is written
     with dask_client(DaskSettings.from_config(cfg["dask"])) as client:
         result = score_library(
@@ -341,6 +367,19 @@ def cmd_score(args: argparse.Namespace) -> int:
             models_dir=score["models_dir"],
         )
     table = result.table
+    if args.docked_only:
+        # the score stage proper scores these graphs again and records their failures and the domain
+        out = Path(args.out) if args.out else layout.docked_scores
+        write_scores(table, out)
+        log.info(
+            "scored %d docked complexes of %d compounds with model %s -> %s (for refine.select_by); %d failed",
+            len(table),
+            table["id"].nunique(),
+            model,
+            out,
+            len(result.failures),
+        )
+        return 0
     out = Path(args.out) if args.out else layout.scores
     write_failures(result.rows().to_dict("records"), layout.score_failures)
     write_pocket_record(layout, model, score["models_dir"])  # domain.json: the rank stage's domain check
@@ -696,6 +735,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="run config (score and dask sections); default: built-in defaults")
     p.add_argument("--model", help="model name or folder (default: score.model from the config)")
     p.add_argument("--out", help="output Parquet (default: <run-dir>/scores.parquet)")
+    p.add_argument(
+        "--docked-only",
+        action="store_true",
+        help="score the docked chunks' graphs alone, before MD, for refine.select_by score or ucb "
+        "(default --out: <run-dir>/scores_docked.parquet; no failures or domain file written)",
+    )
 
     p = add(
         "train",

@@ -112,6 +112,12 @@ def _check_choices(cfg: dict) -> None:
         raise ConfigError(
             "config needs a docking box: 'box.center' + 'box.size', 'box.reference_ligand' or 'box.vina_config'"
         )
+    refine = cfg["refine"]
+    if refine["enabled"] and refine["select_by"] != "docking" and not cfg["score"]["enabled"]:
+        raise ConfigError(
+            f"config key 'refine.select_by: {refine['select_by']}' chooses the poses for MD by the scorer's "
+            "scores: set score.enabled: true, or refine.select_by: docking"
+        )
 
 
 def _check_score_only_library(library: dict) -> None:

@@ -15,7 +15,8 @@ Format
 ``stage``
     The name the caller passes to :func:`inject`. In use: ``prepare`` (before ETKDG
     embedding), ``dock`` (before Vina's search), ``dock-export`` (before meeko rebuilds the
-    docked poses), ``refine`` (before minimization and MD), ``featurize`` (Dask tasks).
+    docked poses), ``refine`` (before minimization and MD), ``refine-md`` (before each MD
+    attempt of a pose: the first and its retry), ``featurize`` (Dask tasks).
 ``compound_id``
     The (sanitized) compound id, or ``*`` for every compound of the stage. It may contain
     ``:`` (the action is the text after the last ``:``).
@@ -35,7 +36,9 @@ Format
         Not performed here: :func:`inject` returns the name and the caller makes its own
         computation fail in a way that exercises its real failure path. ``refine``
         understands ``blowup`` (a ligand atom is put onto a protein atom, so the
-        simulation's own NaN / energy checks fire); a caller ignores names it does not
+        simulation's own NaN / energy checks fire in minimization), ``refine-md`` too (that
+        attempt's production steps are 50 times too long, so its dynamics blows up for real;
+        ``blowup-once`` lets the retry succeed); a caller ignores names it does not
         know, so one ``VSCREEN_FAULTS`` value can serve every stage.
 
     Any action may end in ``-once`` (``kill-once``, ``abort-once``): it fires only the

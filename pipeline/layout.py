@@ -19,6 +19,7 @@ Layout under ``results/<run>/``::
     refine_batches/batch_NNNNN.parquet (+ manifest.json)
     refined/batch_NNNNN.{sdf,parquet,failures.csv}, refined/frames/
     scores.parquet, scores.failures.csv, domain.json (the run's pocket against the model's training pockets)
+    scores_docked.parquet            the docked poses' scores that choose the poses for MD (refine.select_by)
     ranking.csv, failures.csv, pose_warnings.csv, report.html, top_hits.sdf, figures/
     explain/summary.csv, explain/contacts.csv, explain/compounds/<id>.csv   (why each top hit's score)
 """
@@ -144,6 +145,11 @@ class RunLayout:
     @property
     def scores(self) -> Path:
         return self.root / "scores.parquet"
+
+    @property
+    def docked_scores(self) -> Path:
+        """Scores of the docked poses alone, before MD: what a model rule of ``refine.select_by`` reads."""
+        return self.root / "scores_docked.parquet"
 
     @property
     def score_failures(self) -> Path:

@@ -21,7 +21,12 @@ Which stage may remove a compound
     selected but has neither a result nor a recorded failure is ``failed`` too, with
     reason ``no refinement result and no recorded failure``. Scoring failures of
     refined graphs (``scores.failures.csv`` rows whose reason starts with
-    ``refined batch``) are warnings as well.
+    ``refined batch``) are warnings as well. Before them, ``md_refined`` (true for a
+    refined compound) and ``md_score_delta`` say whether MD changed the scorer's view of
+    the compound and by how much: ``gnn_score_refined - gnn_score`` (its best refined
+    complex against its best docked pose; positive = the model likes it better after MD),
+    empty for a compound that was not refined or has no GNN score. The order itself
+    uses the docked scores (``rank_by``), so MD moves no compound's rank.
 Featurization and scoring of docked poses
     The docking score of a compound whose docked poses could not be featurized (or
     whose docked graphs could not be scored) is still a valid Vina result, but it has
@@ -120,6 +125,7 @@ __all__ = [
     "DOMAIN_COLUMNS",
     "MD_COLUMNS",
     "MD_STATUS_COLUMNS",
+    "MD_CHANGE_COLUMNS",
     "MD_STATUSES",
     "RANK_BY",
     "md_summary",
@@ -160,6 +166,8 @@ MD_COLUMNS = {
 }
 #: Last columns of the ranking: what happened to the compound in the optional MD stage.
 MD_STATUS_COLUMNS = ["md_status", "md_reason"]
+#: Just before them: whether MD refined the compound, and how MD changed its GNN score.
+MD_CHANGE_COLUMNS = ["md_refined", "md_score_delta"]
 MD_STATUSES = ("refined", "failed", "not selected")
 RANK_BY = ("docking", "gnn", "consensus")
 #: Interaction types listed first in the ``interactions`` column, in this order; others follow in column order.
@@ -752,6 +760,18 @@ def _md_status(
     return status, reason
 
 
+def _with_md_change(table: pa.Table, status: pa.ChunkedArray | pa.Array) -> pa.Table:
+    """``table`` with :data:`MD_CHANGE_COLUMNS`: refined or not, and ``gnn_score_refined - gnn_score``."""
+    refined = pc.equal(status, "refined")
+    if "gnn_score_refined" in table.column_names and "gnn_score" in table.column_names:
+        after = _nan_to_null(table["gnn_score_refined"]).cast(pa.float64())
+        before = _nan_to_null(table["gnn_score"]).cast(pa.float64())
+        delta = pc.if_else(refined, pc.subtract(after, before), pa.scalar(None, pa.float64()))
+    else:  # no GNN scores in this run: MD changed no score
+        delta = pa.nulls(table.num_rows, pa.float64())
+    return table.append_column("md_refined", refined).append_column("md_score_delta", delta)
+
+
 def _read_scores(scores: str | os.PathLike | pd.DataFrame | pa.Table | None) -> pa.Table | None:
     if scores is None:
         return None
@@ -781,7 +801,8 @@ def _final_columns(table: pa.Table) -> list[str]:
     checked = [c for c in POSE_COLUMNS if c in names]  # they too say what placed the compound
     # ``rank``: added as rows are written
     front = RANKING_COLUMNS[1:6] + scored + DOMAIN_COLUMNS + checked + RANKING_COLUMNS[6:]
-    tail = [c for c in names if c not in front and c not in MD_STATUS_COLUMNS] + MD_STATUS_COLUMNS
+    last = [c for c in MD_CHANGE_COLUMNS if c in names] + MD_STATUS_COLUMNS
+    tail = [c for c in names if c not in front and c not in last] + last
     return front + tail
 
 
@@ -935,6 +956,7 @@ def build_ranking(
         del score_table
         _release_memory()
     status, reason = _md_status(table["id"], md, refine_rows, selected)
+    table = _with_md_change(table, status)
     table = table.append_column("md_status", status).append_column("md_reason", reason)
 
     fatal, kept = _late_failures(_concat_failures([*docked.featurize, score_rows]), table, rank_by)

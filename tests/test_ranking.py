@@ -164,6 +164,9 @@ def _plain_pandas(
         "refined" if i in set(md["id"]) else "failed" if i in reasons.index else "not selected" for i in table["id"]
     ]
     table["md_reason"] = [reasons.get(i, "") if s == "failed" else "" for i, s in zip(table["id"], table["md_status"])]
+    # did MD change the compound's GNN score, and by how much (after - before, refined compounds only)
+    table["md_refined"] = table["md_status"] == "refined"
+    table["md_score_delta"] = (table["gnn_score_refined"] - table["gnn_score"]).where(table["md_refined"])
 
     score_rows = pd.read_csv(layout.score_failures, dtype=str, keep_default_na=False)
     refined_score = score_rows["reason"].str.startswith("refined batch")
@@ -220,7 +223,8 @@ def _plain_pandas(
         "formal_charge",
         "rotatable_bonds",
     ]
-    table = table[front + counts + ["interactions", *md_names.values(), "md_interactions", "md_status", "md_reason"]]
+    md_tail = ["md_interactions", "md_refined", "md_score_delta", "md_status", "md_reason"]
+    table = table[front + counts + ["interactions", *md_names.values(), *md_tail]]
     failed = pd.concat(
         [
             failures(

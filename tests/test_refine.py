@@ -48,7 +48,7 @@ from pipeline.refine import (
 )
 from pipeline.refine.analysis import InteractionEnergy, ligand_rmsd, symmetry_matches
 from pipeline.refine.ligand import obc2_parameters
-from pipeline.refine.protocol import _checked_state, pose_seed
+from pipeline.refine.protocol import Attempt, _attempt_system, _checked_state, attempt_plan, pose_seed, retry_seed
 from pipeline.refine.system import RESTRAINT_GROUP, build_ligand_system, build_receptor_system
 
 CRYSTAL_MAX_RMSD = 2.0  # Angstrom, acceptance
@@ -206,6 +206,74 @@ def test_select_poses_limits_and_poses_per_compound():
         select_poses(table, top_fraction=0.0, top_n=None, poses_per_compound=1)
 
 
+def _scores() -> pd.DataFrame:
+    """Scorer values of the docked poses of :func:`_pose_table` (higher = better); b pose 2, d and e unscored."""
+    rows = [
+        ("a", 1, 0.50, 0.05),
+        ("a", 2, 0.40, 0.05),
+        ("b", 1, 0.30, 0.40),
+        ("c", 1, 0.60, 0.01),
+        ("c", 2, 0.20, 0.02),
+        ("a", 1, 0.99, 0.00),  # a refined complex: not read by the selection
+    ]
+    table = pd.DataFrame(rows, columns=["id", "pose", "gnn_score", "gnn_spread"])
+    table["source"] = ["docked"] * 5 + ["refined"]
+    return table
+
+
+def test_select_poses_by_score_and_by_ucb():
+    """score: highest gnn_score (c 0.60, a 0.50, b 0.30); ucb with k = 1: score + spread (b 0.70, c 0.61,
+    a 0.55); docking: best docking score (a, b, c); unscored compounds (e) after the scored ones."""
+    table, scores = _pose_table(), _scores()
+    by_docking = select_poses(table, None, None, 1, select_by="docking", scores=scores)
+    assert list(by_docking["id"]) == ["a", "b", "c", "e"]
+    by_score = select_poses(table, None, None, 1, select_by="score", scores=scores)
+    assert list(zip(by_score["id"], by_score["pose"])) == [("c", 1), ("a", 1), ("b", 1), ("e", 1)]
+    by_ucb = select_poses(table, None, 2, 1, select_by="ucb", scores=scores, ucb_k=1.0)
+    assert list(by_ucb["id"]) == ["b", "c"] and list(by_ucb["compound_rank"]) == [1, 2]
+    assert list(by_ucb["docking_rank"]) == [2, 3]  # a is the best docked compound
+    assert by_ucb["ucb"].tolist() == pytest.approx([0.70, 0.61]) and by_ucb["gnn_spread"].tolist() == [0.40, 0.01]
+    assert list(select_poses(table, None, 2, 1, select_by="ucb", scores=scores, ucb_k=0.0)["id"]) == ["c", "a"]
+    # a compound's poses by the same value; an unscored pose after its scored ones
+    two = select_poses(table, None, 2, 2, select_by="score", scores=scores)
+    assert list(zip(two["id"], two["pose"])) == [("c", 1), ("c", 2), ("a", 1), ("a", 2)]
+    b_poses = select_poses(table[table["id"] == "b"], None, None, 2, select_by="score", scores=scores)
+    assert list(b_poses["pose"]) == [1, 2] and np.isnan(b_poses["gnn_score"].iloc[1])
+    shuffled = select_poses(table.sample(frac=1.0, random_state=5), None, 2, 1, "ucb", scores.sample(frac=1.0))
+    pd.testing.assert_frame_equal(by_ucb, shuffled)
+    with pytest.raises(ValueError, match="needs the scorer"):
+        select_poses(table, None, None, 1, select_by="ucb")
+    with pytest.raises(ValueError, match="select_by"):
+        select_poses(table, None, None, 1, select_by="vina")
+
+
+def test_select_command_reads_the_docked_scores_and_records_the_rule(tmp_path):
+    """``vscreen select`` with refine.select_by: ucb reads scores_docked.parquet and writes the rule's columns."""
+    import yaml
+
+    from pipeline.cli import main
+    from pipeline.layout import RunLayout, write_manifest
+
+    layout = RunLayout(tmp_path / "run")
+    layout.docked_dir.mkdir(parents=True)
+    write_manifest(layout.chunks_dir, "chunks", ["chunk_00000"])
+    _pose_table().to_parquet(layout.docked_table("chunk_00000"))
+    _scores().to_parquet(layout.docked_scores)
+    config = {
+        "run": "t",
+        "library": {"path": "x.smi"},
+        "receptor": {"path": "r.pdb"},
+        "box": {"center": [0, 0, 0], "size": [10, 10, 10]},
+        "refine": {"select_by": "ucb", "ucb_k": 1.0, "top_n": 2, "batch_size": 1},
+    }
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["select", "--run-dir", str(layout.root), "--out-dir", str(layout.batches_dir),
+                 "--config", str(tmp_path / "config.yaml")]) == 0  # fmt: skip
+    chosen = pd.concat([pd.read_parquet(layout.batch_table(b)) for b in layout.batches()], ignore_index=True)
+    assert list(chosen["id"]) == ["b", "c"] and set(chosen["select_by"]) == {"ucb"}
+    assert set(chosen["chunk"]) == {"chunk_00000"} and chosen["ucb"].tolist() == pytest.approx([0.70, 0.61])
+
+
 def test_batch_keeps_order_and_sizes():
     chosen = select_poses(_pose_table(), None, None, 2)
     parts = batch(chosen, 3)
@@ -242,6 +310,19 @@ def test_settings_defaults_and_validation():
         RefineSettings.from_dict(dict(lenght_ps=3))
     assert pose_seed(42, "a", 1) == pose_seed(42, "a", 1) != pose_seed(42, "a", 2)
     assert pose_seed(42, "a", 1) > 0
+    assert (s.warmup_ps, s.warmup_timestep_fs, s.retry_timestep_fs, s.energy_rise_per_atom_kj) == (0.2, 2.0, 2.0, 20.0)
+    for bad in (dict(warmup_ps=-1.0), dict(warmup_timestep_fs=0.0), dict(retry_timestep_fs=0.0)):
+        with pytest.raises(ValueError, match="refine."):
+            RefineSettings(**bad)
+
+
+def test_attempt_plan_is_the_protocol_then_one_retry_at_2_fs_without_hmr():
+    first, retry = attempt_plan(RefineSettings(), 7)
+    assert (first.number, first.step_fs, first.hmr, first.seed) == (1, 4.0, True, 7)
+    assert (retry.number, retry.step_fs, retry.warmup_step_fs, retry.hmr) == (2, 2.0, 2.0, False)
+    assert retry.seed == retry_seed(7) != 7 and retry.seed > 0  # a new trial even when the steps match
+    assert attempt_plan(RefineSettings(retry_timestep_fs=None), 7) == [first]
+    assert attempt_plan(RefineSettings(retry_timestep_fs=1.0), 7)[1].warmup_step_fs == 1.0
 
 
 def test_platform_auto_falls_back_to_an_usable_platform():
@@ -264,6 +345,11 @@ def test_blown_up_state_raises_simulation_error():
     context.setPositions(np.array([[0.0, 0.0, 0.0], [np.nan, 0.0, 0.0]]))
     with pytest.raises(SimulationError, match="NaN"):
         _checked_state(context, 1e6, "at frame 3")
+    # 0.5 * 1e12 * 1e-4 = 5e7 kJ/mol at 0.11 nm: far below an absurd absolute limit, but a rise
+    context.setPositions(np.array([[0.0, 0.0, 0.0], [0.11, 0.0, 0.0]]))
+    with pytest.raises(SimulationError, match="rose .* above the minimized"):
+        _checked_state(context, 1e12, "at frame 3", ceiling=(0.0, 100.0))
+    assert _checked_state(context, 1e12, "at frame 3", ceiling=(0.0, 1e9))[1] == pytest.approx(5e7)
 
 
 # --------------------------------------------------------------------------- System assembly
@@ -340,6 +426,30 @@ def test_complex_system_is_consistent_and_trimmed(receptor, crystal):
         and max(m for m, m0 in zip(masses, natural) if m0 < 1.5) == pytest.approx(3.0)
     )
     assert cx.system.getNumConstraints() > cx.minimization_system.getNumConstraints() == 0
+
+
+def test_retry_system_has_natural_masses_and_the_warmup_holds_heavy_atoms(receptor, crystal):
+    lig = MMFFLigandForceField().parameterize(crystal)
+    cx = build_complex(receptor, lig, crystal, pocket_cutoff=6.0, hydrogen_mass=3.0, nonbonded_cutoff=10.0)
+    settings = RefineSettings()
+
+    def masses(system):
+        return np.array([system.getParticleMass(i).value_in_unit(unit.dalton) for i in range(system.getNumParticles())])
+
+    first = _attempt_system(cx, settings, Attempt(1, 4.0, 2.0, True, 1), cx.positions_nm)
+    retry = _attempt_system(cx, settings, Attempt(2, 2.0, 2.0, False, 2), cx.positions_nm)
+    np.testing.assert_allclose(masses(first), masses(cx.system))  # HMR as built
+    np.testing.assert_allclose(masses(retry), masses(cx.minimization_system))  # natural masses
+    assert retry.getNumConstraints() == cx.system.getNumConstraints() > 0
+    warmup = [f for f in retry.getForces() if f.getName() == "WarmupRestraint"]
+    assert len(warmup) == 1 and warmup[0].getForceGroup() == RESTRAINT_GROUP  # not in reported energies
+    held = {warmup[0].getParticleParameters(k)[0] for k in range(warmup[0].getNumParticles())}
+    heavy = {a.index for a in cx.topology.atoms() if a.element.symbol != "H"}
+    ligand_heavy = {i for i in heavy if i >= cx.ligand.start}
+    assert held == heavy and ligand_heavy <= held  # ligand and protein heavy atoms, no hydrogens
+    assert len(cx.system.getForces()) + 1 == len(retry.getForces())  # the built System is left as it was
+    without = _attempt_system(cx, RefineSettings(warmup_ps=0.0), Attempt(1, 4.0, 2.0, True, 1), cx.positions_nm)
+    assert not [f for f in without.getForces() if f.getName() == "WarmupRestraint"]
 
 
 def test_interaction_energy_vanishes_far_apart(receptor, crystal):
@@ -463,6 +573,42 @@ def test_frames_give_persistent_hinge_hbond(job):
     persistence = interactions.trajectory_persistence(frames)
     hinge = max((value for key, value in persistence.items() if key.startswith("MET318")), default=0.0)
     assert hinge >= 0.5, persistence
+
+
+# --------------------------------------------------------------------------- blow-ups and the retry
+
+
+def test_blown_up_pose_is_retried_at_2_fs_and_a_second_blowup_is_a_failure_row(
+    receptor_pdb, crystal, tmp_path, monkeypatch
+):
+    """Injected real blow-ups (production steps 50x too long): once -> the retry refines the pose,
+    recorded in md_attempts / md_retry_reason; every attempt -> a failure row naming both attempts."""
+    from pipeline.refine.job import count_retries
+
+    monkeypatch.setenv("VSCREEN_FAULTS", "refine-md:retry-ok:blowup-once;refine-md:retry-fail:blowup")
+    monkeypatch.setenv("VSCREEN_FAULTS_DIR", str(tmp_path / "faults"))
+    poses = [_with_xyz(crystal, crystal.GetConformer().GetPositions(), name, 1) for name in ("retry-ok", "retry-fail")]
+    settings = RefineSettings(
+        platform="CPU",
+        pocket_cutoff=6.0,
+        free_shell=4.0,
+        minimize_iterations=20,
+        length_ps=0.25,
+        frame_interval_ps=0.25,
+        warmup_ps=0.1,
+    )
+    outputs = [tmp_path / "r.sdf", tmp_path / "r.parquet", tmp_path / "frames", tmp_path / "f.csv"]
+    assert refine_batch(receptor_pdb, poses, settings, *outputs) == (1, 1)
+    table = pd.read_parquet(outputs[1])
+    row = table.iloc[0]
+    assert row["id"] == "retry-ok" and row["md_attempts"] == 2 and row["md_timestep_fs"] == 2.0
+    assert "NaN" in row["md_retry_reason"] or "blew up" in row["md_retry_reason"], row["md_retry_reason"]
+    assert row["rmsd_final"] < CRYSTAL_MAX_RMSD and row["n_frames"] == 1  # the retry's frames are good ones
+    assert count_retries(table) == 1
+    failure = read_failures(outputs[3]).iloc[0]
+    assert (failure["id"], failure["stage"]) == ("retry-fail", "refine")
+    assert failure["reason"].startswith("pose 1: ") and "in the retry at 2 fs without HMR" in failure["reason"]
+    assert "first attempt:" in failure["reason"] and "For more information" not in failure["reason"]
 
 
 # --------------------------------------------------------------------------- optional paths

@@ -446,3 +446,61 @@ def test_page_escapes_text_and_allows_no_outside_source():
     assert script_src == html.script_hash(html.JS) and "unsafe" not in script_src
     assert page.count("<script>") == 1 and f"<script>{html.JS}</script>" in page
     assert re.search(r"\son[a-z]+=", page) is None and "addEventListener" in html.JS
+
+
+def test_sent_to_md_section_lists_the_scorers_choice_and_what_md_did(tmp_path):
+    """The "Sent to MD" section from a run's batch, refined and failure tables: the rule and k, per
+    compound its UCB, score, spread, docking rank, MD result (a retry and a failure with their reasons),
+    MD's score change and final rank."""
+    from pipeline.io import write_failures
+    from pipeline.layout import RunLayout, write_manifest
+    from pipeline.report.md_selection import md_selection_section, selected_compounds
+    from pipeline.report.rundata import RunData
+
+    layout = RunLayout(tmp_path / "run")
+    layout.refined_dir.mkdir(parents=True)
+    write_manifest(layout.batches_dir, "batches", ["batch_00000"])
+    pd.DataFrame(
+        {
+            "id": ["b", "c", "a"],
+            "pose": [1, 1, 2],
+            "docking_score": [-8.0, -7.0, -9.5],
+            "compound_rank": [1, 2, 3],
+            "docking_rank": [5, 3, 1],
+            "gnn_score": [0.3, 0.6, 0.5],
+            "gnn_spread": [0.4, 0.01, 0.05],
+            "ucb": [0.7, 0.61, 0.55],
+            "chunk": "chunk_00000",
+            "select_by": "ucb",
+        }
+    ).to_parquet(layout.batch_table("batch_00000"))
+    pd.DataFrame(
+        {
+            "id": ["b", "a"],
+            "pose": [1, 2],
+            "md_attempts": [2, 1],
+            "md_retry_reason": ["simulation blew up at frame 2", ""],
+        }
+    ).to_parquet(layout.refined_table("batch_00000"))
+    write_failures(
+        [dict(id="c", stage="refine", reason="pose 1: every attempt blew up")], layout.refined_failures("batch_00000")
+    )
+    ranking = pd.DataFrame(
+        {"rank": [1, 2, 3, 4], "id": ["a", "z", "c", "b"], "md_score_delta": [0.1, np.nan, np.nan, -0.2]}
+    )
+    config = {"refine": {"enabled": True, "select_by": "ucb", "ucb_k": 1.0, "top_n": 3, "top_fraction": None,
+                         "poses_per_compound": 1, "retry_timestep_fs": 2.0}}  # fmt: skip
+    run = RunData(layout.root, config, ranking, pd.DataFrame(), pd.DataFrame(), None)
+
+    chosen = selected_compounds(run)
+    assert chosen["id"].tolist() == ["b", "c", "a"] and chosen["rank"].tolist() == [4, 3, 1]
+    assert chosen["md_result"].tolist() == ["refined after a retry", "failed", "refined"]
+    page = md_selection_section(run)
+    assert "refine.select_by: ucb with k = 1 (refine.ucb_k)" in page
+    # a and c are among the 3 best docked compounds; b (docking rank 5) is the scorer's own pick
+    assert "2 of 3 would have been sent by docking score too" in page
+    assert "MD refined 2 of 3 (1 after a retry at 2 fs without HMR" in page and "1 failed" in page
+    assert 'data-value="0.7"' in page and 'title="first attempt: simulation blew up at frame 2"' in page
+    assert 'title="pose 1: every attempt blew up"' in page and 'data-value="-0.2"' in page
+    config["refine"]["enabled"] = False
+    assert md_selection_section(run) == ""

@@ -1,11 +1,13 @@
 """MD refinement of docked poses with OpenMM.
 
-The stage takes the best docked poses (:mod:`.selection`), builds a pocket-trimmed
+The stage takes the docked poses a rule chooses - best docking score, or the scorer's
+score or upper confidence bound (:mod:`.selection`) -, builds a pocket-trimmed
 protein-ligand System per pose - amber14 protein, MMFF94 (or OpenFF) ligand, OBC2
-implicit solvent (:mod:`.system`, :mod:`.ligand`) - minimizes and runs short Langevin
-dynamics (:mod:`.protocol`), and reports how far the ligand drifted and how strongly
-it binds over the frames (:mod:`.analysis`), with the frames saved for interaction
-fingerprints (:mod:`.frames`). :func:`refine_batch` (:mod:`.job`) is the entry point
+implicit solvent (:mod:`.system`, :mod:`.ligand`) - minimizes, warms up under restraints
+and runs short Langevin dynamics, retrying a blown-up run once at 2 fs
+(:mod:`.protocol`), and reports how far the ligand drifted and how strongly it binds
+over the frames (:mod:`.analysis`), with the frames saved for interaction fingerprints
+(:mod:`.frames`). :func:`refine_batch` (:mod:`.job`) is the entry point
 of one job.
 
 Public API::

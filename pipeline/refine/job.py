@@ -39,7 +39,12 @@ Outputs, each written atomically (:mod:`pipeline.io`):
     ``ligand_forcefield, solvent``
         ``MMFF94`` / ``openff-2.2.1`` ..., ``implicit`` / ``explicit``.
     ``seconds_minimize, seconds_dynamics``
-        Where the time went (dynamics / ``length_ps`` gives the speed).
+        Where the time went (dynamics: warm-up and production of every attempt).
+    ``md_attempts, md_retry_reason, md_timestep_fs``
+        1, or 2 when the first attempt blew up and the retry (``refine.retry_timestep_fs``,
+        natural hydrogen masses) produced the frames; why the first attempt was retried
+        (empty when it was not); the production time step of the frames (fs). See
+        :mod:`pipeline.refine.protocol`, "Warm-up, blow-ups and the retry".
 ``out_frames_dir``
     Two frame files per pose (:mod:`pipeline.refine.frames`).
 ``failures_csv``
@@ -70,7 +75,7 @@ from pipeline.isolation import pack_mol, run_isolated, unpack_mol
 from .analysis import KJ_TO_KCAL, InteractionEnergy, in_place_rmsd, ligand_rmsd, symmetry_matches, with_coordinates
 from .frames import frame_stem, write_frames
 from .ligand import LigandForceField, ligand_force_field
-from .protocol import PlatformChoice, RefineSettings, pose_seed, run_protocol, select_platform
+from .protocol import FAULT_STAGE, PlatformChoice, RefineSettings, pose_seed, run_protocol, select_platform
 from .system import (
     ComplexSystem,
     ReceptorModel,
@@ -83,7 +88,16 @@ from .system import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["REFINE_COLUMNS", "STAGE", "RefineError", "RefineContext", "pose_key", "refine_pose", "refine_batch"]
+__all__ = [
+    "REFINE_COLUMNS",
+    "STAGE",
+    "RefineError",
+    "RefineContext",
+    "pose_key",
+    "refine_pose",
+    "refine_batch",
+    "count_retries",
+]
 
 STAGE = "refine"
 #: Columns of the refinement table, in order (energies kcal/mol, distances Angstrom).
@@ -107,6 +121,9 @@ REFINE_COLUMNS = [
     "solvent",
     "seconds_minimize",
     "seconds_dynamics",
+    "md_attempts",
+    "md_retry_reason",
+    "md_timestep_fs",
 ]
 _METRICS_IN_SDF = (
     "rmsd_mean",
@@ -224,7 +241,14 @@ def refine_pose(
     )
     if faults.inject(STAGE, compound_id) == "blowup":  # tests' hook: this pose's MD blows up for real
         cx = _blown_up(cx)
-    trajectory = run_protocol(cx, s, ctx.platform, pose_seed(s.seed, compound_id, pose))
+    trajectory = run_protocol(
+        cx,
+        s,
+        ctx.platform,
+        pose_seed(s.seed, compound_id, pose),
+        # tests' hook (refine-md:<id>:blowup[-once]): an attempt's production blows up for real
+        blow_up=lambda attempt: faults.inject(FAULT_STAGE, compound_id) == "blowup",
+    )
 
     start_xyz = cx.positions_nm
     lig_frames = trajectory.frames_nm[:, cx.ligand] * 10.0
@@ -278,6 +302,9 @@ def refine_pose(
         solvent=s.solvent,
         seconds_minimize=trajectory.seconds_minimize,
         seconds_dynamics=trajectory.seconds_dynamics,
+        md_attempts=trajectory.attempts,
+        md_retry_reason=trajectory.retry_reason[:500],
+        md_timestep_fs=trajectory.step_fs,
     )
     row["wall_seconds"] = time.perf_counter() - start
     props = dict(pose=pose, docking_score=score, **{k: row[k] for k in _METRICS_IN_SDF})
@@ -400,4 +427,18 @@ def refine_batch(
     write_parquet_atomic(pd.DataFrame(rows, columns=REFINE_COLUMNS), out_table)
     write_failures(failures, failures_csv)
     Path(out_frames_dir).mkdir(parents=True, exist_ok=True)
+    log.info(
+        "refine %s: %d poses refined (%d after a retry), %d failed",
+        Path(out_table).stem,
+        len(rows),
+        count_retries(rows),
+        len(failures),
+    )
     return len(rows), len(failures)
+
+
+def count_retries(rows: Sequence[dict] | pd.DataFrame) -> int:
+    """Refined poses whose frames come from the retry (``md_attempts`` > 1) in table rows or a table."""
+    if isinstance(rows, pd.DataFrame):
+        return int((rows["md_attempts"] > 1).sum()) if "md_attempts" in rows.columns else 0
+    return sum(int(row.get("md_attempts", 1)) > 1 for row in rows)

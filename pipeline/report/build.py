@@ -41,6 +41,7 @@ from .figures import (
     score_distributions,
 )
 from .funnel import failure_reasons, failures_by_stage, funnel
+from .md_selection import md_selection_section
 from .rundata import RunData, load_run
 from .timing import stage_times, timing_section
 from .top_hits import select_top_poses, write_top_hits
@@ -59,6 +60,10 @@ details.why svg { display: block; margin: 4px 0; }
 div.terms { font-size: 11px; margin: 2px 0; max-width: 390px; }
 div.terms span { margin-right: 8px; white-space: nowrap; }
 """
+
+
+#: ``refine.select_by`` in the settings list (the "Sent to MD" section says more).
+_SELECTION_RULE = {"docking": "docking score", "score": "GNN score", "ucb": "GNN score + k × spread (UCB)"}
 
 
 @dataclass
@@ -144,7 +149,7 @@ def settings_section(run: RunData) -> str:
         items.append(
             (
                 "MD refinement",
-                f"{which or 'all'} compounds by docking score, "
+                f"{which or 'all'} compounds by {t(_SELECTION_RULE.get(refine.get('select_by'), 'docking score'))}, "
                 f"{t(refine['poses_per_compound'])} pose(s) each; {t(refine['forcefield'])} "
                 f"ligand, Amber ff14SB, {t(refine['solvent'])} solvent, "
                 f"{t(refine['length_ps'])} ps at {t(refine['temperature_k'])} K",
@@ -743,6 +748,9 @@ def build_report(
     ]
     if heat_fig:
         sections.append(("interactions", "Interaction heatmap", heat_fig))
+    sent = md_selection_section(run)
+    if sent:
+        sections.append(("md-selection", "Sent to MD", sent))
     if can_evaluate(run.labels):
         metrics = enrichment_table(run.ranking, run.labels)
         summary.metrics = metrics.to_dict("records")

@@ -45,6 +45,7 @@ LIBRARY_COLUMNS = (
     "md_rmsd_mean",
     "md_interaction_energy",
     "md_interaction_energy_std",
+    "md_score_delta",  # the "Sent to MD" section shows it for every refined compound, top hit or not
     # pose checks (pipeline.pose_validity): the demoted compounds sit at the bottom, below the top hits
     "pose_valid",
     "failed_checks",
