@@ -70,7 +70,7 @@ import openmm
 from openmm import app, unit
 
 from .ligand import DEFAULT_OPENFF_FORCEFIELD
-from .system import KCAL_PER_A2_TO_KJ_PER_NM2, RESTRAINT_GROUP, ComplexSystem
+from .system import KCAL_PER_A2_TO_KJ_PER_NM2, RESTRAINT_GROUP, ComplexSystem, restraint_force
 
 log = logging.getLogger(__name__)
 
@@ -559,16 +559,7 @@ def _warmup_restraint(reference_nm: np.ndarray, atoms: np.ndarray, k_kj_nm2: flo
 
     Its own global parameter: the System's positional restraint (``k_restraint``) stays on.
     """
-    d2 = "periodicdistance(x, y, z, x0, y0, z0)^2" if periodic else "(x-x0)^2 + (y-y0)^2 + (z-z0)^2"
-    force = openmm.CustomExternalForce(f"0.5*k_warmup*({d2})")
-    force.addGlobalParameter("k_warmup", k_kj_nm2)
-    for name in ("x0", "y0", "z0"):
-        force.addPerParticleParameter(name)
-    for i in atoms:
-        force.addParticle(int(i), [float(v) for v in reference_nm[i]])
-    force.setName("WarmupRestraint")
-    force.setForceGroup(RESTRAINT_GROUP)  # not part of the reported potential energy
-    return force
+    return restraint_force(reference_nm, atoms, k_kj_nm2, periodic, parameter="k_warmup", name="WarmupRestraint")
 
 
 def _attempt_system(

@@ -675,17 +675,28 @@ def _append_topology(base: app.Topology, extra: app.Topology) -> app.Topology:
     return modeller.topology
 
 
-def _restraint_force(reference_nm: np.ndarray, indices: np.ndarray, k_kj_nm2: float, periodic: bool) -> openmm.Force:
-    """Harmonic positional restraint ``0.5 k |r - r0|^2`` on ``indices``, in :data:`RESTRAINT_GROUP`."""
+def restraint_force(
+    reference_nm: np.ndarray,
+    indices: np.ndarray,
+    k_kj_nm2: float,
+    periodic: bool,
+    parameter: str = "k_restraint",
+    name: str = "PositionalRestraint",
+) -> openmm.Force:
+    """Harmonic positional restraint ``0.5 k |r - r0|^2`` on ``indices``, in :data:`RESTRAINT_GROUP`.
+
+    ``k`` is the global parameter ``parameter`` (a Context can change it, 0 switches the
+    restraint off); ``name`` is the Force's name.
+    """
     d2 = "periodicdistance(x, y, z, x0, y0, z0)^2" if periodic else "(x-x0)^2 + (y-y0)^2 + (z-z0)^2"
-    force = openmm.CustomExternalForce(f"0.5*k_restraint*({d2})")
-    force.addGlobalParameter("k_restraint", k_kj_nm2)
-    for name in ("x0", "y0", "z0"):
-        force.addPerParticleParameter(name)
+    force = openmm.CustomExternalForce(f"0.5*{parameter}*({d2})")
+    force.addGlobalParameter(parameter, k_kj_nm2)
+    for coordinate in ("x0", "y0", "z0"):
+        force.addPerParticleParameter(coordinate)
     for i in indices:
         force.addParticle(int(i), [float(v) for v in reference_nm[i]])
-    force.setName("PositionalRestraint")
-    force.setForceGroup(RESTRAINT_GROUP)
+    force.setName(name)
+    force.setForceGroup(RESTRAINT_GROUP)  # not part of the reported potential energy
     return force
 
 
@@ -799,7 +810,7 @@ def build_complex(
     restrained = np.flatnonzero(selectable & protein & ~free)
     if restraint_k > 0 and len(restrained):
         system.addForce(
-            _restraint_force(
+            restraint_force(
                 positions, restrained, restraint_k * KCAL_PER_A2_TO_KJ_PER_NM2, periodic=solvated is not None
             )
         )

@@ -39,6 +39,8 @@ _SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 
 
 _OBJECT_OR_NULL = {"type": ["object", "null"]}
+#: Card sections both kinds of card may hold, as an object or null (their content is free-form).
+_FREE_FORM_SECTIONS = ("score", "data", "split", "training", "metrics", "baselines", "summary", "metrics_by_target")
 
 
 #: JSON schema of ``card.json``: the keys :func:`load_ensemble` needs, and the types of the
@@ -74,20 +76,7 @@ CARD_SCHEMA: dict[str, Any] = {
         "parameters": {"type": "integer"},
         "learning_curve": {"type": "string"},
         "versions": {"type": "object"},
-        **{
-            key: _OBJECT_OR_NULL
-            for key in (
-                "score",
-                "data",
-                "split",
-                "training",
-                "normalization",
-                "metrics",
-                "baselines",
-                "summary",
-                "metrics_by_target",
-            )
-        },
+        **{key: _OBJECT_OR_NULL for key in (*_FREE_FORM_SECTIONS, "normalization")},
         # descriptors of the training pockets (pipeline.scoring.domain; the score stage's domain check)
         "training_pockets": TRAINING_POCKETS_SCHEMA,
     },
@@ -123,22 +112,8 @@ PAIR_CARD_SCHEMA: dict[str, Any] = {
         "n_models": {"type": "integer", "minimum": 1},
         "parameters": {"type": "integer"},
         "versions": {"type": "object"},
-        **{
-            key: _OBJECT_OR_NULL
-            for key in (
-                "score",
-                "data",
-                "split",
-                "training",
-                "metrics",
-                "baselines",
-                "summary",
-                "metrics_by_target",
-                # training on an assay table (pipeline.scoring.pair_finetune)
-                "comparison",
-                "init_from",
-            )
-        },
+        # training on an assay table (pipeline.scoring.pair_finetune): comparison, init_from
+        **{key: _OBJECT_OR_NULL for key in (*_FREE_FORM_SECTIONS, "comparison", "init_from")},
         "model_method": {"type": "string"},
         "training_seconds": {"type": "number"},
         "training_pockets": TRAINING_POCKETS_SCHEMA,
