@@ -123,7 +123,9 @@ def _dock_one(dockers: dict, item: tuple[str, str, str, int]) -> tuple[float, fl
 
     target, cid, pdbqt, exhaustiveness = item
     if target not in dockers:
-        dockers[target] = Docker(receptor(target), dockstring_box(TARGETS[target]), DockingSettings(n_poses=1, threads=1))
+        dockers[target] = Docker(
+            receptor(target), dockstring_box(TARGETS[target]), DockingSettings(n_poses=1, threads=1)
+        )
     docker = dockers[target]
     docker.settings = dataclasses.replace(docker.settings, exhaustiveness=exhaustiveness)
     start = time.perf_counter()
