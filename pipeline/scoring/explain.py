@@ -220,7 +220,7 @@ def _member_pair_energies(graph, members: Sequence, n_rot: float) -> tuple[np.nd
     with torch.inference_mode():
         for member in members:
             out = member.eval()(graph)
-            factor = 1.0 + float(member.rot_weight) * n_rot
+            factor = 1.0 + float(member.rotor_weight()) * n_rot
             shares.append(out["pair_energy"].double().cpu().numpy() / factor)
             scores.append(float(out["score"].double()[0]))
     return np.stack(shares), np.asarray(scores)

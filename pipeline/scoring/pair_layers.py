@@ -126,9 +126,18 @@ class VinaPairEnergy(nn.Module):
             nn.init.zeros_(head[-1].bias)
 
     def forward(
-        self, h: Tensor, pair_index: Tensor, pair_dist: Tensor, pair_terms: Tensor, pair_flags: Tensor
+        self,
+        h: Tensor,
+        pair_index: Tensor,
+        pair_dist: Tensor,
+        pair_terms: Tensor,
+        pair_flags: Tensor,
+        scale: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Per-pair energies (kcal/mol) of P pairs; ``pair_index`` row 0 the ligand atom, row 1 the protein atom.
+
+        ``scale`` (K,, positive), when given, multiplies Vina's weights before the pair
+        corrections (:class:`~pipeline.scoring.pair_model.PairScorer`'s learned term scales).
 
         Returns ``energy`` (P,), ``weights`` (P×K, the effective :math:`w_k + \\Delta w_k`)
         and ``residual`` (P,, the :math:`\\varepsilon c` part).
@@ -136,7 +145,8 @@ class VinaPairEnergy(nn.Module):
         z = torch.cat([h[pair_index[0]], h[pair_index[1]]], dim=-1)
         if self.n_flags:
             z = torch.cat([z, pair_flags.to(z.dtype)], dim=-1)
-        weights = self.weights + self.max_change * self.weights.abs() * torch.tanh(self.weight_mlp(z))
+        base = self.weights if scale is None else self.weights * scale
+        weights = base + self.max_change * base.abs() * torch.tanh(self.weight_mlp(z))
         residual = self.residual_mlp(torch.cat([z, self.rbf(pair_dist)], dim=-1)).squeeze(-1)
         residual = residual * cosine_cutoff(pair_dist, self.cutoff)
         energy = (weights * pair_terms.to(z.dtype)).sum(dim=-1) + residual

@@ -7,7 +7,7 @@ when the complex is rotated or translated.
 .. math::
     \text{score} = \frac{\sum_{i \in L,\, j \in P,\, d_{ij} < 8\,\text{Å}} e_{ij}}{1 + w_\text{rot} N_\text{rot}}
     \qquad
-    e_{ij} = \sum_k \big(w_k + \Delta w_k(h_i, h_j, f_{ij})\big)\, t_k(d_{ij})
+    e_{ij} = \sum_k \big(s_k w_k + \Delta w_k(h_i, h_j, f_{ij})\big)\, t_k(d_{ij})
              + \varepsilon(h_i, h_j, f_{ij}, d_{ij})\, c(d_{ij})
 
 1. atom states :math:`h` from ``layers`` rounds of
@@ -15,12 +15,17 @@ when the complex is rotated or translated.
    (bonds, short-range pairs within each molecule, protein-ligand contacts), starting
    from ``Linear(node_dim, hidden)`` of the atom features;
 2. per protein-ligand pair, :class:`~pipeline.scoring.pair_layers.VinaPairEnergy`:
-   Vina's five terms :math:`t_k` with Vina's weights :math:`w_k` (fixed buffers) plus
-   learned corrections :math:`\Delta w_k` and a small learned residual
-   :math:`\varepsilon`, both exactly zero at initialization;
-3. the sum over pairs divided by Vina's rotatable-bond factor
-   (:math:`w_\text{rot} = 0.05846`, :math:`N_\text{rot}` the graph's ``n_rot`` global).
+   Vina's five terms :math:`t_k` with Vina's weights :math:`w_k` (fixed buffers) times
+   learned global scales :math:`s_k > 0` (one per term, the same for every pair), plus
+   learned per-pair corrections :math:`\Delta w_k` and a small learned residual
+   :math:`\varepsilon`; at initialization :math:`s_k = 1` and both per-pair parts are
+   exactly zero;
+3. the sum over pairs divided by the rotatable-bond factor, :math:`w_\text{rot}` learned in
+   ``[0, max_rot_weight]`` from Vina's 0.05846 (:math:`N_\text{rot}` the graph's ``n_rot``
+   global).
 
+The global parameters are the "learned correction on Vina's own terms": a handful of
+numbers every training complex informs, where the per-pair networks need many.
 So an untrained model returns Vina's score of the pose: where it knows nothing, the score
 falls back to Vina's. Every learned term belongs to a protein-ligand pair (no readout of
 the ligand alone): with the protein deleted the score is 0. The pair energies are an
@@ -72,6 +77,16 @@ class PairModelConfig:
         Feed the per-pair interaction flags to the pair MLPs.
     dropout
         Dropout inside the message-passing MLPs (training only).
+    learn_term_scales
+        Learn one positive scale per Vina term, :math:`w_k \to s_k w_k` (the same for every
+        pair; the pair corrections act on the scaled weights). Within a congeneric series a
+        re-weighting of Vina's own five terms already ranks better than Vina's weights.
+    learn_rot_weight
+        Learn Vina's rotatable-bond weight :math:`w_\text{rot}` (kept in
+        ``[0, max_rot_weight]``). Vina's fixed 0.0585 divides the score of a ligand with more
+        rotors; within a series the bigger analogues with more rotors usually bind better.
+    max_rot_weight
+        Upper bound of the learned :math:`w_\text{rot}`.
     """
 
     hidden: int = 32
@@ -82,12 +97,17 @@ class PairModelConfig:
     max_weight_change: float = 1.0
     use_flags: bool = True
     dropout: float = 0.0
+    learn_term_scales: bool = True
+    learn_rot_weight: bool = True
+    max_rot_weight: float = 0.2
 
     def __post_init__(self) -> None:
         if min(self.hidden, self.layers, self.rbf_size, self.pair_hidden, self.pair_rbf_size) < 1:
             raise ValueError("pair model hidden, layers, rbf_size, pair_hidden and pair_rbf_size must be at least 1")
         if not 0.0 <= self.max_weight_change <= 1.0:
             raise ValueError(f"pair model max_weight_change must be in [0, 1], got {self.max_weight_change}")
+        if not self.max_rot_weight > 0.0:
+            raise ValueError(f"pair model max_rot_weight must be positive, got {self.max_rot_weight}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON."""
@@ -143,8 +163,30 @@ class PairScorer(nn.Module):
             config.max_weight_change,
         )
         self.register_buffer("rot_weight", torch.tensor(float(schema.vina_rot_weight)))
+        # learned global corrections of Vina's own weights, both exactly Vina's at initialization
+        n_terms = len(schema.vina_weights)
+        self.log_term_scale = nn.Parameter(torch.zeros(n_terms)) if config.learn_term_scales else None
+        if config.learn_rot_weight:
+            if not 0.0 < schema.vina_rot_weight < config.max_rot_weight:
+                raise ValueError(
+                    f"pair model max_rot_weight {config.max_rot_weight} must exceed Vina's {schema.vina_rot_weight}"
+                )
+            start = schema.vina_rot_weight / config.max_rot_weight
+            self.rot_logit = nn.Parameter(torch.tensor(float(np.log(start / (1.0 - start)))))
+        else:
+            self.rot_logit = None
         self.logit_log_scale = nn.Parameter(torch.zeros(()))
         self.logit_threshold = nn.Parameter(torch.tensor(LOGIT_THRESHOLD))
+
+    def term_scales(self) -> Tensor | None:
+        """The learned scale of each Vina term (K,), or None when the weights are Vina's."""
+        return None if self.log_term_scale is None else torch.exp(self.log_term_scale)
+
+    def rotor_weight(self) -> Tensor:
+        """The rotatable-bond weight of the score's factor :math:`1 + w_\text{rot} N_\text{rot}` (learned or Vina's)."""
+        if self.rot_logit is None:
+            return self.rot_weight
+        return self.config.max_rot_weight * torch.sigmoid(self.rot_logit)
 
     def atom_states(self, data) -> Tensor:
         """Atom states ``h`` (N×hidden) after message passing."""
@@ -178,19 +220,20 @@ class PairScorer(nn.Module):
         batch, n_graphs = _batch_vector(data, h.shape[0], h.device)
         pair_index = data.pair_index
         pair_terms = data.pair_terms.to(dtype)
-        pairs = self.pair_energy(h, pair_index, data.pair_dist.to(dtype), pair_terms, data.pair_flags)
+        pairs = self.pair_energy(
+            h, pair_index, data.pair_dist.to(dtype), pair_terms, data.pair_flags, scale=self.term_scales()
+        )
         pair_graph = batch[pair_index[0]]
         inter = torch.zeros(n_graphs, dtype=dtype, device=h.device).index_add(0, pair_graph, pairs["energy"])
         vina = torch.zeros(n_graphs, dtype=dtype, device=h.device).index_add(
             0, pair_graph, pair_terms @ self.pair_energy.weights
         )
         n_rot = data.globals.to(dtype).reshape(n_graphs, -1)[:, self.n_rot_column]
-        factor = 1.0 + self.rot_weight * n_rot
-        score = inter / factor
+        score = inter / (1.0 + self.rotor_weight() * n_rot)
         return dict(
             score=score,
             inter=inter,
-            vina_score=vina / factor,
+            vina_score=vina / (1.0 + self.rot_weight * n_rot),
             pair_energy=pairs["energy"],
             pair_weights=pairs["weights"],
             pair_graph=pair_graph,

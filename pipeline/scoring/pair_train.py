@@ -78,6 +78,16 @@ class PairTrainSettings:
         Share of the training protein groups each member holds out for early stopping.
     seed
         Base seed; member k uses ``seed + k``.
+    global_epochs
+        Epochs of a first phase that fits only the global parameters (the per-pair networks
+        stay at zero, so the model is Vina re-weighted), before the full model is trained
+        and early-stopped against it: where the networks do not improve on the validation
+        proteins, the member stays the re-weighted Vina. 0: no such phase.
+    global_lr_factor
+        Learning-rate multiplier of the model's few global parameters (Vina term scales,
+        rotatable-bond weight, the logit map; :func:`global_parameter_names`), which also get
+        no weight decay: a handful of numbers that the whole training set informs, unlike the
+        per-pair networks.
     affinity_group_size
         Affinity series with more examples than this are cut at random, each epoch, into
         groups of this size (as screening groups are): one assay table is one series, and
@@ -97,6 +107,8 @@ class PairTrainSettings:
     validation_fraction: float = 0.15
     seed: int = 42
     affinity_group_size: int | None = None
+    global_epochs: int = 30
+    global_lr_factor: float = 10.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON."""
@@ -138,12 +150,18 @@ class MemberHistory:
     mean per-series Kendall τ (the default), or, for explicit validation compounds
     (:func:`fit_member`'s ``validation``), ``auroc`` for screening labels and
     ``-loss`` where neither is defined (e.g. one validation compound).
+    ``global_loss`` is the training loss per epoch of the global phase
+    (:attr:`PairTrainSettings.global_epochs`), ``start_validation`` the criterion of the
+    model the full training starts from; ``best_epoch`` -1 means that starting model was
+    kept (no epoch of the full training beat it).
     """
 
     loss: list[float] = field(default_factory=list)
     validation_tau: list[float] = field(default_factory=list)
     best_epoch: int = -1
     validation_metric: str = "mean_series_tau"
+    global_loss: list[float] = field(default_factory=list)
+    start_validation: float = float("nan")
 
 
 def mean_series_tau(scores: np.ndarray, dg: np.ndarray, groups: Sequence[str], min_size: int = 3) -> float:
@@ -250,6 +268,45 @@ def _explicit_validation(
     return "-loss", minus_loss
 
 
+def global_parameter_names(model: PairScorer) -> list[str]:
+    """Names of the model's global (not per-pair) parameters: the 0-d and per-term ones, outside every submodule."""
+    return [name for name, _ in model.named_parameters(recurse=False)]
+
+
+def _optimizer(model: PairScorer, settings: PairTrainSettings, global_only: bool = False) -> torch.optim.Optimizer:
+    """AdamW with the global parameters in their own group (faster, no weight decay); see :class:`PairTrainSettings`.
+
+    ``global_only``: the global parameters alone (the first phase of :func:`fit_member`).
+    """
+    names = set(global_parameter_names(model))
+    own = [p for n, p in model.named_parameters() if n in names]
+    rest = [p for n, p in model.named_parameters() if n not in names]
+    groups = [] if global_only else [dict(params=rest, weight_decay=settings.weight_decay)]
+    if own:
+        groups.append(dict(params=own, weight_decay=0.0, lr=settings.lr * settings.global_lr_factor))
+    return torch.optim.AdamW(groups, lr=settings.lr)
+
+
+def _train_epoch(
+    model: PairScorer,
+    examples: Sequence[PairExample],
+    optimizer: torch.optim.Optimizer,
+    settings: PairTrainSettings,
+    rng: np.random.Generator,
+) -> float:
+    """One pass over ``examples`` in :func:`_batches`; the mean batch loss (NaN without batches)."""
+    model.train()
+    losses = []
+    for batch in _batches(examples, settings, rng):
+        optimizer.zero_grad()
+        loss = _loss(model, [examples[i] for i in batch], settings)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return float(np.mean(losses)) if losses else float("nan")
+
+
 def fit_member(
     examples: Sequence[PairExample],
     schema: PairGraphSchema,
@@ -306,19 +363,17 @@ def fit_member(
     else:
         train_examples, val = list(examples), list(validation)
         history.validation_metric, criterion = _explicit_validation(val, settings)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    best_state, best_tau, waited = copy.deepcopy(model.state_dict()), -math.inf, 0
+    if settings.epochs > 0 and settings.global_epochs > 0 and global_parameter_names(model):
+        global_optimizer = _optimizer(model, settings, global_only=True)
+        for _ in range(settings.global_epochs):
+            history.global_loss.append(_train_epoch(model, train_examples, global_optimizer, settings, rng))
+    # the starting model (Vina, re-weighted by the global phase) is the one to beat
+    history.start_validation = criterion(model) if val else float("nan")
+    best_state, waited = copy.deepcopy(model.state_dict()), 0
+    best_tau = history.start_validation if np.isfinite(history.start_validation) else -math.inf
+    optimizer = _optimizer(model, settings)
     for epoch in range(settings.epochs):
-        model.train()
-        losses = []
-        for batch in _batches(train_examples, settings, rng):
-            optimizer.zero_grad()
-            loss = _loss(model, [train_examples[i] for i in batch], settings)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            losses.append(float(loss.detach()))
-        history.loss.append(float(np.mean(losses)) if losses else float("nan"))
+        history.loss.append(_train_epoch(model, train_examples, optimizer, settings, rng))
         tau = criterion(model) if val else float("nan")
         history.validation_tau.append(tau)
         log.info(
