@@ -135,7 +135,9 @@ def scored(run) -> dict:
             config=str(run["config"]),
         )
     )
-    cmd_score(argparse.Namespace(run_dir=str(layout.root), config=str(run["config"]), model=None, out=None, docked_only=False))
+    cmd_score(
+        argparse.Namespace(run_dir=str(layout.root), config=str(run["config"]), model=None, out=None, docked_only=False)
+    )
     return dict(scores=pd.read_parquet(layout.scores), failures=pd.read_csv(layout.score_failures))
 
 
@@ -234,7 +236,11 @@ def test_a_run_featurized_for_one_kind_and_scored_with_the_other_is_a_run_error(
         score_library([layout.graph_file("chunk_00000")], REPO / "models" / "default")
     with pytest.raises(GraphError, match="featurize again"):  # through the stage command (its Dask worker) too
         default = str(REPO / "models" / "default")
-        cmd_score(argparse.Namespace(run_dir=str(layout.root), config=str(run["config"]), model=default, out=None, docked_only=False))
+        cmd_score(
+            argparse.Namespace(
+                run_dir=str(layout.root), config=str(run["config"]), model=default, out=None, docked_only=False
+            )
+        )
 
 
 @pytest.fixture
