@@ -53,6 +53,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import affinity_eval as ae  # noqa: E402
 import pose_unifep as pu  # noqa: E402
 
+from pipeline.scoring.pair_train import PairTrainSettings  # noqa: E402
+
 GRAPHS = ROOT / "benchmarks" / ".cache" / "pair_graphs"
 RESULT = ROOT / "benchmarks" / "results" / "scoring_cv.json"
 MARKDOWN = ROOT / "benchmarks" / "results" / "scoring_cv.md"
@@ -158,7 +160,9 @@ def train_and_predict(rows: pd.DataFrame, graphs: list, folds: pd.Series, args) 
     from pipeline.pair_graphs import DEFAULT_PAIR_SCHEMA
     from pipeline.scoring.pair_train import PairExample, PairTrainSettings, fit_ensemble
 
-    settings = PairTrainSettings(members=args.members, epochs=args.epochs, seed=args.seed)
+    settings = PairTrainSettings(
+        members=args.members, epochs=args.epochs, seed=args.seed, absolute_weight=args.absolute_weight
+    )
     score = pd.Series(np.nan, index=rows.index)
     spread = pd.Series(np.nan, index=rows.index)
     models = {}
@@ -218,6 +222,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--members", type=int, default=3, help="ensemble members per fold")
     parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument(
+        "--absolute-weight", type=float, default=PairTrainSettings.absolute_weight, help="Huber term's weight"
+    )
     parser.add_argument("--max-series", type=int, default=None, help="only the first N series (quick checks)")
     parser.add_argument("--seed", type=int, default=ae.SEED)
     parser.add_argument("--gnina", action="store_true", help="build GNINA's environment if absent and add its column")
@@ -245,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
         command="python benchmarks/scoring_cv.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         series_with_poses=int(rows["series"].nunique()),
         series_in_unifep=int(all_series),
-        settings=dict(members=args.members, epochs=args.epochs, seed=args.seed),
+        settings=dict(members=args.members, epochs=args.epochs, seed=args.seed, absolute_weight=args.absolute_weight),
         gnina=gnina_note,
         ablation=protein_ablation(rows, graphs, folds, models, args.seed),
         host=platform.node(),

@@ -189,7 +189,7 @@ def test_assay_values_become_lower_is_better_targets_in_kcal_per_mol():
     pair = PairAssaySettings()
     scratch, tuned = pair.train_settings(False, 3, 1), pair.train_settings(True, 3, 1)
     assert (scratch.lr, scratch.epochs, tuned.lr, tuned.epochs) == (1e-3, 40, 2e-4, 20)
-    assert (scratch.global_epochs, tuned.global_epochs) == (30, 0)
+    assert (scratch.global_iterations, tuned.global_iterations) == (50, 0)
     assert PairAssaySettings(epochs=7).train_settings(True, 3, 1).epochs == 7
     assert PairAssaySettings(value_units="rank_only").train_settings(False, 1, 1).absolute_weight == 0.0
     with pytest.raises(ConfigError, match="value_units"):
@@ -386,8 +386,8 @@ def test_vscreen_train_fine_tunes_and_the_card_compares_on_one_split(toy, tmp_pa
     tuned, scratch = card["training"]["fine_tuned"], card["training"]["from_scratch"]
     # the configured epochs and learning rate apply to both fits; patience and the global-only
     # phase are each start's default (fine-tuning keeps the pretrained globals)
-    assert tuned == {**scratch, "patience": 5, "global_epochs": 0}
-    assert (scratch["patience"], scratch["global_epochs"]) == (6, 30)
+    assert tuned == {**scratch, "patience": 5, "global_iterations": 0}
+    assert (scratch["patience"], scratch["global_iterations"]) == (6, 50)
     assert (tuned["lr"], tuned["epochs"]) == (1e-2, 6)
     assert len(card["training"]["members"]) == len(card["training"]["from_scratch_members"]) == 2
 

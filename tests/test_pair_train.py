@@ -104,3 +104,35 @@ def test_early_stopping_keeps_the_best_epoch_on_held_out_proteins(poses):
         assert history.best_epoch == best
     else:
         assert history.best_epoch == -1
+
+
+def test_global_fit_is_exact_for_any_network_state_and_lowers_the_loss(poses):
+    """The closed-form score of the global phase equals the model's own score, with per-pair networks set."""
+    import torch
+
+    from pipeline.pair_graphs import DEFAULT_PAIR_SCHEMA as schema
+    from pipeline.scoring.pair_model import PairScorer
+    from pipeline.scoring.pair_train import _term_parts, fit_global_parameters
+
+    torch.manual_seed(0)
+    model = PairScorer(schema, SMALL).double()
+    with torch.no_grad():  # per-pair networks away from their zero start, term scales away from 1
+        for name, p in model.named_parameters():
+            if "." in name:
+                p.add_(0.3 * torch.randn_like(p))
+        model.log_term_scale.copy_(torch.tensor([0.2, -0.1, 0.3, 0.0, -0.4], dtype=torch.float64))
+    groups = ["paracetamol"] * 3 + ["phenethylamine"] * 3
+    vina = predict_scores(model, poses)
+    examples = [PairExample(g, s, s, dg=float(-10.0 - v)) for g, s, v in zip(poses, groups, vina)]
+    parts_a, parts_r, n_rot = _term_parts(model, examples, batch_size=4)
+    closed = (parts_a @ model.term_scales() + parts_r) / (1.0 + model.rotor_weight() * n_rot)
+    np.testing.assert_allclose(closed.detach().numpy(), vina, rtol=1e-9, atol=1e-9)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if "." in n}
+    loss = fit_global_parameters(model, examples, PairTrainSettings(global_iterations=30))
+    assert len(loss) == 2 and loss[1] < loss[0]
+    for name, p in model.named_parameters():  # only the global parameters moved
+        if name in frozen:
+            assert torch.equal(p, frozen[name]), name
+    parts_a, parts_r, n_rot = _term_parts(model, examples)
+    closed = (parts_a @ model.term_scales() + parts_r) / (1.0 + model.rotor_weight() * n_rot)
+    np.testing.assert_allclose(closed.detach().numpy(), predict_scores(model, poses), rtol=1e-9, atol=1e-9)

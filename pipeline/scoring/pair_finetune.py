@@ -100,9 +100,9 @@ RT_LN10 = 0.0019872036 * 298.15 * math.log(10.0)
 #: How an assay ``value`` becomes the model's target (see the module docstring).
 VALUE_UNITS = ("p_molar", "kcal_per_mol", "rank_only")
 #: Defaults of the start-dependent settings, from scratch ...
-FROM_SCRATCH: dict[str, Any] = dict(epochs=40, patience=6, learning_rate=1e-3, global_epochs=30)
+FROM_SCRATCH: dict[str, Any] = dict(epochs=40, patience=6, learning_rate=1e-3, global_iterations=50)
 #: ... and when fine-tuning a pretrained model.
-FINE_TUNING: dict[str, Any] = dict(epochs=20, patience=5, learning_rate=2e-4, global_epochs=0)
+FINE_TUNING: dict[str, Any] = dict(epochs=20, patience=5, learning_rate=2e-4, global_iterations=0)
 #: One series: every compound of the assay is ranked against the others (one target, one assay).
 SERIES = "assay"
 #: Methods in the card's metrics, in the order shown.
@@ -115,7 +115,7 @@ class PairAssaySettings:
 
     Attributes
     ----------
-    epochs, patience, learning_rate, global_epochs
+    epochs, patience, learning_rate, global_iterations
         AdamW epochs, early-stopping patience, learning rate and epochs of the global-only
         first phase (:class:`~pipeline.scoring.pair_train.PairTrainSettings`); ``None``:
         :data:`FROM_SCRATCH` or :data:`FINE_TUNING` by how the model starts.
@@ -143,7 +143,7 @@ class PairAssaySettings:
     epochs: int | None = None
     patience: int | None = None
     learning_rate: float | None = None
-    global_epochs: int | None = None
+    global_iterations: int | None = None
     weight_decay: float = 1e-4
     absolute_weight: float = 0.1
     screening_weight: float = 1.0
@@ -187,7 +187,7 @@ class PairAssaySettings:
             epochs=int(pick["epochs"]),
             patience=int(pick["patience"]),
             lr=float(pick["learning_rate"]),
-            global_epochs=int(pick["global_epochs"]),
+            global_iterations=int(pick["global_iterations"]),
             weight_decay=self.weight_decay,
             # one series cut into groups, one group per step (see group_size)
             series_per_batch=1,

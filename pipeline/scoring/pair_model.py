@@ -188,6 +188,10 @@ class PairScorer(nn.Module):
             return self.rot_weight
         return self.config.max_rot_weight * torch.sigmoid(self.rot_logit)
 
+    def logit_from_score(self, score: Tensor) -> Tensor:
+        """Log-odds of "active" for scores (the affine map of the module docstring)."""
+        return torch.exp(self.logit_log_scale) * (self.logit_threshold - score)
+
     def atom_states(self, data) -> Tensor:
         """Atom states ``h`` (N×hidden) after message passing."""
         dtype = self.node_embed.weight.dtype
@@ -237,7 +241,7 @@ class PairScorer(nn.Module):
             pair_energy=pairs["energy"],
             pair_weights=pairs["weights"],
             pair_graph=pair_graph,
-            logit=torch.exp(self.logit_log_scale) * (self.logit_threshold - score),
+            logit=self.logit_from_score(score),
         )
 
 
