@@ -158,7 +158,7 @@ def gnina_column(rows: pd.DataFrame, build: bool) -> tuple[pd.Series | None, str
 def train_and_predict(rows: pd.DataFrame, graphs: list, folds: pd.Series, args) -> tuple[pd.Series, pd.Series, dict]:
     """Out-of-fold pair-model scores and spreads, and the fold models (for the ablation)."""
     from pipeline.pair_graphs import DEFAULT_PAIR_SCHEMA
-    from pipeline.scoring.pair_train import PairExample, PairTrainSettings, fit_ensemble
+    from pipeline.scoring.pair_train import PairExample, fit_ensemble
 
     settings = PairTrainSettings(
         members=args.members, epochs=args.epochs, seed=args.seed, absolute_weight=args.absolute_weight

@@ -252,6 +252,11 @@ def test_pairwise_ranking_loss():
     assert float(none.detach()) == 0.0 and none.requires_grad
     loss.backward()
     assert scores.grad[0] > 0 > scores.grad[1]  # pushes the better compound's score down
+    # groups_equal: a series of 3 (3 pairs) and one of 2 (1 pair) count once each, not 3:1
+    s, v, g = torch.tensor([0.0, 1.0, 2.0, 0.0, 0.0]), [1.0, 2.0, 3.0, 1.0, 2.0], ["a", "a", "a", "b", "b"]
+    big = np.mean([np.log1p(np.exp(-1.0)), np.log1p(np.exp(-2.0)), np.log1p(np.exp(-1.0))])
+    assert float(pairwise_ranking_loss(s, v, g, groups_equal=True)) == pytest.approx((big + np.log(2.0)) / 2)
+    assert float(pairwise_ranking_loss(s, v, g)) == pytest.approx((3 * big + np.log(2.0)) / 4)
 
 
 def test_training_reduces_a_ranking_loss(docked):

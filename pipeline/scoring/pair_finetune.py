@@ -116,8 +116,8 @@ class PairAssaySettings:
     Attributes
     ----------
     epochs, patience, learning_rate, global_iterations
-        AdamW epochs, early-stopping patience, learning rate and epochs of the global-only
-        first phase (:class:`~pipeline.scoring.pair_train.PairTrainSettings`); ``None``:
+        AdamW epochs, early-stopping patience, learning rate and L-BFGS iterations of the
+        global-only first phase (:class:`~pipeline.scoring.pair_train.PairTrainSettings`); ``None``:
         :data:`FROM_SCRATCH` or :data:`FINE_TUNING` by how the model starts.
     weight_decay
         AdamW weight decay.

@@ -246,7 +246,11 @@ class PairScorer(nn.Module):
 
 
 def pairwise_ranking_loss(
-    scores: Tensor, values: Tensor | Sequence[float], groups: Tensor | Sequence, temperature: float = 1.0
+    scores: Tensor,
+    values: Tensor | Sequence[float],
+    groups: Tensor | Sequence,
+    temperature: float = 1.0,
+    groups_equal: bool = False,
 ) -> Tensor:
     r"""Logistic ranking loss over all pairs of compounds of one group (series) with different values.
 
@@ -265,6 +269,9 @@ def pairwise_ranking_loss(
         Group of each compound (B,): ints or strings (series names); only pairs within a group count.
     temperature
         Scale of score differences (kcal/mol) in the logistic.
+    groups_equal
+        Mean per group first, then over groups, so that each group (series) counts once,
+        as the evaluation's mean per-series τ counts it; default: one mean over all pairs.
     """
     values = torch.as_tensor(np.asarray(values, dtype=np.float64) if not torch.is_tensor(values) else values)
     values = values.to(device=scores.device, dtype=scores.dtype)
@@ -275,7 +282,13 @@ def pairwise_ranking_loss(
     better = (values[:, None] < values[None, :]) & (groups[:, None] == groups[None, :])
     if not bool(better.any()):
         return scores.sum() * 0.0
-    return F.softplus((scores[:, None] - scores[None, :]) / temperature)[better].mean()
+    losses = F.softplus((scores[:, None] - scores[None, :]) / temperature)[better]
+    if not groups_equal:
+        return losses.mean()
+    _, pair_group = torch.unique(groups[better.nonzero(as_tuple=True)[0]], return_inverse=True)
+    n_groups = int(pair_group.max()) + 1
+    sums = torch.zeros(n_groups, dtype=losses.dtype, device=losses.device).index_add(0, pair_group, losses)
+    return (sums / torch.bincount(pair_group, minlength=n_groups).to(losses.dtype)).mean()
 
 
 def residue_contributions(graph, pair_energy: Tensor) -> dict[str, float]:

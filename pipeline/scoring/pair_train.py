@@ -302,11 +302,9 @@ def _term_parts(
             out = model(batch)
             n_graphs = out["score"].shape[0]
             dtype = out["score"].dtype
-            terms = batch.pair_terms.to(dtype)
-            a = torch.zeros(n_graphs, terms.shape[1], dtype=dtype).index_add(
-                0, out["pair_graph"], out["pair_weights"] * terms
-            )
-            residual = out["pair_energy"] - (out["pair_weights"] * terms).sum(dim=-1)
+            weighted = out["pair_weights"] * batch.pair_terms.to(dtype)
+            a = torch.zeros(n_graphs, weighted.shape[1], dtype=dtype).index_add(0, out["pair_graph"], weighted)
+            residual = out["pair_energy"] - weighted.sum(dim=-1)
             r = torch.zeros(n_graphs, dtype=dtype).index_add(0, out["pair_graph"], residual)
             parts_a.append(a)
             parts_r.append(r)
@@ -344,27 +342,19 @@ def fit_global_parameters(
     parts_a, parts_r, n_rot = _term_parts(model, examples)
     affinity = torch.as_tensor([i for i, ex in enumerate(examples) if ex.dg is not None], dtype=torch.long)
     dg = torch.tensor([examples[int(i)].dg for i in affinity], dtype=parts_a.dtype)
-    codes = np.unique(np.asarray([examples[int(i)].group for i in affinity]).astype(str), return_inverse=True)[1]
-    codes = torch.as_tensor(codes)
+    groups = [examples[int(i)].group for i in affinity]
     screening = torch.as_tensor(
         [i for i, ex in enumerate(examples) if ex.active is not None and ex.dg is None], dtype=torch.long
     )
     labels = torch.tensor([float(examples[int(i)].active) for i in screening], dtype=parts_a.dtype)
-    # pairs (a better than b) within one series, each series' pairs weighted 1 / its pair count
-    better = (dg[:, None] < dg[None, :]) & (codes[:, None] == codes[None, :])
-    pair_a, pair_b = better.nonzero(as_tuple=True)
-    n_series = int(torch.unique(codes[pair_a]).numel()) if len(pair_a) else 0
-    counts = torch.bincount(codes[pair_a], minlength=int(codes.max()) + 1 if len(codes) else 0)
-    pair_weight = 1.0 / (counts[codes[pair_a]].to(parts_a.dtype) * max(n_series, 1))
 
     def loss_fn() -> Tensor:
         scales = model.term_scales()
         inter = parts_a @ scales if scales is not None else parts_a.sum(dim=-1)
         score = (inter + parts_r) / (1.0 + model.rotor_weight() * n_rot)
         loss = score.sum() * 0.0
-        if len(pair_a):
-            s = score[affinity]
-            loss = loss + (F.softplus((s[pair_a] - s[pair_b]) / settings.temperature) * pair_weight).sum()
+        if len(affinity):
+            loss = loss + pairwise_ranking_loss(score[affinity], dg, groups, settings.temperature, groups_equal=True)
         if len(screening):
             logit = model.logit_from_score(score[screening])
             loss = loss + settings.screening_weight * F.binary_cross_entropy_with_logits(logit, labels)
@@ -387,15 +377,12 @@ def fit_global_parameters(
     return [before, after]
 
 
-def _optimizer(model: PairScorer, settings: PairTrainSettings, global_only: bool = False) -> torch.optim.Optimizer:
-    """AdamW with the global parameters in their own group (faster, no weight decay); see :class:`PairTrainSettings`.
-
-    ``global_only``: the global parameters alone (the first phase of :func:`fit_member`).
-    """
+def _optimizer(model: PairScorer, settings: PairTrainSettings) -> torch.optim.Optimizer:
+    """AdamW with the global parameters in their own group (faster, no weight decay); see :class:`PairTrainSettings`."""
     names = set(global_parameter_names(model))
     own = [p for n, p in model.named_parameters() if n in names]
     rest = [p for n, p in model.named_parameters() if n not in names]
-    groups = [] if global_only else [dict(params=rest, weight_decay=settings.weight_decay)]
+    groups = [dict(params=rest, weight_decay=settings.weight_decay)]
     if own:
         groups.append(dict(params=own, weight_decay=0.0, lr=settings.lr * settings.global_lr_factor))
     return torch.optim.AdamW(groups, lr=settings.lr)
