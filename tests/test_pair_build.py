@@ -114,7 +114,8 @@ def test_quick_build_writes_a_pair_model_that_loads_scores_and_records_data_and_
     # it scores a graph of the campaign: finite columns, one value per graph
     graphs = build_pair.scoring_loto.target_graphs("aces", tmp_path / "dude")[0]
     columns = PairModel.summarize(model.predict([graphs[("aces_a_1", 1)], graphs[("aces_d_1", 1)]]))
-    assert all(np.isfinite(v).all() and v.shape == (2,) for v in columns.values())
+    bad = {name: v for name, v in columns.items() if not (v.shape == (2,) and np.isfinite(v).all())}
+    assert not bad, f"non-finite or misshapen score columns: {bad}"
 
     # the counts: every posed FKBP12 ligand (fewer than the quick cap) and each DUD-E role
     data = card["data"]

@@ -196,6 +196,20 @@ def test_untrained_model_returns_vinas_score(docked):
     assert (out["logit"].argsort() == (-out["score"]).argsort()).all()  # lower score, higher logit
 
 
+def test_learned_term_scales_stay_within_their_bound():
+    from pipeline.scoring.pair_model import PairModelConfig
+
+    model = PairScorer(DEFAULT_PAIR_SCHEMA, PairModelConfig(max_term_scale=10.0))
+    torch.testing.assert_close(model.term_scales(), torch.ones(5))  # Vina's weights at the start
+    with torch.no_grad():
+        model.log_term_scale.copy_(torch.tensor([-50.0, -0.01, 0.0, 0.01, 50.0]))
+    scales = model.term_scales()
+    assert scales.min() >= 0.1 * (1 - 1e-5) and scales.max() <= 10.0 * (1 + 1e-5)
+    torch.testing.assert_close(scales[1:4], torch.exp(torch.tensor([-0.01, 0.0, 0.01])), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="max_term_scale"):
+        PairModelConfig(max_term_scale=1.0)
+
+
 def test_score_is_invariant_to_rotating_and_translating_the_complex(docked):
     receptor, poses, graphs = docked
     rotation = Rotation.random(random_state=3).as_matrix()

@@ -87,6 +87,11 @@ class PairModelConfig:
         rotors; within a series the bigger analogues with more rotors usually bind better.
     max_rot_weight
         Upper bound of the learned :math:`w_\text{rot}`.
+    max_term_scale
+        Bound on each learned term scale: :math:`s_k \in [1/m, m]`, smoothly
+        (:math:`s_k = m^{\tanh(\theta_k / \ln m)}`, the identity near 1). Without it a
+        ranking loss on a few separable examples drives the scales to 0 or infinity (seen on
+        6 ligands of one series: :math:`s_k = e^{-19}`) and the score to inf.
     """
 
     hidden: int = 32
@@ -100,6 +105,7 @@ class PairModelConfig:
     learn_term_scales: bool = True
     learn_rot_weight: bool = True
     max_rot_weight: float = 0.2
+    max_term_scale: float = 10.0
 
     def __post_init__(self) -> None:
         if min(self.hidden, self.layers, self.rbf_size, self.pair_hidden, self.pair_rbf_size) < 1:
@@ -108,6 +114,8 @@ class PairModelConfig:
             raise ValueError(f"pair model max_weight_change must be in [0, 1], got {self.max_weight_change}")
         if not self.max_rot_weight > 0.0:
             raise ValueError(f"pair model max_rot_weight must be positive, got {self.max_rot_weight}")
+        if not self.max_term_scale > 1.0:
+            raise ValueError(f"pair model max_term_scale must exceed 1, got {self.max_term_scale}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for JSON."""
@@ -179,8 +187,11 @@ class PairScorer(nn.Module):
         self.logit_threshold = nn.Parameter(torch.tensor(LOGIT_THRESHOLD))
 
     def term_scales(self) -> Tensor | None:
-        """The learned scale of each Vina term (K,), or None when the weights are Vina's."""
-        return None if self.log_term_scale is None else torch.exp(self.log_term_scale)
+        """The learned scale of each Vina term (K,) in ``[1/max_term_scale, max_term_scale]``; None for Vina's weights."""
+        if self.log_term_scale is None:
+            return None
+        bound = float(np.log(self.config.max_term_scale))
+        return torch.exp(bound * torch.tanh(self.log_term_scale / bound))
 
     def rotor_weight(self) -> Tensor:
         """The rotatable-bond weight of the score's factor :math:`1 + w_\text{rot} N_\text{rot}` (learned or Vina's)."""
