@@ -57,7 +57,7 @@ LOGIT_THRESHOLD = -7.0
 
 @dataclass(frozen=True)
 class PairModelConfig:
-    """Hyperparameters of :class:`PairScorer`.
+    r"""Hyperparameters of :class:`PairScorer`.
 
     Attributes
     ----------
