@@ -194,7 +194,7 @@ class PairScorer(nn.Module):
         return torch.exp(bound * torch.tanh(self.log_term_scale / bound))
 
     def rotor_weight(self) -> Tensor:
-        """The rotatable-bond weight of the score's factor :math:`1 + w_\text{rot} N_\text{rot}` (learned or Vina's)."""
+        r"""The rotatable-bond weight of the score's factor :math:`1 + w_\text{rot} N_\text{rot}` (learned or Vina's)."""
         if self.rot_logit is None:
             return self.rot_weight
         return self.config.max_rot_weight * torch.sigmoid(self.rot_logit)
