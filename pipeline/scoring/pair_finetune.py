@@ -34,7 +34,7 @@ so ``train.pair.value_units`` says how a value becomes the model's target ΔG:
 
 * ``p_molar`` (default): a -log10 molar potency, ΔG = -RT ln(10) · value =
   -:data:`RT_LN10` kcal/mol per log unit (298.15 K). The ranking loss only needs the order;
-  the weak Huber term (``absolute_weight``) needs kcal/mol, and this is the physical
+  the optional Huber term (``absolute_weight``, off by default) needs kcal/mol, and this is the physical
   conversion for a Kd (an IC50 differs from it by an assay-dependent offset, which the
   ranking term ignores and the weak term only nudges);
 * ``kcal_per_mol``: the value already is a ΔG (lower = tighter), used as it is;
@@ -122,7 +122,8 @@ class PairAssaySettings:
     weight_decay
         AdamW weight decay.
     absolute_weight
-        Weight of the Huber term (score - ΔG, kcal/mol); 0 with ``value_units: rank_only``.
+        Weight of the Huber term (score - ΔG, kcal/mol); always 0 with ``value_units: rank_only``.
+        Default 0 (see :class:`~pipeline.scoring.pair_train.PairTrainSettings`).
     screening_weight
         Weight of the cross-entropy on ``logit`` (``active`` labels).
     temperature
@@ -145,7 +146,7 @@ class PairAssaySettings:
     learning_rate: float | None = None
     global_iterations: int | None = None
     weight_decay: float = 1e-4
-    absolute_weight: float = 0.1
+    absolute_weight: float = 0.0
     screening_weight: float = 1.0
     temperature: float = 1.0
     group_size: int = 32
