@@ -191,7 +191,10 @@ def test_assay_values_become_lower_is_better_targets_in_kcal_per_mol():
     assert (scratch.lr, scratch.epochs, tuned.lr, tuned.epochs) == (1e-3, 40, 2e-4, 20)
     assert (scratch.global_iterations, tuned.global_iterations) == (50, 0)
     assert PairAssaySettings(epochs=7).train_settings(True, 3, 1).epochs == 7
-    assert PairAssaySettings(value_units="rank_only", absolute_weight=0.1).train_settings(False, 1, 1).absolute_weight == 0.0
+    assert (
+        PairAssaySettings(value_units="rank_only", absolute_weight=0.1).train_settings(False, 1, 1).absolute_weight
+        == 0.0
+    )
     assert PairAssaySettings(absolute_weight=0.1).train_settings(False, 1, 1).absolute_weight == 0.1
     with pytest.raises(ConfigError, match="value_units"):
         PairAssaySettings(value_units="nM")
