@@ -208,6 +208,34 @@ def test_parquet_library_streams_row_groups(tmp_path):
     assert [i for c in chunks for i in c.ids] == frame.id.tolist()
 
 
+def test_distributed_rounds_propose_exactly_the_serial_batches(tmp_path):
+    from distributed import Client, LocalCluster
+
+    frame, scores = _toy(300)
+    frame.loc[[5, 150], "smiles"] = "not a smiles"  # the surrogate cannot featurize these
+    paths = []
+    for k, start in enumerate(range(0, 300, 70)):
+        path = tmp_path / f"chunk_{k:05d}.parquet"
+        frame.iloc[start : start + 70].to_parquet(path, row_group_size=16)
+        paths.append(path)
+    settings = LoopSettings(initial=0.1, batch=0.05, budget=0.4, acquisition="ucb")
+
+    def run(client):
+        loop = ActiveLoop(
+            ParquetLibrary(paths), LookupObjective(scores, key="id"), LengthSurrogate(), settings, 3, client=client
+        )
+        return loop.run()
+
+    serial = run(None)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            distributed = run(client)
+    assert len(serial.rounds) == len(distributed.rounds) > 2
+    assert list(serial.scores) == list(distributed.scores)  # same compounds in the same order
+    assert serial.failures == distributed.failures
+    assert {"c005", "c150"} <= {i for i, (stage, _) in distributed.failures.items() if stage == SURROGATE_STAGE}
+
+
 # --------------------------------------------------------------------------- failures: nothing lost
 
 

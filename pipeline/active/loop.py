@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 
 from .acquisition import TopSelector, acquisition_function, uniform_keys
-from .chunks import CompoundLibrary, predict_chunks
+from .chunks import CompoundLibrary, ParquetLibrary, predict_chunks
+from .distributed import predict_top_distributed, select_top
 from .objective import Evaluation, Objective
 from .surrogate import Surrogate
 
@@ -255,6 +256,11 @@ class ActiveLoop:
         Seeds the random sample, Thompson's draws and every fit.
     state
         A state to resume from (:meth:`LoopState.from_dict`); a new one if None.
+    client
+        A Dask ``distributed.Client``: with a :class:`~.chunks.ParquetLibrary`, each round's
+        predictions run one task per library file on its workers
+        (:func:`~.distributed.predict_top_distributed`; the same proposals as serially).
+        None: predict in this process.
 
     Examples
     --------
@@ -270,8 +276,10 @@ class ActiveLoop:
         settings: LoopSettings | None = None,
         seed: int = 0,
         state: LoopState | None = None,
+        client: Any = None,
     ) -> None:
         self.library, self.objective, self.surrogate = library, objective, surrogate
+        self.client = client
         self.settings = settings or LoopSettings()
         n = len(library)
         self.state = state or LoopState(seed=seed, library_size=n)
@@ -334,11 +342,14 @@ class ActiveLoop:
                 [state.smiles[i] for i in ids], np.array([state.scores[i] for i in ids]), _round_seed(state.seed, r)
             )
             fit_s = time.perf_counter() - t0
-            for part in predict_chunks(self.surrogate, self.library.chunks(), excluded):
-                for k in np.flatnonzero(~np.isfinite(part.mean)):
-                    state.failures[part.ids[k]] = (SURROGATE_STAGE, NO_FEATURES)
-                utility = self._acquire(part.mean, part.sd, part.ids, state.seed, r)
-                top.add(part.ids, utility, smiles=part.smiles, mean=part.mean, sd=part.sd)
+            args = (excluded, size, self._acquire, state.seed, r)
+            if self.client is not None and isinstance(self.library, ParquetLibrary):
+                found = predict_top_distributed(self.client, self.surrogate, self.library.paths, *args)
+            else:
+                found = select_top(self.surrogate, self.library.chunks(), *args)
+            top = found.top
+            for cid in found.no_features:
+                state.failures[cid] = (SURROGATE_STAGE, NO_FEATURES)
         predict_s = time.perf_counter() - t0 - fit_s
         return Proposal(
             round=r,
