@@ -336,3 +336,14 @@ def test_top_fraction_found_counts_ties_pro_rata():
     assert top_fraction_found([-10.0], scores, 0.05) == pytest.approx(0.2)
     assert top_fraction_found([-9.0], scores, 0.01) == pytest.approx(0.0)
     assert top_fraction_found([-9.0], [-9.0, -9.0, 1.0, 2.0], 0.25) == pytest.approx(0.5)
+
+
+def test_molpal_tie_counting_fills_the_tie_groups_places_first():
+    # k = 4 of 8: one compound better than the k-th score (-9), then five tied at -9 for 3 places
+    scores = [-10.0, -9.0, -9.0, -9.0, -9.0, -9.0, 0.0, 1.0]
+    found = [-10.0, -9.0, -9.0]
+    assert top_fraction_found(found, scores, 0.5) == pytest.approx((1 + 2 * 3 / 5) / 4)
+    assert top_fraction_found(found, scores, 0.5, ties="molpal") == pytest.approx(3 / 4)
+    assert top_fraction_found(found + [-9.0, -9.0], scores, 0.5, ties="molpal") == 1.0  # at most the 3 places
+    with pytest.raises(ValueError, match="ties"):
+        top_fraction_found(found, scores, 0.5, ties="best")

@@ -4,7 +4,7 @@
   (radius 2, 2048 bits), 100 trees of depth at most 8: MolPAL's ``rf`` model, kept as the
   baseline the pipeline's own surrogates have to beat. Spread = standard deviation over trees.
 * :class:`FingerprintEnsembleSurrogate` - ``M`` two-hidden-layer MLPs on ``log(1 + count)``
-  Morgan count fingerprints, trained together (:mod:`.ensemble_layers`) with the recipe of
+  Morgan and atom-pair count fingerprints, trained together (:mod:`.ensemble_layers`) with the recipe of
   :mod:`.ensemble_training`. Counts keep how many times a substructure occurs, which the
   docking score (roughly additive over the ligand's groups) cares about; the log tames
   carbon-chain counts. The first layer is an ``EmbeddingBag`` over the set bits, so its cost
@@ -173,7 +173,7 @@ def _csr_tensors(matrix: sp.csr_matrix, device: torch.device) -> tuple[Tensor, T
 
 
 class FingerprintEnsembleSurrogate:
-    """An ensemble of MLPs on ``log(1 + count)`` Morgan fingerprints, retrained from scratch each round.
+    """An ensemble of MLPs on ``log(1 + count)`` Morgan and atom-pair count fingerprints, retrained from scratch each round.
 
     Parameters
     ----------
@@ -183,7 +183,9 @@ class FingerprintEnsembleSurrogate:
         Ensemble size and training recipe (:class:`~.ensemble_training.TrainingSettings`).
     fingerprint, radius, n_bits
         Count fingerprint kinds (:data:`~.features.FINGERPRINTS`, concatenated), environment size
-        and bits per kind.
+        and bits per kind. Default Morgan and atom pairs: on Enamine 10k (MolPAL's protocol,
+        greedy, tuning seeds 10-12, not the reported ones) the top-1 % found was 0.511 ± 0.023
+        with both, 0.460 ± 0.024 with Morgan alone and 0.468 ± 0.038 with pairs alone.
     cache
         Memoize features per SMILES (benchmarks only).
     device
@@ -198,7 +200,7 @@ class FingerprintEnsembleSurrogate:
         self,
         hidden: int = 256,
         training: TrainingSettings | None = None,
-        fingerprint: Sequence[str] = ("morgan",),
+        fingerprint: Sequence[str] = ("morgan", "pair"),
         radius: int = 2,
         n_bits: int = 2048,
         cache: bool = False,
