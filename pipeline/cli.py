@@ -177,6 +177,44 @@ def cmd_dock(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_active(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from .active import ActiveLoop, LookupObjective, LoopSettings, ParquetLibrary, make_surrogate
+    from .active.screen import load_state, run_screen, write_outputs
+    from .config import settings_from_section
+
+    cfg = _run_config(args.config)
+    section = cfg["screen"]["active"]
+    out = Path(args.out_dir)
+    library = ParquetLibrary(sorted(Path(c) for c in args.chunks))
+    if args.lookup:
+        objective = LookupObjective.from_table(args.lookup, args.lookup_key, args.lookup_score, key="id")
+    else:
+        from .active.docking_objective import DockingObjective
+        from .docking import DockingSettings
+        from .ligands import LigandSettings
+
+        objective = DockingObjective(
+            args.receptor_dir,
+            out / "rounds",
+            settings_from_section(LigandSettings, cfg, "ligands", seed=cfg["seed"]),
+            settings_from_section(DockingSettings, cfg, "docking", seed=cfg["seed"]),
+        )
+    settings = settings_from_section(LoopSettings, cfg["screen"], "active")
+    state = load_state(out / "state")
+    loop = ActiveLoop(library, objective, make_surrogate(section["surrogate"]), settings, cfg["seed"], state)
+    with contextlib.ExitStack() as stack:
+        if args.dask:
+            from .dask_cluster import DaskSettings, dask_client
+
+            loop.client = stack.enter_context(dask_client(DaskSettings.from_config(cfg["dask"])))
+        run_screen(loop, out / "state")
+        counts = write_outputs(loop, out)
+    log.info("active screen %s: %s (stopped: %s)", out, counts, loop.state.stopped)
+    return 0
+
+
 def _run_config(path: str | None) -> dict:
     """The run config (validated, defaults filled); the built-in defaults when no file is given."""
     from .config import fill_defaults, load_config, load_schema
@@ -590,6 +628,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="docking.mode score_only: keep each SD record's mol block (its 3D pose) in the chunks, "
         "and reject records without 3D coordinates",
     )
+
+    p = add(
+        "active",
+        cmd_active,
+        "screen a library too large to dock: dock a random fraction, then rounds chosen by a surrogate "
+        "(config screen.active); resumes a killed screen from its last round",
+        "vscreen active results/mine/chunks/*.parquet --config mine.yaml --receptor-dir results/mine/receptor "
+        "--out-dir results/mine/active",
+    )
+    p.add_argument("chunks", nargs="+", help="library chunks (Parquet with id, smiles; vscreen split writes them)")
+    p.add_argument("--config", help="run config (screen.active, ligands, docking, dask, seed); default: built-in")
+    p.add_argument("--out-dir", required=True, help="state/, rounds/ and docked/predicted/failures/rounds.csv")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--receptor-dir", help="a prepared receptor (vscreen prepare-receptor): dock each batch")
+    target.add_argument("--lookup", help="a score table instead of docking (CSV or Parquet; benchmarks, tests)")
+    p.add_argument("--lookup-key", default="id", help="--lookup: the column with compound ids")
+    p.add_argument("--lookup-score", default="score", help="--lookup: the score column (lower = better)")
+    p.add_argument("--dask", action="store_true", help="predict each round on the config's Dask cluster")
 
     p = add(
         "prepare-receptor",

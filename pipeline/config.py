@@ -39,6 +39,19 @@ def schema_default(section: str, key: str) -> Any:
     return copy.deepcopy(load_schema()["properties"][section]["properties"][key]["default"])
 
 
+def settings_from_section(cls: type, config: dict[str, Any], section: str, **extra: Any) -> Any:
+    """A settings dataclass from one config section: its fields that the section has, plus ``extra``.
+
+    Keys of the section that are not fields of ``cls`` (other stages' keys) are left out; the
+    section's values are already validated and defaulted by :func:`load_config`.
+    """
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in dict(config.get(section) or {}).items() if k in names}
+    return cls(**{**values, **extra})
+
+
 def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(part) for part in error.absolute_path)
 

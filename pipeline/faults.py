@@ -16,7 +16,8 @@ Format
     The name the caller passes to :func:`inject`. In use: ``prepare`` (before ETKDG
     embedding), ``dock`` (before Vina's search), ``dock-export`` (before meeko rebuilds the
     docked poses), ``refine`` (before minimization and MD), ``refine-md`` (before each MD
-    attempt of a pose: the first and its retry), ``featurize`` (Dask tasks).
+    attempt of a pose: the first and its retry), ``featurize`` (Dask tasks), ``active-round`` (an active screen's
+    round, id ``round_<r>``, after its batch is saved and before it is docked).
 ``compound_id``
     The (sanitized) compound id, or ``*`` for every compound of the stage. It may contain
     ``:`` (the action is the text after the last ``:``).

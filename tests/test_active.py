@@ -3,6 +3,7 @@ streaming prediction, lookup failures, and a small real screen that beats random
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import numpy as np
@@ -347,3 +348,58 @@ def test_molpal_tie_counting_fills_the_tie_groups_places_first():
     assert top_fraction_found(found + [-9.0, -9.0], scores, 0.5, ties="molpal") == 1.0  # at most the 3 places
     with pytest.raises(ValueError, match="ties"):
         top_fraction_found(found, scores, 0.5, ties="best")
+
+
+# --------------------------------------------------------------------------- a screen that is killed
+
+
+def _active_cli(workdir, out, env_extra=None):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "VSCREEN_FAULTS"}
+    env.update(env_extra or {})
+    chunks = sorted(str(p) for p in (workdir / "chunks").glob("*.parquet"))
+    cmd = [sys.executable, "-m", "pipeline.cli", "active", *chunks, "--config", str(workdir / "config.yaml")]
+    cmd += ["--out-dir", str(out), "--lookup", str(workdir / "scores.csv")]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_active_screen_killed_in_round_2_resumes_and_docks_what_an_uninterrupted_run_docks(tmp_path):
+    import yaml
+
+    frame, scores = _toy(300)
+    frame.loc[7, "smiles"] = "not a smiles"
+    (tmp_path / "chunks").mkdir()
+    for k, start in enumerate(range(0, 300, 100)):
+        frame.iloc[start : start + 100].to_parquet(tmp_path / "chunks" / f"chunk_{k:05d}.parquet")
+    table = pd.DataFrame({"id": list(scores), "score": list(scores.values())})
+    table[~table.id.isin(["c020", "c021"])].to_csv(tmp_path / "scores.csv", index=False)  # 2 "docking failures"
+    config = dict(
+        run="active_kill",
+        library=dict(path="library.csv"),
+        receptor=dict(path="receptor.pdb"),
+        box=dict(center=[0, 0, 0], size=[20, 20, 20]),
+        screen=dict(strategy="active", active=dict(initial=30, batch=20, budget=90, max_rounds=3)),
+    )
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+
+    whole = _active_cli(tmp_path, tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    killed = _active_cli(tmp_path, tmp_path / "killed", {"VSCREEN_FAULTS": "active-round:round_2:kill"})
+    assert killed.returncode == -9, killed.stderr[-2000:]  # SIGKILL, with round 2's batch saved
+    state = json.loads((tmp_path / "killed" / "state" / "state.json").read_text())
+    assert len(state["rounds"]) == 2 and (tmp_path / "killed" / "state" / "round_002.proposal.parquet").exists()
+    resumed = _active_cli(tmp_path, tmp_path / "killed")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "round 2: resuming its saved batch" in resumed.stderr
+
+    docked = {name: pd.read_csv(tmp_path / name / "docked.csv") for name in ("whole", "killed")}
+    pd.testing.assert_frame_equal(docked["whole"], docked["killed"])
+    assert len(docked["whole"]) + 2 == 90 and set(docked["whole"]["round"]) == {0, 1, 2, 3}
+    predicted = pd.read_csv(tmp_path / "killed" / "predicted.csv")
+    failures = pd.read_csv(tmp_path / "killed" / "failures.csv")
+    ids = list(docked["killed"].id) + list(predicted.id) + list(failures.id)
+    assert sorted(ids) == sorted(frame.id)  # every library row in exactly one table
+    assert "c007" in set(failures.id) and len(pd.read_csv(tmp_path / "killed" / "rounds.csv")) == 4
