@@ -163,12 +163,16 @@ def receptor_args() -> str:
 report: "report/workflow.rst"
 
 
+# screen.strategy: active docks a fraction of the library chosen round by round (rule active_screen)
+ACTIVE = CFG["screen"]["strategy"] == "active"
+ACTIVE_TABLES = ("docked", "predicted", "failures", "rounds")
+
+
 rule all:
     input:
-        str(LAYOUT.ranking),
-        str(LAYOUT.failures),
-        str(LAYOUT.report_html),
-        str(LAYOUT.top_hits),
+        [str(LAYOUT.active_table(t)) for t in ACTIVE_TABLES] + [str(LAYOUT.input_failures)]
+        if ACTIVE
+        else [str(LAYOUT.ranking), str(LAYOUT.failures), str(LAYOUT.report_html), str(LAYOUT.top_hits)],
 
 
 checkpoint split_library:
@@ -266,6 +270,31 @@ rule dock:
     shell:
         "vscreen dock {input.ligands} --receptor-dir {params.run}/receptor --out-dir {params.run}/docked "
         "{params.args} --threads {threads} 2>&1 | tee {log}"
+
+
+# An active screen is one job that runs its rounds (seeded random sample, then batches chosen by
+# the surrogate) and saves each round's batch and the loop state atomically: a killed job rerun by
+# Snakemake resumes from its last saved round and docks what an uninterrupted run docks.
+rule active_screen:
+    input:
+        chunks=per_chunk(LAYOUT.chunk_table),
+        pdbqt=rules.prepare_receptor.output.pdbqt,
+        box=rules.prepare_receptor.output.box,
+        config=RESOLVED_CONFIG,
+    output:
+        [str(LAYOUT.active_table(t)) for t in ACTIVE_TABLES],
+    params:
+        run=run_folder,
+        out=lambda wildcards, output: str(Path(output[0]).parent),
+    log:
+        f"{RUN}/logs/active_screen.log",
+    benchmark:
+        f"{RUN}/benchmarks/active_screen/job.tsv",
+    conda:
+        "envs/docking.yaml"
+    shell:
+        "vscreen active {input.chunks} --config {input.config} --receptor-dir {params.run}/receptor "
+        "--out-dir {params.out} 2>&1 | tee {log}"
 
 
 rule featurize:

@@ -117,6 +117,15 @@ class RunLayout:
         """The top hits' score explanations (:mod:`pipeline.scoring.explain`)."""
         return self.root / "explain"
 
+    @property
+    def active_dir(self) -> Path:
+        """``screen.strategy: active``: the screen's state, rounds and tables (:mod:`pipeline.active.screen`)."""
+        return self.root / "active"
+
+    def active_table(self, name: str) -> Path:
+        """``docked``, ``predicted``, ``failures`` or ``rounds`` of an active screen."""
+        return self.active_dir / f"{name}.csv"
+
     # ------------------------------------------------------------------ run-level files
     @property
     def config(self) -> Path:

@@ -403,3 +403,30 @@ def test_active_screen_killed_in_round_2_resumes_and_docks_what_an_uninterrupted
     ids = list(docked["killed"].id) + list(predicted.id) + list(failures.id)
     assert sorted(ids) == sorted(frame.id)  # every library row in exactly one table
     assert "c007" in set(failures.id) and len(pd.read_csv(tmp_path / "killed" / "rounds.csv")) == 4
+
+
+def test_workflow_with_strategy_active_runs_the_screen_instead_of_docking_every_chunk(repo, tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = yaml.safe_load((repo / "config" / "config.yaml").read_text())
+    cfg["run"] = "active_dry_run_test"
+    cfg["screen"] = dict(strategy="active", active=dict(initial=6, batch=4, budget=14, max_rounds=2))
+    path = tmp_path / "active.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "snakemake", "--cores", "1", "--configfile", str(path), "-n"],
+            capture_output=True,
+            text=True,
+            cwd=repo,
+        )
+    finally:
+        shutil.rmtree(repo / "results" / "active_dry_run_test", ignore_errors=True)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-2000:]
+    jobs = {line.split()[0] for line in out.splitlines() if line.strip() and line.split()[-1].isdigit()}
+    assert {"active_screen", "split_library", "prepare_receptor"} <= jobs and not {"dock", "rank", "report"} & jobs
