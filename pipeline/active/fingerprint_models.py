@@ -64,6 +64,20 @@ class _FingerprintFeatures:
         data = np.concatenate([r[1] for r in present]) if present else np.empty(0, np.float32)
         return sp.csr_matrix((data, indices, indptr), shape=(len(rows), self.width)), valid
 
+    def matrix(self, smiles: Sequence[str], values: str) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Model inputs: ``values`` ``bits`` (present/absent, the forest) or ``log`` (``log(1 + count)``, the MLPs)."""
+        counts, valid = self(smiles)
+        counts = counts.copy()
+        counts.data = np.ones_like(counts.data) if values == "bits" else np.log1p(counts.data)
+        return counts, valid
+
+    def training_rows(self, smiles: Sequence[str], scores: np.ndarray, values: str) -> tuple[sp.csr_matrix, np.ndarray]:
+        """:meth:`matrix` and the scores of the compounds with features and a finite score."""
+        X, valid = self.matrix(smiles, values)
+        y = np.asarray(scores, dtype=np.float64)
+        keep = valid & np.isfinite(y)
+        return X[keep], y[keep]
+
 
 class RandomForestSurrogate:
     """MolPAL's random-forest surrogate: 100 trees, depth <= 8, on Morgan bit vectors.
@@ -99,33 +113,25 @@ class RandomForestSurrogate:
         self._features = _FingerprintFeatures(fingerprint, radius, n_bits, cache)
         self._model = None
 
-    def _bits(self, smiles: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
-        counts, valid = self._features(smiles)
-        bits = counts.copy()
-        bits.data = np.ones_like(bits.data)
-        return bits, valid
-
     def fit(self, smiles: Sequence[str], scores: np.ndarray, seed: int) -> dict[str, Any]:
         """Fit a new forest on the compounds with features and a finite score; ``seed`` fixes the trees."""
         from sklearn.ensemble import RandomForestRegressor
 
-        X, valid = self._bits(smiles)
-        y = np.asarray(scores, dtype=np.float64)
-        keep = valid & np.isfinite(y)
+        X, y = self._features.training_rows(smiles, scores, "bits")
         self._model = RandomForestRegressor(
             n_estimators=self.n_estimators,
             max_depth=self.max_depth,
             min_samples_leaf=self.min_samples_leaf,
             n_jobs=self.n_jobs,
             random_state=seed,
-        ).fit(X[keep], y[keep])
-        return {"n_train": int(keep.sum())}
+        ).fit(X, y)
+        return {"n_train": len(y)}
 
     def predict(self, smiles: Sequence[str]) -> Prediction:
         """Mean and standard deviation over the trees; NaN for SMILES without features."""
         if self._model is None:
             raise RuntimeError("fit the surrogate before predicting")
-        X, valid = self._bits(smiles)
+        X, valid = self._features.matrix(smiles, "bits")
         mean = np.full(len(smiles), np.nan)
         sd = np.full(len(smiles), np.nan)
         if valid.any():
@@ -215,18 +221,9 @@ class FingerprintEnsembleSurrogate:
         self._net: FingerprintEnsembleNet | None = None
         self._center, self._scale = 0.0, 1.0
 
-    def _inputs(self, smiles: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
-        counts, valid = self._features(smiles)
-        counts = counts.copy()
-        counts.data = np.log1p(counts.data)
-        return counts, valid
-
     def fit(self, smiles: Sequence[str], scores: np.ndarray, seed: int) -> dict[str, Any]:
         """Train a fresh ensemble on the compounds with features and a finite score."""
-        X, valid = self._inputs(smiles)
-        y = np.asarray(scores, dtype=np.float64)
-        keep = valid & np.isfinite(y)
-        X, y = X[keep], y[keep]
+        X, y = self._features.training_rows(smiles, scores, "log")
         self._center, self._scale = float(y.mean()), float(y.std()) or 1.0
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -236,13 +233,13 @@ class FingerprintEnsembleSurrogate:
                 return self._net(*_csr_tensors(X[idx], self.device))
 
             report = fit_ensemble(self._net, forward, (y - self._center) / self._scale, self.training, seed)
-        return {"n_train": int(keep.sum()), **report.__dict__}
+        return {"n_train": len(y), **report.__dict__}
 
     def predict(self, smiles: Sequence[str]) -> Prediction:
         """Ensemble mean and standard deviation (objective units); NaN for SMILES without features."""
         if self._net is None:
             raise RuntimeError("fit the surrogate before predicting")
-        X, valid = self._inputs(smiles)
+        X, valid = self._features.matrix(smiles, "log")
         mean = np.full(len(smiles), np.nan)
         sd = np.full(len(smiles), np.nan)
         rows = np.flatnonzero(valid)
