@@ -403,6 +403,7 @@ def test_active_screen_killed_in_round_2_resumes_and_docks_what_an_uninterrupted
     ids = list(docked["killed"].id) + list(predicted.id) + list(failures.id)
     assert sorted(ids) == sorted(frame.id)  # every library row in exactly one table
     assert "c007" in set(failures.id) and len(pd.read_csv(tmp_path / "killed" / "rounds.csv")) == 4
+    assert (tmp_path / "killed" / "rounds.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the per-round figure
 
 
 def test_workflow_with_strategy_active_runs_the_screen_instead_of_docking_every_chunk(repo, tmp_path):

@@ -14,7 +14,9 @@ proposal of the round that was under way, evaluates it again (the docking object
 the stages that had completed) and goes on: it docks the same compounds as a screen that
 was never interrupted. :func:`write_outputs` then writes what a chemist opens:
 ``docked.csv``, ``predicted.csv`` (the undocked compounds with the surrogate's prediction),
-``failures.csv`` and ``rounds.csv``; every library compound is in exactly one of the first three.
+``failures.csv``, ``rounds.csv`` and ``rounds.png`` (best scores against the fraction docked, and
+the surrogate's accuracy on each batch it chose); every library compound is in exactly one of
+the first three.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import pandas as pd
 
 from .. import faults
 from ..io import atomic_path, write_text_atomic
+from ..report.figures import active_rounds_figure, png_bytes
 from .loop import ActiveLoop, LoopState, Proposal
 
 __all__ = ["load_state", "run_screen", "write_outputs"]
@@ -111,7 +114,7 @@ def run_screen(loop: ActiveLoop, state_dir: str | Path) -> LoopState:
 
 
 def write_outputs(loop: ActiveLoop, out_dir: str | Path) -> dict[str, Any]:
-    """``docked.csv``, ``predicted.csv``, ``failures.csv`` and ``rounds.csv`` of a finished screen.
+    """``docked.csv``, ``predicted.csv``, ``failures.csv``, ``rounds.csv`` and ``rounds.png`` of a finished screen.
 
     Returns
     -------
@@ -135,6 +138,10 @@ def write_outputs(loop: ActiveLoop, out_dir: str | Path) -> dict[str, Any]:
     for name, frame in (("docked", docked), ("predicted", predicted), ("failures", failures), ("rounds", rounds)):
         with atomic_path(out / f"{name}.csv") as tmp:
             frame.to_csv(tmp, index=False)
+    figure = active_rounds_figure(rounds) if len(rounds) else None
+    if figure is not None:
+        with atomic_path(out / "rounds.png") as tmp:
+            tmp.write_bytes(png_bytes(figure))
     counts = dict(docked=len(docked), predicted=len(predicted), failed=len(failures), library=loop.state.library_size)
     if counts["docked"] + counts["predicted"] + counts["failed"] != counts["library"]:
         raise RuntimeError(f"active screen lost compounds: {counts}")

@@ -294,3 +294,36 @@ def enrichment_figure(curves: dict[str, dict[str, np.ndarray]], metrics: pd.Data
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def active_rounds_figure(rounds: pd.DataFrame) -> Figure | None:
+    """An active screen per round: best and top-k mean docked score against the fraction docked
+    (left), and the surrogate's Spearman ρ between predicted and docked scores of the batch it chose (right).
+
+    Parameters
+    ----------
+    rounds
+        ``rounds.csv`` of :func:`pipeline.active.screen.write_outputs` (``fraction_spent``,
+        ``best_score``, ``top_k_mean``, ``round``, ``batch_spearman``).
+    """
+    if rounds.empty:
+        return None
+    fig = Figure(figsize=(8, 3))
+    left, right = fig.subplots(1, 2)
+    docked = 100 * rounds["fraction_spent"].to_numpy(dtype=float)
+    left.plot(docked, rounds["best_score"], "o-", color=NEUTRAL, label="best")
+    if rounds["top_k_mean"].notna().any():
+        left.plot(docked, rounds["top_k_mean"], "s--", color=HIGHLIGHT, label="top-k mean")
+    left.set_xlabel("library docked (%)")
+    left.set_ylabel("docking score (kcal/mol)")
+    left.set_title("best scores found")
+    left.legend(fontsize=8)
+    chosen = rounds[rounds["round"] > 0]
+    right.bar(chosen["round"], chosen["batch_spearman"].fillna(0.0), color=NEUTRAL)
+    right.axhline(0.0, color=INACTIVE, lw=0.8)
+    right.set_xlabel("round")
+    right.set_ylabel("Spearman ρ, predicted vs docked")
+    right.set_title("surrogate on the batch it chose")
+    right.set_ylim(-1, 1)
+    fig.tight_layout()
+    return fig
