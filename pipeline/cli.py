@@ -17,6 +17,7 @@ Check a config and its inputs without running anything: ``vscreen check-config m
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -568,12 +569,32 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default(section: str, key: str | None = None):
+    """A flag's default: the run config's default from ``pipeline/schema.yaml`` (the one place it is written)."""
+    import copy
+
+    node = _schema()["properties"][section]
+    return copy.deepcopy(node["default"] if key is None else node["properties"][key]["default"])
+
+
+@functools.cache
+def _schema() -> dict:
+    from .config import load_schema
+
+    return load_schema()
+
+
 def _add_box_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("docking box (one of)")
     g.add_argument("--center", type=float, nargs=3, metavar=("X", "Y", "Z"), help="box center, Å")
     g.add_argument("--size", type=float, nargs=3, metavar=("SX", "SY", "SZ"), help="box edge lengths, Å")
     g.add_argument("--reference-ligand", help="ligand file (.sdf/.mol2/.pdb); the box encloses it plus --padding")
-    g.add_argument("--padding", type=float, default=8.0, help="Å around the reference ligand (default 8)")
+    g.add_argument(
+        "--padding",
+        type=float,
+        default=_default("box", "padding"),
+        help="Å around the reference ligand (default %(default)s)",
+    )
     g.add_argument("--vina-config", help="file with center_x/size_x lines")
 
 
@@ -617,10 +638,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("library")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--failures", required=True, help="CSV for rejected rows")
-    p.add_argument("--chunk-size", type=int, default=25)
-    p.add_argument("--format", default="auto", choices=["auto", "smi", "csv", "sdf"])
-    p.add_argument("--id-column", default="id")
-    p.add_argument("--smiles-column", default="smiles")
+    p.add_argument("--chunk-size", type=int, default=_default("library", "chunk_size"), help="(default %(default)s)")
+    p.add_argument("--format", default=_default("library", "format"), choices=["auto", "smi", "csv", "sdf"])
+    p.add_argument("--id-column", default=_default("library", "id_column"))
+    p.add_argument("--smiles-column", default=_default("library", "smiles_column"))
     p.add_argument("--id-property", default=None)
     p.add_argument(
         "--keep-poses",
@@ -657,7 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--receptor", help=".pdb or .pdbqt file")
     src.add_argument("--dockstring", help="name of a dockstring target, e.g. ACHE")
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--ph", type=float, default=7.4)
+    p.add_argument("--ph", type=float, default=_default("receptor", "ph"), help="(default %(default)s)")
     p.add_argument("--keep-waters", action="store_true")
     p.add_argument("--keep-heterogens", nargs="*", default=[], metavar="RESNAME")
     _add_box_args(p)
@@ -672,23 +693,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("chunk", help="chunk Parquet written by 'vscreen split'")
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--ph", type=float, default=7.4)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--ph", type=float, default=_default("ligands", "ph"), help="(default %(default)s)")
+    p.add_argument("--seed", type=int, default=_default("seed"), help="(default %(default)s)")
     p.add_argument(
         "--protonation",
         choices=("molscrub", "dimorphite"),  # pipeline.ligands.PROTONATION_TOOLS, not imported here (light CLI)
-        default="molscrub",
-        help="tool for the dominant protonation state at --ph (default molscrub)",
+        default=_default("ligands", "protonation"),
+        help="tool for the dominant protonation state at --ph (default %(default)s)",
     )
-    p.add_argument("--max-heavy-atoms", type=int, default=80)
-    p.add_argument("--min-heavy-atoms", type=int, default=4)
-    p.add_argument("--embed-attempts", type=int, default=3)
+    p.add_argument(
+        "--max-heavy-atoms", type=int, default=_default("ligands", "max_heavy_atoms"), help="(default %(default)s)"
+    )
+    p.add_argument(
+        "--min-heavy-atoms", type=int, default=_default("ligands", "min_heavy_atoms"), help="(default %(default)s)"
+    )
+    p.add_argument(
+        "--embed-attempts", type=int, default=_default("ligands", "embed_attempts"), help="(default %(default)s)"
+    )
     p.add_argument(
         "--time-limit",
         type=parse_time_limit,
-        default=120.0,
+        default=_default("ligands", "time_limit"),
         metavar="SECONDS",
-        help="wall-clock limit per compound, in an isolated worker process ('none' = no limit; default 120)",
+        help="wall-clock limit per compound, in an isolated worker process ('none' = no limit; default %(default)s)",
     )
     p.add_argument(
         "--keep-poses",
@@ -706,19 +733,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ligands", help="ligand table Parquet written by 'vscreen prepare-ligands'")
     p.add_argument("--receptor-dir", required=True, help="folder with receptor.pdbqt and box.json")
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--exhaustiveness", type=int, default=8)
-    p.add_argument("--n-poses", type=int, default=9)
-    p.add_argument("--energy-range", type=float, default=3.0)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--scoring", default="vina", choices=["vina", "vinardo"])
+    p.add_argument(
+        "--exhaustiveness", type=int, default=_default("docking", "exhaustiveness"), help="(default %(default)s)"
+    )
+    p.add_argument("--n-poses", type=int, default=_default("docking", "n_poses"), help="(default %(default)s)")
+    p.add_argument(
+        "--energy-range", type=float, default=_default("docking", "energy_range"), help="(default %(default)s)"
+    )
+    p.add_argument("--seed", type=int, default=_default("seed"), help="(default %(default)s)")
+    p.add_argument("--threads", type=int, default=_default("docking", "threads"), help="(default %(default)s)")
+    p.add_argument("--scoring", default=_default("docking", "scoring"), choices=["vina", "vinardo"])
     p.add_argument(
         "--time-limit",
         type=parse_time_limit,
-        default=600.0,
+        default=_default("docking", "time_limit"),
         metavar="SECONDS",
         help="wall-clock limit per ligand (Vina + pose export), in an isolated worker process "
-        "('none' = no limit; default 600)",
+        "('none' = no limit; default %(default)s)",
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(

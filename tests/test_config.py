@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import subprocess
 import sys
 
@@ -74,3 +77,48 @@ def test_tethered_mode_needs_a_reference_ligand():
     cfg = validate_config({**MINIMAL, "box": {"reference_ligand": "ref.sdf"}, "docking": {"mode": "tethered"}})
     assert cfg["docking"]["mode"] == "tethered"
     assert validate_config(MINIMAL)["docking"]["mode"] == "dock"
+
+
+def test_a_schema_default_is_the_cli_default_and_the_resolved_config(repo, tmp_path):
+    """Defaults are written once, in pipeline/schema.yaml: a copy of the package with one default
+    changed shows it in a stage's --help and in the resolved run config."""
+    import shutil
+
+    package = tmp_path / "pipeline"
+    shutil.copytree(repo / "pipeline", package, ignore=shutil.ignore_patterns("__pycache__"))
+    schema = package / "schema.yaml"
+    text = schema.read_text()
+    old = "exhaustiveness: {type: integer, minimum: 1, default: 8}"
+    assert text.count(old) == 1
+    schema.write_text(text.replace(old, "exhaustiveness: {type: integer, minimum: 1, default: 13}"))
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+
+    def cli(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, cwd=tmp_path, env=env
+        )
+
+    where = subprocess.run(
+        [sys.executable, "-c", "import pipeline; print(pipeline.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert where.stdout.strip().startswith(str(package))  # the copy, not the installed package
+    help_text = cli("dock", "--help").stdout
+    assert re.search(r"--exhaustiveness EXHAUSTIVENESS\s+\(default 13\)", help_text), help_text
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            dict(
+                run="x",
+                library=dict(path="l.smi"),
+                receptor=dict(path="r.pdb"),
+                box=dict(center=[0, 0, 0], size=[20, 20, 20]),
+            )
+        )
+    )
+    shown = cli("check-config", str(cfg), "--show", "--no-files")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["docking"]["exhaustiveness"] == 13
