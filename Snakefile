@@ -291,7 +291,7 @@ rule active_screen:
     benchmark:
         f"{RUN}/benchmarks/active_screen/job.tsv",
     conda:
-        "envs/docking.yaml"
+        "envs/ml.yaml"
     shell:
         "vscreen active {input.chunks} --config {input.config} --receptor-dir {params.run}/receptor "
         "--out-dir {params.out} 2>&1 | tee {log}"

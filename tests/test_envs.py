@@ -50,6 +50,7 @@ DISTRIBUTIONS = {
     "dask": {"dask", "dask-core"},
     "distributed": {"distributed"},
     "dask_jobqueue": {"dask-jobqueue"},
+    "sklearn": {"scikit-learn"},
 }
 
 
