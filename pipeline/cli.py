@@ -17,13 +17,13 @@ Check a config and its inputs without running anything: ``vscreen check-config m
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import sys
 from pathlib import Path
 
 from . import faults
+from .config import schema_default
 from .layout import RunLayout
 
 log = logging.getLogger("vscreen")
@@ -569,21 +569,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default(section: str, key: str | None = None):
-    """A flag's default: the run config's default from ``pipeline/schema.yaml`` (the one place it is written)."""
-    import copy
-
-    node = _schema()["properties"][section]
-    return copy.deepcopy(node["default"] if key is None else node["properties"][key]["default"])
-
-
-@functools.cache
-def _schema() -> dict:
-    from .config import load_schema
-
-    return load_schema()
-
-
 def _add_box_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("docking box (one of)")
     g.add_argument("--center", type=float, nargs=3, metavar=("X", "Y", "Z"), help="box center, Å")
@@ -592,7 +577,7 @@ def _add_box_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--padding",
         type=float,
-        default=_default("box", "padding"),
+        default=schema_default("box", "padding"),
         help="Å around the reference ligand (default %(default)s)",
     )
     g.add_argument("--vina-config", help="file with center_x/size_x lines")
@@ -638,10 +623,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("library")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--failures", required=True, help="CSV for rejected rows")
-    p.add_argument("--chunk-size", type=int, default=_default("library", "chunk_size"), help="(default %(default)s)")
-    p.add_argument("--format", default=_default("library", "format"), choices=["auto", "smi", "csv", "sdf"])
-    p.add_argument("--id-column", default=_default("library", "id_column"))
-    p.add_argument("--smiles-column", default=_default("library", "smiles_column"))
+    p.add_argument(
+        "--chunk-size", type=int, default=schema_default("library", "chunk_size"), help="(default %(default)s)"
+    )
+    p.add_argument("--format", default=schema_default("library", "format"), choices=["auto", "smi", "csv", "sdf"])
+    p.add_argument("--id-column", default=schema_default("library", "id_column"))
+    p.add_argument("--smiles-column", default=schema_default("library", "smiles_column"))
     p.add_argument("--id-property", default=None)
     p.add_argument(
         "--keep-poses",
@@ -678,7 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--receptor", help=".pdb or .pdbqt file")
     src.add_argument("--dockstring", help="name of a dockstring target, e.g. ACHE")
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--ph", type=float, default=_default("receptor", "ph"), help="(default %(default)s)")
+    p.add_argument("--ph", type=float, default=schema_default("receptor", "ph"), help="(default %(default)s)")
     p.add_argument("--keep-waters", action="store_true")
     p.add_argument("--keep-heterogens", nargs="*", default=[], metavar="RESNAME")
     _add_box_args(p)
@@ -693,27 +680,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("chunk", help="chunk Parquet written by 'vscreen split'")
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--ph", type=float, default=_default("ligands", "ph"), help="(default %(default)s)")
-    p.add_argument("--seed", type=int, default=_default("seed"), help="(default %(default)s)")
+    p.add_argument("--ph", type=float, default=schema_default("ligands", "ph"), help="(default %(default)s)")
+    p.add_argument("--seed", type=int, default=schema_default("seed"), help="(default %(default)s)")
     p.add_argument(
         "--protonation",
         choices=("molscrub", "dimorphite"),  # pipeline.ligands.PROTONATION_TOOLS, not imported here (light CLI)
-        default=_default("ligands", "protonation"),
+        default=schema_default("ligands", "protonation"),
         help="tool for the dominant protonation state at --ph (default %(default)s)",
     )
     p.add_argument(
-        "--max-heavy-atoms", type=int, default=_default("ligands", "max_heavy_atoms"), help="(default %(default)s)"
+        "--max-heavy-atoms",
+        type=int,
+        default=schema_default("ligands", "max_heavy_atoms"),
+        help="(default %(default)s)",
     )
     p.add_argument(
-        "--min-heavy-atoms", type=int, default=_default("ligands", "min_heavy_atoms"), help="(default %(default)s)"
+        "--min-heavy-atoms",
+        type=int,
+        default=schema_default("ligands", "min_heavy_atoms"),
+        help="(default %(default)s)",
     )
     p.add_argument(
-        "--embed-attempts", type=int, default=_default("ligands", "embed_attempts"), help="(default %(default)s)"
+        "--embed-attempts", type=int, default=schema_default("ligands", "embed_attempts"), help="(default %(default)s)"
     )
     p.add_argument(
         "--time-limit",
         type=parse_time_limit,
-        default=_default("ligands", "time_limit"),
+        default=schema_default("ligands", "time_limit"),
         metavar="SECONDS",
         help="wall-clock limit per compound, in an isolated worker process ('none' = no limit; default %(default)s)",
     )
@@ -734,19 +727,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--receptor-dir", required=True, help="folder with receptor.pdbqt and box.json")
     p.add_argument("--out-dir", required=True)
     p.add_argument(
-        "--exhaustiveness", type=int, default=_default("docking", "exhaustiveness"), help="(default %(default)s)"
+        "--exhaustiveness", type=int, default=schema_default("docking", "exhaustiveness"), help="(default %(default)s)"
     )
-    p.add_argument("--n-poses", type=int, default=_default("docking", "n_poses"), help="(default %(default)s)")
+    p.add_argument("--n-poses", type=int, default=schema_default("docking", "n_poses"), help="(default %(default)s)")
     p.add_argument(
-        "--energy-range", type=float, default=_default("docking", "energy_range"), help="(default %(default)s)"
+        "--energy-range", type=float, default=schema_default("docking", "energy_range"), help="(default %(default)s)"
     )
-    p.add_argument("--seed", type=int, default=_default("seed"), help="(default %(default)s)")
-    p.add_argument("--threads", type=int, default=_default("docking", "threads"), help="(default %(default)s)")
-    p.add_argument("--scoring", default=_default("docking", "scoring"), choices=["vina", "vinardo"])
+    p.add_argument("--seed", type=int, default=schema_default("seed"), help="(default %(default)s)")
+    p.add_argument("--threads", type=int, default=schema_default("docking", "threads"), help="(default %(default)s)")
+    p.add_argument("--scoring", default=schema_default("docking", "scoring"), choices=["vina", "vinardo"])
     p.add_argument(
         "--time-limit",
         type=parse_time_limit,
-        default=_default("docking", "time_limit"),
+        default=schema_default("docking", "time_limit"),
         metavar="SECONDS",
         help="wall-clock limit per ligand (Vina + pose export), in an isolated worker process "
         "('none' = no limit; default %(default)s)",

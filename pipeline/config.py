@@ -8,6 +8,7 @@ the wrong type stops the run with a :class:`ConfigError` whose message names the
 from __future__ import annotations
 
 import copy
+import functools
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -22,21 +23,29 @@ class ConfigError(VscreenError, ValueError):
     """The configuration is invalid; the message names the offending key."""
 
 
+@functools.cache
+def _parsed_schema() -> dict:
+    # parsed once per process: the CLI reads ~20 flag defaults from it at every start
+    return yaml.safe_load(resources.files("pipeline").joinpath("schema.yaml").read_text())
+
+
 def load_schema() -> dict:
-    """Return the JSON schema of a run configuration (parsed ``pipeline/schema.yaml``)."""
-    text = resources.files("pipeline").joinpath("schema.yaml").read_text()
-    return yaml.safe_load(text)
+    """Return the JSON schema of a run configuration (parsed ``pipeline/schema.yaml``; a copy the caller owns)."""
+    return copy.deepcopy(_parsed_schema())
 
 
-def schema_default(section: str, key: str) -> Any:
-    """The default of ``section.key`` as ``schema.yaml`` gives it (benchmarks and builds use the run defaults).
+def schema_default(section: str, key: str | None = None) -> Any:
+    """The default of ``section.key`` (or of the top-level key ``section``) as ``schema.yaml`` gives it.
+
+    Benchmarks, builds and the CLI's flags use the run defaults through it.
 
     Raises
     ------
     KeyError
         The schema has no such key or it has no default.
     """
-    return copy.deepcopy(load_schema()["properties"][section]["properties"][key]["default"])
+    node = _parsed_schema()["properties"][section]
+    return copy.deepcopy(node["default"] if key is None else node["properties"][key]["default"])
 
 
 def settings_from_section(cls: type, config: dict[str, Any], section: str, **extra: Any) -> Any:

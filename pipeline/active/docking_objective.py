@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..box import Box
 from ..docking import DockingSettings, dock_chunk
+from ..io import read_failures, write_parquet_atomic
 from ..ligands import LigandSettings, prepare_chunk
 from .objective import Evaluation
 
@@ -57,8 +58,7 @@ class DockingObjective:
         batch = out / "batch.parquet"
         frame = pd.DataFrame({"id": [str(i) for i in ids], "smiles": [str(s) for s in smiles]})
         if not batch.exists() or not pd.read_parquet(batch).equals(frame):
-            frame.to_parquet(batch.with_suffix(".tmp"), index=False)
-            batch.with_suffix(".tmp").replace(batch)
+            write_parquet_atomic(frame, batch)
         ligands = [out / f"ligands.{ext}" for ext in ("sdf", "parquet", "failures.csv")]
         if not all(p.exists() for p in ligands):
             prepare_chunk(batch, *ligands, self.ligands)
@@ -67,8 +67,7 @@ class DockingObjective:
             dock_chunk(ligands[1], self.receptor_dir / "receptor.pdbqt", self.box, self.docking, *docked)
         evaluation = Evaluation()
         for path in (ligands[2], docked[2]):
-            table = pd.read_csv(path, dtype=str, keep_default_na=False)
-            for row in table.itertuples(index=False):
+            for row in read_failures(path).itertuples(index=False):
                 evaluation.failures.setdefault(str(row.id), f"{row.stage}: {row.reason}")
         poses = pd.read_parquet(docked[1])
         if len(poses):

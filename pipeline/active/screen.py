@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .. import faults
-from ..io import atomic_path, write_text_atomic
+from ..io import atomic_path, write_parquet_atomic, write_text_atomic
 from ..report.figures import active_rounds_figure, png_bytes
 from .loop import ActiveLoop, LoopState, Proposal
 
@@ -54,8 +54,7 @@ def load_state(state_dir: str | Path) -> LoopState | None:
 
 
 def _save_proposal(path: Path, proposal: Proposal) -> None:
-    with atomic_path(path) as tmp:
-        proposal.frame().to_parquet(tmp, index=False)
+    write_parquet_atomic(proposal.frame(), path)
     write_text_atomic(path.with_suffix(".json"), json.dumps(dict(fit=proposal.fit), default=str))
 
 
@@ -130,10 +129,7 @@ def write_outputs(loop: ActiveLoop, out_dir: str | Path) -> dict[str, Any]:
         if predicted_parts
         else pd.DataFrame(columns=["id", "smiles", "predicted_score", "predicted_sd"])
     ).sort_values(["predicted_score", "id"], kind="stable")
-    failures = pd.DataFrame(
-        [(cid, stage, reason) for cid, (stage, reason) in loop.state.failures.items()],
-        columns=["id", "stage", "reason"],
-    )
+    failures = loop.failures_frame()
     rounds = pd.DataFrame([{k: v for k, v in asdict(r).items() if k != "fit"} for r in loop.state.rounds])
     for name, frame in (("docked", docked), ("predicted", predicted), ("failures", failures), ("rounds", rounds)):
         with atomic_path(out / f"{name}.csv") as tmp:
