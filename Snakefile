@@ -48,7 +48,7 @@ LAYOUT = RunLayout(RUN)  # every file of the run is named by it: rules, CLI and 
 RESOLVED_CONFIG = str(LAYOUT.config)
 write_resolved_config(CFG, RESOLVED_CONFIG)
 LIB, REC, BOX = CFG["library"], CFG["receptor"], CFG["box"]
-LIG, DOCK = CFG["ligands"], CFG["docking"]
+DOCK = CFG["docking"]
 SCORE, TRAIN = CFG["score"], CFG["train"]
 
 
@@ -144,20 +144,16 @@ def receptor_inputs() -> list[str]:
     return [f for f in files if f]
 
 
-def receptor_args() -> str:
-    args = [f"--receptor {q(REC['path'])}" if REC["path"] else f"--dockstring {q(REC['dockstring'])}",
-            f"--ph {REC['ph']}"]
-    if REC["keep_waters"]:
-        args.append("--keep-waters")
-    if REC["keep_heterogens"]:
-        args.append("--keep-heterogens " + " ".join(map(q, REC["keep_heterogens"])))
-    if BOX["center"]:
-        args.append("--center {} {} {} --size {} {} {}".format(*BOX["center"], *BOX["size"]))
-    elif BOX["reference_ligand"]:
-        args.append(f"--reference-ligand {q(BOX['reference_ligand'])} --padding {BOX['padding']}")
-    elif BOX["vina_config"]:
-        args.append(f"--vina-config {q(BOX['vina_config'])}")
-    return " ".join(args)
+def settings_of(*paths: str) -> str:
+    """The config values a rule's job reads, as a params entry: the job reads them from the resolved
+    config file, and Snakemake reruns the job when one of them changes (the params rerun trigger)."""
+    values = {}
+    for path in paths:
+        node = CFG
+        for part in path.split("."):
+            node = node[part]
+        values[path] = node
+    return str(sorted(values.items()))
 
 
 report: "report/workflow.rst"
@@ -182,10 +178,8 @@ checkpoint split_library:
         chunks=directory(str(LAYOUT.chunks_dir)),
         failures=str(LAYOUT.input_failures),
     params:
-        args=(f"--chunk-size {LIB['chunk_size']} --format {LIB['format']} --id-column {q(LIB['id_column'])} "
-              f"--smiles-column {q(LIB['smiles_column'])}"
-              + (f" --id-property {q(LIB['id_property'])}" if LIB["id_property"] else "")
-              + (" --keep-poses" if DOCK["mode"] == "score_only" else "")),
+        config=RESOLVED_CONFIG,
+        settings=settings_of("library", "docking.mode"),
     log:
         f"{RUN}/logs/split.log",
     benchmark:
@@ -193,7 +187,8 @@ checkpoint split_library:
     conda:
         "envs/docking.yaml"
     shell:
-        "vscreen split {input:q} --out-dir {output.chunks} --failures {output.failures} {params.args} 2>&1 | tee {log}"
+        "vscreen split {input:q} --out-dir {output.chunks} --failures {output.failures} --config {params.config} "
+        "2>&1 | tee {log}"
 
 
 rule prepare_receptor:
@@ -206,7 +201,8 @@ rule prepare_receptor:
         report=str(LAYOUT.receptor_report),
     params:
         run=run_folder,
-        args=receptor_args(),
+        config=RESOLVED_CONFIG,
+        settings=settings_of("receptor", "box"),
     log:
         f"{RUN}/logs/prepare_receptor.log",
     benchmark:
@@ -214,7 +210,7 @@ rule prepare_receptor:
     conda:
         "envs/docking.yaml"
     shell:
-        "vscreen prepare-receptor {params.args} --out-dir {params.run}/receptor 2>&1 | tee {log}"
+        "vscreen prepare-receptor --config {params.config} --out-dir {params.run}/receptor 2>&1 | tee {log}"
 
 
 rule prepare_ligands:
@@ -226,11 +222,8 @@ rule prepare_ligands:
         failures=str(LAYOUT.ligand_failures("{chunk}")),
     params:
         run=run_folder,
-        args=(f"--ph {LIG['ph']} --protonation {LIG['protonation']} --seed {CFG['seed']} "
-              f"--max-heavy-atoms {LIG['max_heavy_atoms']} "
-              f"--min-heavy-atoms {LIG['min_heavy_atoms']} --embed-attempts {LIG['embed_attempts']} "
-              f"--time-limit {'none' if LIG['time_limit'] is None else LIG['time_limit']}"
-              + (" --keep-poses" if DOCK["mode"] == "score_only" else "")),
+        config=RESOLVED_CONFIG,
+        settings=settings_of("ligands", "seed", "docking.mode"),
     log:
         f"{RUN}/logs/prepare_ligands/{{chunk}}.log",
     benchmark:
@@ -238,7 +231,7 @@ rule prepare_ligands:
     conda:
         "envs/docking.yaml"
     shell:
-        "vscreen prepare-ligands {input} --out-dir {params.run}/ligands {params.args} 2>&1 | tee {log}"
+        "vscreen prepare-ligands {input} --out-dir {params.run}/ligands --config {params.config} 2>&1 | tee {log}"
 
 
 rule dock:
@@ -255,21 +248,18 @@ rule dock:
         mem_mb=2000,
     params:
         run=run_folder,
-        args=(f"--exhaustiveness {DOCK['exhaustiveness']} --n-poses {DOCK['n_poses']} "
-              f"--energy-range {DOCK['energy_range']} --seed {CFG['seed']} --scoring {DOCK['scoring']} "
-              f"--time-limit {'none' if DOCK['time_limit'] is None else DOCK['time_limit']}"
-              + (f" --tethered-to {q(BOX['reference_ligand'])}"
-                 if DOCK["mode"] == "tethered" else "")
-              + (" --score-only" if DOCK["mode"] == "score_only" else "")),
+        config=RESOLVED_CONFIG,
+        settings=settings_of("docking", "seed", "box.reference_ligand"),
     log:
         f"{RUN}/logs/dock/{{chunk}}.log",
     benchmark:
         f"{RUN}/benchmarks/dock/{{chunk}}.tsv",
     conda:
         "envs/docking.yaml"
+    # --threads: the job's threads as Snakemake grants them (docking.threads, fewer under a smaller --cores)
     shell:
         "vscreen dock {input.ligands} --receptor-dir {params.run}/receptor --out-dir {params.run}/docked "
-        "{params.args} --threads {threads} 2>&1 | tee {log}"
+        "--config {params.config} --threads {threads} 2>&1 | tee {log}"
 
 
 # An active screen is one job that runs its rounds (seeded random sample, then batches chosen by

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from lib.campaign import CampaignRun, dock_in_rounds, snakemake  # noqa: E402
 from lib.dude import sample_library  # noqa: E402
 
-from pipeline.config import schema_default  # noqa: E402
+from pipeline.config import schema_default, settings_from_mapping  # noqa: E402
 
 DUDE = ROOT.parent / "shared" / "data" / "dude_diverse"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -114,7 +114,7 @@ def ligand_only_scores(training_set: Path, card: dict, smiles: list[str]) -> np.
     table = pd.read_csv(training_set)
     table.index = table["target"].astype(str) + "/" + table["id"].astype(str)
     table["label"] = table["active"].astype(float)
-    settings = TrainSettings.from_config(card["training"])
+    settings = settings_from_mapping(TrainSettings, card["training"], "train", strict=True)
     models = fit_ligand_baseline(
         table, table.index[table.split == "train"], table.index[table.split == "val"], settings, task=card["task"]
     )

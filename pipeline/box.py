@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from .config import schema_default
 from .dockstring_targets import target_file
 from .errors import VscreenError
 from .io import read_structure_text
@@ -61,7 +64,7 @@ def read_vina_config(path: str | Path) -> Box:
     missing = [k for k in ("center_x", "center_y", "center_z", "size_x", "size_y", "size_z") if k not in values]
     if missing:
         raise BoxError(f"box file '{path}' lacks {', '.join(missing)}")
-    return Box(tuple(float(values[f"center_{a}"]) for a in "xyz"), tuple(float(values[f"size_{a}"]) for a in "xyz"))
+    return Box(_xyz(values[f"center_{a}"] for a in "xyz"), _xyz(values[f"size_{a}"] for a in "xyz"))
 
 
 def dockstring_box(name: str) -> Box:
@@ -99,26 +102,30 @@ def read_ligand_coordinates(path: str | Path) -> np.ndarray:
     return xyz[heavy]
 
 
-def box_around_ligand(path: str | Path, padding: float = 8.0) -> Box:
+def box_around_ligand(path: str | Path, padding: float = schema_default("box", "padding")) -> Box:
     """Box enclosing a reference ligand's heavy atoms with ``padding`` Å on every side."""
     return box_around_coordinates(read_ligand_coordinates(path), padding)
 
 
-def box_around_coordinates(xyz: np.ndarray, padding: float = 8.0) -> Box:
+def box_around_coordinates(xyz: np.ndarray, padding: float = schema_default("box", "padding")) -> Box:
     """Box enclosing points (N×3, Å; a ligand's heavy atoms) with ``padding`` Å on every side."""
     xyz = np.asarray(xyz, dtype=float).reshape(-1, 3)
     lo, hi = xyz.min(axis=0), xyz.max(axis=0)
-    center = tuple(float(round(v, 3)) for v in (lo + hi) / 2)
-    size = tuple(float(round(v, 3)) for v in (hi - lo) + 2 * padding)
-    return Box(center, size)
+    return Box(_xyz(round(v, 3) for v in (lo + hi) / 2), _xyz(round(v, 3) for v in (hi - lo) + 2 * padding))
+
+
+def _xyz(values: Iterable[Any]) -> tuple[float, float, float]:
+    """Three numbers as a float triple (a box's center or size)."""
+    x, y, z = (float(v) for v in values)
+    return x, y, z
 
 
 def box_from_config(box_cfg: dict, dockstring_target: str | None = None) -> Box:
     """Build the box from the ``box`` config section (see module docstring for the four ways)."""
     if box_cfg.get("center"):
-        return Box(tuple(map(float, box_cfg["center"])), tuple(map(float, box_cfg["size"])))
+        return Box(_xyz(box_cfg["center"]), _xyz(box_cfg["size"]))
     if box_cfg.get("reference_ligand"):
-        return box_around_ligand(box_cfg["reference_ligand"], box_cfg.get("padding", 8.0))
+        return box_around_ligand(box_cfg["reference_ligand"], box_cfg.get("padding", schema_default("box", "padding")))
     if box_cfg.get("vina_config"):
         return read_vina_config(box_cfg["vina_config"])
     if dockstring_target:

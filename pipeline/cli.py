@@ -10,6 +10,11 @@ The Snakefile calls these subcommands; each also runs by hand, e.g.::
     vscreen explain --run-dir results/mine
     vscreen report --run-dir results/mine
 
+Every stage reads its settings from a run config (``--config mine.yaml``; the Snakefile passes
+the run's resolved ``results/<run>/config.yaml`` and nothing else); without one it uses the
+built-in defaults of ``pipeline/schema.yaml``. A settings flag (``--exhaustiveness 16``) overrides
+the config's value for that call only; its ``--help`` names the config key and the built-in default.
+
 Check a config and its inputs without running anything: ``vscreen check-config mine.yaml``.
 ``vscreen COMMAND --help`` explains each subcommand with an example.
 """
@@ -21,9 +26,10 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import faults
-from .config import schema_default
+from .config import schema_default, settings_from_mapping, settings_from_section
 from .layout import RunLayout
 
 log = logging.getLogger("vscreen")
@@ -48,19 +54,43 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``--time-limit none`` on the command line: no limit (``None`` means "flag not given").
+NO_LIMIT = "none"
+
+
+def _config_with_flags(args: argparse.Namespace) -> dict:
+    """The run config of ``--config`` (built-in defaults without one), with the flags given on the
+    command line in place of the config's values.
+
+    The overriding flags are the ones :func:`_override` added to the subcommand (default ``None``:
+    not given).
+    """
+    cfg = _run_config(args.config)
+    for dest, path in args.overrides:
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        section, _, key = path.rpartition(".")
+        (cfg[section] if section else cfg)[key] = None if value == NO_LIMIT else value
+    return cfg
+
+
 def cmd_split(args: argparse.Namespace) -> int:
     from .library import split_library
 
+    cfg = _config_with_flags(args)
+    lib = cfg["library"]
+    keep_poses = cfg["docking"]["mode"] == "score_only" if args.keep_poses is None else args.keep_poses
     summary = split_library(
         args.library,
         args.out_dir,
         args.failures,
-        args.chunk_size,
-        args.format,
-        args.id_column,
-        args.smiles_column,
-        args.id_property,
-        keep_poses=args.keep_poses,
+        lib["chunk_size"],
+        lib["format"],
+        lib["id_column"],
+        lib["smiles_column"],
+        lib["id_property"],
+        keep_poses=keep_poses,
     )
     log.info(
         "split %s: %d rows, %d accepted, %d rejected, %d chunks",
@@ -73,31 +103,38 @@ def cmd_split(args: argparse.Namespace) -> int:
     return 0
 
 
+BOX_CHOICES = ("center", "size", "reference_ligand", "vina_config")
+
+
 def cmd_prepare_receptor(args: argparse.Namespace) -> int:
     from .box import box_from_config, check_box_on_receptor, read_pdb_coordinates
+    from .config import ConfigError
     from .io import write_text_atomic
     from .receptor import prepare_receptor, resolve_receptor_source
 
-    spec = args.receptor or args.dockstring
+    cfg = _config_with_flags(args)
+    rec = cfg["receptor"]
+    if args.receptor or args.dockstring:  # a receptor on the command line replaces the config's
+        rec.update(path=args.receptor, dockstring=args.dockstring)
+    spec = rec["path"] or rec["dockstring"]
+    if not spec:
+        raise ConfigError(
+            "no receptor: give --receptor or --dockstring, or a --config with receptor.path or .dockstring"
+        )
+    box_cfg = dict(cfg["box"])
+    given = {k: getattr(args, k) for k in BOX_CHOICES if getattr(args, k) is not None}
+    if given:  # a box on the command line replaces the config's way of giving one
+        box_cfg.update({k: None for k in BOX_CHOICES}, **given)
     source = resolve_receptor_source(spec)
-    box = box_from_config(
-        dict(
-            center=args.center,
-            size=args.size,
-            reference_ligand=args.reference_ligand,
-            padding=args.padding,
-            vina_config=args.vina_config,
-        ),
-        args.dockstring,
-    )
+    box = box_from_config(box_cfg, rec["dockstring"])
     out = Path(args.out_dir)
     report = prepare_receptor(
         source,
         out / "receptor.pdb",
         out / "receptor.pdbqt",
-        ph=args.ph,
-        keep_waters=args.keep_waters,
-        keep_heterogens=args.keep_heterogens,
+        ph=rec["ph"],
+        keep_waters=rec["keep_waters"],
+        keep_heterogens=rec["keep_heterogens"],
         box=box,  # untypable residues far from the box are removed, near ones rebuilt (or a clear error)
     )
     inside = check_box_on_receptor(box, read_pdb_coordinates(out / "receptor.pdb"))
@@ -117,17 +154,10 @@ def cmd_prepare_receptor(args: argparse.Namespace) -> int:
 def cmd_prepare_ligands(args: argparse.Namespace) -> int:
     from .ligands import LigandSettings, prepare_chunk
 
+    cfg = _config_with_flags(args)
     sdf, table, failures, _ = _chunk_outputs(args.chunk, args.out_dir)
-    settings = LigandSettings(
-        ph=args.ph,
-        seed=args.seed,
-        protonation=args.protonation,
-        max_heavy_atoms=args.max_heavy_atoms,
-        min_heavy_atoms=args.min_heavy_atoms,
-        embed_attempts=args.embed_attempts,
-        time_limit=args.time_limit,
-        keep_poses=args.keep_poses,
-    )
+    keep_poses = cfg["docking"]["mode"] == "score_only" if args.keep_poses is None else args.keep_poses
+    settings = settings_from_section(LigandSettings, cfg, "ligands", seed=cfg["seed"], keep_poses=keep_poses)
     done, failed = prepare_chunk(args.chunk, sdf, table, failures, settings)
     log.info("prepared %s: %d ok, %d failed", args.chunk, done, failed)
     return 0
@@ -135,35 +165,31 @@ def cmd_prepare_ligands(args: argparse.Namespace) -> int:
 
 def cmd_dock(args: argparse.Namespace) -> int:
     from .box import Box
+    from .config import ConfigError
     from .docking import DockingSettings, dock_chunk
 
+    cfg = _config_with_flags(args)
+    mode, reference = cfg["docking"]["mode"], cfg["box"]["reference_ligand"]
+    if args.tethered_to:
+        mode, reference = "tethered", args.tethered_to
+    elif args.score_only:
+        mode = "score_only"
     sdf, table, failures, _ = _chunk_outputs(args.ligands, args.out_dir)
     rec = Path(args.receptor_dir)
-    settings = DockingSettings(
-        exhaustiveness=args.exhaustiveness,
-        n_poses=args.n_poses,
-        energy_range=args.energy_range,
-        seed=args.seed,
-        threads=args.threads,
-        scoring=args.scoring,
-        time_limit=args.time_limit,
-    )
-    if args.tethered_to:
+    settings = settings_from_section(DockingSettings, cfg, "docking", seed=cfg["seed"])
+    if mode == "tethered":
         from .tethered import TetheredSettings, pose_chunk_tethered
 
-        tethered = TetheredSettings(
-            seed=args.seed,
-            threads=args.threads,
-            scoring=args.scoring,
-            exhaustiveness=args.exhaustiveness,
-        )
+        if not reference:
+            raise ConfigError("docking.mode tethered needs a reference ligand: --tethered-to or box.reference_ligand")
+        tethered = settings_from_section(TetheredSettings, cfg, "docking", seed=cfg["seed"])
         box = Box.from_json(rec / "box.json")
         done, failed = pose_chunk_tethered(
-            args.ligands, rec / "receptor.pdbqt", args.tethered_to, box, tethered, args.time_limit, sdf, table, failures
+            args.ligands, rec / "receptor.pdbqt", reference, box, tethered, settings.time_limit, sdf, table, failures
         )
-        log.info("posed %s like %s: %d ok, %d failed", args.ligands, args.tethered_to, done, failed)
+        log.info("posed %s like %s: %d ok, %d failed", args.ligands, reference, done, failed)
         return 0
-    if args.score_only:
+    if mode == "score_only":
         from .docking import score_chunk
 
         done, failed = score_chunk(
@@ -182,13 +208,14 @@ def cmd_active(args: argparse.Namespace) -> int:
     import contextlib
 
     from .active import ActiveLoop, LookupObjective, LoopSettings, ParquetLibrary, make_surrogate
+    from .active.objective import Objective
     from .active.screen import load_state, run_screen, write_outputs
-    from .config import settings_from_section
 
     cfg = _run_config(args.config)
     section = cfg["screen"]["active"]
     out = Path(args.out_dir)
     library = ParquetLibrary(sorted(Path(c) for c in args.chunks))
+    objective: Objective
     if args.lookup:
         objective = LookupObjective.from_table(args.lookup, args.lookup_key, args.lookup_score, key="id")
     else:
@@ -209,7 +236,9 @@ def cmd_active(args: argparse.Namespace) -> int:
         if args.dask:
             from .dask_cluster import DaskSettings, dask_client
 
-            loop.client = stack.enter_context(dask_client(DaskSettings.from_config(cfg["dask"])))
+            loop.client = stack.enter_context(
+                dask_client(settings_from_section(DaskSettings, cfg, "dask", strict=True))
+            )
         run_screen(loop, out / "state")
         counts = write_outputs(loop, out)
     log.info("active screen %s: %s (stopped: %s)", out, counts, loop.state.stopped)
@@ -232,7 +261,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     stem = poses.name.split(".")[0]
     out = Path(args.out_dir)
     cfg = _run_config(args.config)
-    settings = FeaturizeSettings.from_config(cfg["featurize"])
+    settings = settings_from_section(FeaturizeSettings, cfg, "featurize", strict=True)
     outputs = (
         out / "features" / f"{stem}.parquet",
         out / "graphs" / f"{stem}.pt",
@@ -243,7 +272,7 @@ def cmd_featurize(args: argparse.Namespace) -> int:
     pair_schema = pair_schema_for_run(cfg)
     pdbqt = args.receptor_pdbqt or Path(args.receptor).with_suffix(".pdbqt")  # prepare-receptor writes both
     pair = PairGraphs(str(pdbqt), pair_schema) if pair_schema is not None else None
-    with dask_client(DaskSettings.from_config(cfg["dask"])) as client:
+    with dask_client(settings_from_section(DaskSettings, cfg, "dask", strict=True)) as client:
         if args.refined:
             summary = featurize_refined_batch(
                 poses,
@@ -263,9 +292,6 @@ def cmd_featurize(args: argparse.Namespace) -> int:
         outputs[1].write_bytes(b"\x00 not a graph file")
     log.info("featurized %s: %s", args.poses, summary)
     return 0
-
-
-SELECTION_KEYS = ("enabled", "top_n", "top_fraction", "poses_per_compound", "batch_size", "select_by", "ucb_k")
 
 
 def cmd_select(args: argparse.Namespace) -> int:
@@ -294,7 +320,7 @@ def cmd_select(args: argparse.Namespace) -> int:
             }
         )
     )
-    select_by = cfg.get("select_by", "docking")
+    select_by = cfg.get("select_by", schema_default("refine", "select_by"))
     # a model rule reads the docked poses' scores (the Snakefile's score_docked rule writes them)
     scores = (
         pd.read_parquet(layout.docked_scores, columns=["id", "pose", "source", "gnn_score", "gnn_spread"])
@@ -309,7 +335,7 @@ def cmd_select(args: argparse.Namespace) -> int:
             cfg["poses_per_compound"],
             select_by=select_by,
             scores=scores,
-            ucb_k=cfg.get("ucb_k", 1.0),
+            ucb_k=cfg.get("ucb_k", schema_default("refine", "ucb_k")),
         )
         if cfg["enabled"] and len(poses)
         else pd.DataFrame(columns=SELECTION_COLUMNS)
@@ -344,9 +370,8 @@ def cmd_refine(args: argparse.Namespace) -> int:
     from .refine.selection import load_poses
 
     run_cfg = _run_config(args.config)
-    settings = RefineSettings.from_dict(
-        {k: v for k, v in run_cfg["refine"].items() if k not in SELECTION_KEYS} | {"seed": run_cfg["seed"]}
-    )
+    # the section's selection keys (enabled, top_n, select_by, ...) are the select stage's, not fields
+    settings = settings_from_section(RefineSettings, run_cfg, "refine", seed=run_cfg["seed"])
     layout = RunLayout(args.run_dir)
     stem = Path(args.batch).name.split(".")[0]
     selected = pd.read_parquet(args.batch)
@@ -392,7 +417,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     ids = graph_file_ids(layout)
     refined = [] if args.docked_only else [layout.graph_file(b) for b in layout.batches()]
     # a persistent Dask fault raises InfrastructureError: the job fails loudly, nothing is written
-    with dask_client(DaskSettings.from_config(cfg["dask"])) as client:
+    with dask_client(settings_from_section(DaskSettings, cfg, "dask", strict=True)) as client:
         result = score_library(
             files,
             model,
@@ -476,7 +501,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             RunLayout(run).graph_files(),
             assay,
             models_dir / name,
-            TrainSettings.from_config(section),
+            settings_from_mapping(TrainSettings, section, "train", strict=True),
             failures_csv=run / "train_failures.csv",
         )
     log.info(
@@ -512,7 +537,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         layout.score_failures if scores is not None else None,
         rank_by=score["rank_by"] if score["enabled"] else "docking",
         consensus_weight=score["consensus_weight"],
-        domain=DomainSettings.from_config(score),
+        domain=settings_from_mapping(DomainSettings, score, "score"),
         pocket=read_pocket_record(layout.domain) if scores is not None else None,
         pose_checks=PoseCheckSettings.from_config(config["report"]),
     )
@@ -569,18 +594,41 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _override(
+    p: argparse.ArgumentParser, flag: str, path: str, help: str = "", group: Any = None, **kwargs: Any
+) -> None:
+    """Add ``flag`` to subcommand ``p``: it overrides the run config's ``path`` (``docking.exhaustiveness``,
+    ``seed``) and defaults to ``None``, the config's value; ``--help`` shows the built-in default,
+    read from ``schema.yaml``."""
+    section, _, key = path.rpartition(".")
+    built_in = schema_default(section, key) if section else schema_default(key)
+    text = f"{help} (default: the config's {path}; built-in {'none' if built_in is None else built_in})"
+    (group or p).add_argument(flag, default=None, help=text.strip().replace("%", "%%"), **kwargs)
+    p.get_default("overrides").append((flag.lstrip("-").replace("-", "_"), path))
+
+
+def _add_config_arg(p: argparse.ArgumentParser, sections: str) -> None:
+    p.add_argument(
+        "--config",
+        help=f"run config ({sections}); the flags below override it (default: the built-in defaults)",
+    )
+
+
 def _add_box_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("docking box (one of)")
+    g = p.add_argument_group("docking box (one of; default: the config's box section)")
     g.add_argument("--center", type=float, nargs=3, metavar=("X", "Y", "Z"), help="box center, Å")
     g.add_argument("--size", type=float, nargs=3, metavar=("SX", "SY", "SZ"), help="box edge lengths, Å")
     g.add_argument("--reference-ligand", help="ligand file (.sdf/.mol2/.pdb); the box encloses it plus --padding")
-    g.add_argument(
-        "--padding",
-        type=float,
-        default=schema_default("box", "padding"),
-        help="Å around the reference ligand (default %(default)s)",
-    )
+    _override(p, "--padding", "box.padding", "Å around the reference ligand", group=g, type=float)
     g.add_argument("--vina-config", help="file with center_x/size_x lines")
+
+
+def _time_limit_flag(text: str) -> float | str:
+    """``--time-limit``: seconds, or :data:`NO_LIMIT` for ``none`` (argparse ``type=``)."""
+    from .isolation import parse_time_limit  # light (no engine imported)
+
+    value = parse_time_limit(text)
+    return NO_LIMIT if value is None else value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -598,7 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=f"{help}\n\nexample:\n  {example}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        p.set_defaults(func=func)
+        p.set_defaults(func=func, overrides=[])
         return p
 
     p = add(
@@ -623,18 +671,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("library")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--failures", required=True, help="CSV for rejected rows")
-    p.add_argument(
-        "--chunk-size", type=int, default=schema_default("library", "chunk_size"), help="(default %(default)s)"
-    )
-    p.add_argument("--format", default=schema_default("library", "format"), choices=["auto", "smi", "csv", "sdf"])
-    p.add_argument("--id-column", default=schema_default("library", "id_column"))
-    p.add_argument("--smiles-column", default=schema_default("library", "smiles_column"))
-    p.add_argument("--id-property", default=None)
+    _add_config_arg(p, "library, docking.mode")
+    _override(p, "--chunk-size", "library.chunk_size", type=int)
+    _override(p, "--format", "library.format", choices=["auto", "smi", "csv", "sdf"])
+    _override(p, "--id-column", "library.id_column")
+    _override(p, "--smiles-column", "library.smiles_column")
+    _override(p, "--id-property", "library.id_property")
     p.add_argument(
         "--keep-poses",
-        action="store_true",
-        help="docking.mode score_only: keep each SD record's mol block (its 3D pose) in the chunks, "
-        "and reject records without 3D coordinates",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep each SD record's mol block (its 3D pose) in the chunks, and reject records without 3D "
+        "coordinates (default: when the config's docking.mode is score_only)",
     )
 
     p = add(
@@ -661,16 +709,15 @@ def build_parser() -> argparse.ArgumentParser:
         "repair and protonate a receptor (PDBFixer), write receptor.pdb, receptor.pdbqt and box.json",
         "vscreen prepare-receptor --receptor 1iep_receptorH.pdb --vina-config 1iep_box.txt --out-dir results/mine/receptor",
     )
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--receptor", help=".pdb or .pdbqt file")
-    src.add_argument("--dockstring", help="name of a dockstring target, e.g. ACHE")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--receptor", help=".pdb or .pdbqt file (default: the config's receptor.path)")
+    src.add_argument("--dockstring", help="name of a dockstring target, e.g. ACHE (default: receptor.dockstring)")
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--ph", type=float, default=schema_default("receptor", "ph"), help="(default %(default)s)")
-    p.add_argument("--keep-waters", action="store_true")
-    p.add_argument("--keep-heterogens", nargs="*", default=[], metavar="RESNAME")
+    _add_config_arg(p, "receptor, box")
+    _override(p, "--ph", "receptor.ph", type=float)
+    _override(p, "--keep-waters", "receptor.keep_waters", action=argparse.BooleanOptionalAction)
+    _override(p, "--keep-heterogens", "receptor.keep_heterogens", nargs="*", metavar="RESNAME")
     _add_box_args(p)
-
-    from .isolation import parse_time_limit  # light (no engine imported): --time-limit of prepare-ligands, dock
 
     p = add(
         "prepare-ligands",
@@ -680,41 +727,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("chunk", help="chunk Parquet written by 'vscreen split'")
     p.add_argument("--out-dir", required=True)
-    p.add_argument("--ph", type=float, default=schema_default("ligands", "ph"), help="(default %(default)s)")
-    p.add_argument("--seed", type=int, default=schema_default("seed"), help="(default %(default)s)")
-    p.add_argument(
+    _add_config_arg(p, "ligands, seed, docking.mode")
+    _override(p, "--ph", "ligands.ph", type=float)
+    _override(p, "--seed", "seed", type=int)
+    _override(
+        p,
         "--protonation",
+        "ligands.protonation",
+        "tool for the dominant protonation state at --ph",
         choices=("molscrub", "dimorphite"),  # pipeline.ligands.PROTONATION_TOOLS, not imported here (light CLI)
-        default=schema_default("ligands", "protonation"),
-        help="tool for the dominant protonation state at --ph (default %(default)s)",
     )
-    p.add_argument(
-        "--max-heavy-atoms",
-        type=int,
-        default=schema_default("ligands", "max_heavy_atoms"),
-        help="(default %(default)s)",
-    )
-    p.add_argument(
-        "--min-heavy-atoms",
-        type=int,
-        default=schema_default("ligands", "min_heavy_atoms"),
-        help="(default %(default)s)",
-    )
-    p.add_argument(
-        "--embed-attempts", type=int, default=schema_default("ligands", "embed_attempts"), help="(default %(default)s)"
-    )
-    p.add_argument(
+    _override(p, "--max-heavy-atoms", "ligands.max_heavy_atoms", type=int)
+    _override(p, "--min-heavy-atoms", "ligands.min_heavy_atoms", type=int)
+    _override(p, "--embed-attempts", "ligands.embed_attempts", type=int)
+    _override(
+        p,
         "--time-limit",
-        type=parse_time_limit,
-        default=schema_default("ligands", "time_limit"),
+        "ligands.time_limit",
+        "wall-clock limit per compound, in an isolated worker process ('none' = no limit)",
+        type=_time_limit_flag,
         metavar="SECONDS",
-        help="wall-clock limit per compound, in an isolated worker process ('none' = no limit; default %(default)s)",
     )
     p.add_argument(
         "--keep-poses",
-        action="store_true",
-        help="docking.mode score_only: prepare each compound from its input pose (the chunk's molblock column, "
-        "'vscreen split --keep-poses'): no protonation or embedding, missing hydrogens added at the pose",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="prepare each compound from its input pose (the chunk's molblock column, 'vscreen split "
+        "--keep-poses'): no protonation or embedding, missing hydrogens added at the pose "
+        "(default: when the config's docking.mode is score_only)",
     )
 
     p = add(
@@ -726,30 +766,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ligands", help="ligand table Parquet written by 'vscreen prepare-ligands'")
     p.add_argument("--receptor-dir", required=True, help="folder with receptor.pdbqt and box.json")
     p.add_argument("--out-dir", required=True)
-    p.add_argument(
-        "--exhaustiveness", type=int, default=schema_default("docking", "exhaustiveness"), help="(default %(default)s)"
-    )
-    p.add_argument("--n-poses", type=int, default=schema_default("docking", "n_poses"), help="(default %(default)s)")
-    p.add_argument(
-        "--energy-range", type=float, default=schema_default("docking", "energy_range"), help="(default %(default)s)"
-    )
-    p.add_argument("--seed", type=int, default=schema_default("seed"), help="(default %(default)s)")
-    p.add_argument("--threads", type=int, default=schema_default("docking", "threads"), help="(default %(default)s)")
-    p.add_argument("--scoring", default=schema_default("docking", "scoring"), choices=["vina", "vinardo"])
-    p.add_argument(
+    _add_config_arg(p, "docking, seed, box.reference_ligand for docking.mode tethered")
+    _override(p, "--exhaustiveness", "docking.exhaustiveness", type=int)
+    _override(p, "--n-poses", "docking.n_poses", type=int)
+    _override(p, "--energy-range", "docking.energy_range", type=float)
+    _override(p, "--seed", "seed", type=int)
+    _override(p, "--threads", "docking.threads", type=int)
+    _override(p, "--scoring", "docking.scoring", choices=["vina", "vinardo"])
+    _override(
+        p,
         "--time-limit",
-        type=parse_time_limit,
-        default=schema_default("docking", "time_limit"),
+        "docking.time_limit",
+        "wall-clock limit per ligand (Vina + pose export), in an isolated worker process ('none' = no limit)",
+        type=_time_limit_flag,
         metavar="SECONDS",
-        help="wall-clock limit per ligand (Vina + pose export), in an isolated worker process "
-        "('none' = no limit; default %(default)s)",
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--tethered-to",
         metavar="REFERENCE",
         help="pose like this reference ligand (.sdf/.mol in the receptor's frame) instead of docking: "
-        "docking.mode tethered",
+        "docking.mode tethered (default: the config's docking.mode, with box.reference_ligand)",
     )
     mode.add_argument(
         "--score-only",

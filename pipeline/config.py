@@ -8,7 +8,9 @@ the wrong type stops the run with a :class:`ConfigError` whose message names the
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -34,31 +36,97 @@ def load_schema() -> dict:
     return copy.deepcopy(_parsed_schema())
 
 
-def schema_default(section: str, key: str | None = None) -> Any:
-    """The default of ``section.key`` (or of the top-level key ``section``) as ``schema.yaml`` gives it.
+def _schema_node(section: str) -> dict:
+    node = {"properties": _parsed_schema()["properties"]}
+    for part in section.split("."):
+        node = node["properties"][part]
+    return node
 
-    Benchmarks, builds and the CLI's flags use the run defaults through it.
+
+def schema_default(section: str, key: str | None = None) -> Any:
+    """The default of ``section.key`` (or of the key ``section``) as ``schema.yaml`` gives it.
+
+    ``section`` may be nested with dots (``screen.active``, ``train.pair``). Settings dataclasses
+    (through :func:`schema_field`), benchmarks, builds and the CLI's help use the run defaults
+    through it, so each default is written once, in ``schema.yaml``.
 
     Raises
     ------
     KeyError
         The schema has no such key or it has no default.
     """
-    node = _parsed_schema()["properties"][section]
+    node = _schema_node(section)
     return copy.deepcopy(node["default"] if key is None else node["properties"][key]["default"])
 
 
-def settings_from_section(cls: type, config: dict[str, Any], section: str, **extra: Any) -> Any:
-    """A settings dataclass from one config section: its fields that the section has, plus ``extra``.
+def schema_field(section: str, key: str | None = None, convert: Callable[[Any], Any] | None = None) -> Any:
+    """A dataclass field whose default is :func:`schema_default` of ``section.key``.
 
-    Keys of the section that are not fields of ``cls`` (other stages' keys) are left out; the
-    section's values are already validated and defaulted by :func:`load_config`.
+    Parameters
+    ----------
+    section, key
+        The config key, as for :func:`schema_default`.
+    convert
+        Applied to the schema's value (``tuple`` for a list kept in a frozen dataclass).
+
+    Returns
+    -------
+    dataclasses.Field
+        With ``default`` for an immutable value, ``default_factory`` (a fresh copy) for a list or
+        mapping.
     """
-    import dataclasses
+    value = schema_default(section, key)
+    if convert is not None:
+        value = convert(value)
+    if isinstance(value, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(value))
+    return dataclasses.field(default=value)
 
+
+def settings_from_mapping(
+    cls: type, values: Mapping[str, Any] | None, where: str, strict: bool = False, **extra: Any
+) -> Any:
+    """A settings dataclass from a mapping of its fields (a config section, a model card's entry).
+
+    Parameters
+    ----------
+    cls
+        A dataclass; its defaults (from :func:`schema_field`) fill the fields ``values`` lacks.
+    values
+        Field values by name; ``None`` = none.
+    where
+        The config key of ``values`` (``dask``, ``train.pair``), named in errors.
+    strict
+        Raise :class:`ConfigError` on a key that is not a field of ``cls``; by default such keys
+        (other stages' keys of a shared section) are left out.
+    **extra
+        Fields that do not come from ``values`` (the run seed, a stage's thread count).
+
+    Returns
+    -------
+    object
+        ``cls(**fields)``.
+    """
+    values = dict(values or {})
     names = {f.name for f in dataclasses.fields(cls)}
-    values = {k: v for k, v in dict(config.get(section) or {}).items() if k in names}
-    return cls(**{**values, **extra})
+    unknown = sorted(set(values) - names)
+    if strict and unknown:
+        raise ConfigError(f"unknown config key '{where}.{unknown[0]}'; allowed keys here: {', '.join(sorted(names))}")
+    return cls(**{**{k: v for k, v in values.items() if k in names}, **extra})
+
+
+def settings_from_section(
+    cls: type, config: Mapping[str, Any], section: str, strict: bool = False, **extra: Any
+) -> Any:
+    """A settings dataclass from one section of a run config (:func:`settings_from_mapping`).
+
+    ``config`` is a run config (validated and defaulted by :func:`load_config`) or any mapping
+    holding ``section``; ``section`` may be nested with dots (``screen.active``).
+    """
+    values: Mapping[str, Any] = config
+    for part in section.split("."):
+        values = values.get(part) or {}
+    return settings_from_mapping(cls, values, section, strict, **extra)
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:

@@ -35,10 +35,10 @@ import concurrent.futures
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .config import ConfigError
+from .config import ConfigError, schema_field
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +80,12 @@ class DaskSettings:
         Extra keyword arguments for ``dask_jobqueue.SLURMCluster``.
     """
 
-    scheduler: str = "local"
-    n_workers: int = 2
-    threads_per_worker: int = 1
-    address: str | None = None
-    memory_limit: str = "auto"
-    slurm_options: Mapping[str, Any] = field(default_factory=dict)
+    scheduler: str = schema_field("dask", "scheduler")
+    n_workers: int = schema_field("dask", "n_workers")
+    threads_per_worker: int = schema_field("dask", "threads_per_worker")
+    address: str | None = schema_field("dask", "address")
+    memory_limit: str = schema_field("dask", "memory_limit")
+    slurm_options: Mapping[str, Any] = schema_field("dask", "slurm_options")
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -96,20 +96,6 @@ class DaskSettings:
             raise ConfigError(f"config key 'dask.threads_per_worker' must be at least 1, got {self.threads_per_worker}")
         if self.scheduler == "address" and not self.address:
             raise ConfigError("config key 'dask.address' is required when 'dask.scheduler' is 'address'")
-
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> DaskSettings:
-        """Build from a config section (missing keys take the defaults)."""
-        section = dict(section or {})
-        unknown = sorted(
-            set(section) - {"scheduler", "n_workers", "threads_per_worker", "address", "memory_limit", "slurm_options"}
-        )
-        if unknown:
-            raise ConfigError(
-                f"unknown config key 'dask.{unknown[0]}'; allowed keys here: address, memory_limit, "
-                "n_workers, scheduler, slurm_options, threads_per_worker"
-            )
-        return cls(**section)
 
 
 def _worker_env(threads: int) -> dict[str, str]:

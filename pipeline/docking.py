@@ -37,6 +37,7 @@ from rdkit import Chem
 
 from . import faults
 from .box import Box
+from .config import schema_field
 from .io import atomic_sdf, write_failures, write_parquet_atomic
 from .isolation import check_time_limit, pack_mol, run_isolated, unexpected_error, unpack_mol
 
@@ -61,13 +62,13 @@ class DockingSettings:
     ``time_limit`` is the wall-clock limit per ligand in seconds (``None`` = none).
     """
 
-    exhaustiveness: int = 8
-    n_poses: int = 9
-    energy_range: float = 3.0
-    seed: int = 42
-    threads: int = 1
-    scoring: str = "vina"
-    time_limit: float | None = 600.0
+    exhaustiveness: int = schema_field("docking", "exhaustiveness")
+    n_poses: int = schema_field("docking", "n_poses")
+    energy_range: float = schema_field("docking", "energy_range")
+    seed: int = schema_field("seed")
+    threads: int = schema_field("docking", "threads")
+    scoring: str = schema_field("docking", "scoring")
+    time_limit: float | None = schema_field("docking", "time_limit")
 
     def __post_init__(self) -> None:
         check_time_limit(self.time_limit, "docking.time_limit")

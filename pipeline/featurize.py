@@ -51,10 +51,10 @@ import pandas as pd
 from rdkit import Chem, RDLogger
 
 from . import faults
+from .config import schema_default, schema_field
 from .graphs import GLOBAL_NAMES, GraphSchema, complex_graph, save_graphs
 from .interactions import (
     INTERACTION_TYPES,
-    VICINITY_CUTOFF,
     as_receptor,
     fingerprint_sort_key,
     interaction_counts,
@@ -101,14 +101,14 @@ class FeaturizeSettings:
         Poses per Dask task: enough to amortize task overhead, few enough to balance workers.
     """
 
-    poses_per_compound: int = 1
+    poses_per_compound: int = schema_field("featurize", "poses_per_compound")
     interactions: tuple[str, ...] = INTERACTION_TYPES
-    vicinity_cutoff: float = VICINITY_CUTOFF
-    pocket_cutoff: float = 6.0
-    contact_cutoff: float = 5.0
-    rbf_size: int = 16
-    persistence_threshold: float = 0.5
-    poses_per_task: int = 8
+    vicinity_cutoff: float = schema_field("featurize", "vicinity_cutoff")
+    pocket_cutoff: float = schema_field("featurize", "pocket_cutoff")
+    contact_cutoff: float = schema_field("featurize", "contact_cutoff")
+    rbf_size: int = schema_field("featurize", "rbf_size")
+    persistence_threshold: float = schema_field("featurize", "persistence_threshold")
+    poses_per_task: int = schema_field("featurize", "poses_per_task")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "interactions", tuple(self.interactions))
@@ -121,14 +121,6 @@ class FeaturizeSettings:
             pocket_cutoff=self.pocket_cutoff,
             contact_cutoff=self.contact_cutoff,
         )
-
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> FeaturizeSettings:
-        """Build from a config section (missing keys take the defaults; lists become tuples)."""
-        section = dict(section or {})
-        if "interactions" in section:
-            section["interactions"] = tuple(section["interactions"])
-        return cls(**section)
 
 
 @dataclass(frozen=True)
@@ -282,7 +274,9 @@ def _read_sdf_records(sdf: str | os.PathLike) -> list[dict]:
 
 
 def read_docked_poses(
-    sdf: str | os.PathLike, table: str | os.PathLike | pd.DataFrame | None = None, poses_per_compound: int = 1
+    sdf: str | os.PathLike,
+    table: str | os.PathLike | pd.DataFrame | None = None,
+    poses_per_compound: int = schema_default("featurize", "poses_per_compound"),
 ) -> tuple[list[PoseInput], list[dict]]:
     """Choose the poses of a docked chunk to featurize.
 

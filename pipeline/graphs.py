@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 from rdkit import Chem
 
+from .config import schema_field
 from .errors import VscreenError
 from .interactions import INTERACTION_TYPES, Receptor, residue_flags
 
@@ -161,9 +162,9 @@ class GraphSchema(SchemaSerialization):
     edge_kinds: tuple[str, ...] = ("covalent", "contact")
     bond_types: tuple[str, ...] = ("SINGLE", "DOUBLE", "TRIPLE", "AROMATIC")
     interactions: tuple[str, ...] = INTERACTION_TYPES
-    rbf_size: int = 16
-    pocket_cutoff: float = 6.0
-    contact_cutoff: float = 5.0
+    rbf_size: int = schema_field("featurize", "rbf_size")
+    pocket_cutoff: float = schema_field("featurize", "pocket_cutoff")
+    contact_cutoff: float = schema_field("featurize", "contact_cutoff")
     hydrogens: bool = False
     global_names: tuple[str, ...] = GLOBAL_NAMES
 

@@ -38,6 +38,8 @@ import numpy as np
 from rdkit import Chem
 from scipy.spatial import cKDTree
 
+from .config import schema_default
+
 # MDAnalysis (imported by ProLIF) resets the warning filters and warns about its own
 # module moves on import; record=True keeps that out of every log.
 with warnings.catch_warnings(record=True):
@@ -60,7 +62,7 @@ INTERACTION_TYPES: tuple[str, ...] = (
     "MetalAcceptor",
 )
 #: Residues within this distance (Å) of any ligand atom are searched for interactions (ProLIF's default).
-VICINITY_CUTOFF = 6.0
+VICINITY_CUTOFF = schema_default("featurize", "vicinity_cutoff")
 
 _HISTIDINES = frozenset({"HIS", "HID", "HIE", "HIP", "HSD", "HSE", "HSP"})
 

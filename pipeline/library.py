@@ -50,6 +50,7 @@ from typing import IO
 
 import pandas as pd
 
+from .config import schema_default
 from .errors import VscreenError
 from .io import atomic_path, write_failures
 from .layout import read_manifest, write_manifest
@@ -278,7 +279,11 @@ def _find_column(columns: list[str], wanted: str, path: str | Path) -> str:
     )
 
 
-def iter_csv(path: str | Path, id_column: str = "id", smiles_column: str = "smiles") -> Iterator[Record]:
+def iter_csv(
+    path: str | Path,
+    id_column: str = schema_default("library", "id_column"),
+    smiles_column: str = schema_default("library", "smiles_column"),
+) -> Iterator[Record]:
     """Yield records of a CSV/TSV file with an id and a SMILES column (names matched case-insensitively)."""
     sep = "\t" if ".tsv" in Path(path).name.lower() else ","
     with _open_text(path) as handle:
@@ -379,9 +384,9 @@ def iter_sdf(path: str | Path, id_property: str | None = None, keep_poses: bool 
 
 def iter_library(
     path: str | Path,
-    fmt: str = "auto",
-    id_column: str = "id",
-    smiles_column: str = "smiles",
+    fmt: str = schema_default("library", "format"),
+    id_column: str = schema_default("library", "id_column"),
+    smiles_column: str = schema_default("library", "smiles_column"),
     id_property: str | None = None,
     keep_poses: bool = False,
 ) -> Iterator[Record]:
@@ -422,10 +427,10 @@ def split_library(
     path: str | Path,
     out_dir: str | Path,
     failures_path: str | Path,
-    chunk_size: int = 25,
-    fmt: str = "auto",
-    id_column: str = "id",
-    smiles_column: str = "smiles",
+    chunk_size: int = schema_default("library", "chunk_size"),
+    fmt: str = schema_default("library", "format"),
+    id_column: str = schema_default("library", "id_column"),
+    smiles_column: str = schema_default("library", "smiles_column"),
     id_property: str | None = None,
     keep_poses: bool = False,
 ) -> SplitSummary:

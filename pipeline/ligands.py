@@ -47,6 +47,7 @@ from rdkit.Chem import AllChem, rdMolDescriptors
 from rdkit.Chem.MolStandardize import rdMolStandardize
 
 from . import faults
+from .config import schema_field
 from .errors import VscreenError
 from .io import atomic_sdf, write_failures, write_parquet_atomic
 from .isolation import check_time_limit, pack_mol, run_isolated, unexpected_error, unpack_mol
@@ -87,13 +88,13 @@ class LigandSettings:
     :func:`prepare_pose` instead of from its SMILES (the chunk needs a ``molblock`` column).
     """
 
-    ph: float = 7.4
-    seed: int = 42
-    max_heavy_atoms: int = 80
-    min_heavy_atoms: int = 4
-    embed_attempts: int = 3
-    time_limit: float | None = 120.0
-    protonation: str = PROTONATION_TOOLS[0]
+    ph: float = schema_field("ligands", "ph")
+    seed: int = schema_field("seed")
+    max_heavy_atoms: int = schema_field("ligands", "max_heavy_atoms")
+    min_heavy_atoms: int = schema_field("ligands", "min_heavy_atoms")
+    embed_attempts: int = schema_field("ligands", "embed_attempts")
+    time_limit: float | None = schema_field("ligands", "time_limit")
+    protonation: str = schema_field("ligands", "protonation")
     keep_poses: bool = False
 
     def __post_init__(self) -> None:

@@ -97,6 +97,7 @@ import pyarrow.parquet as pq
 from rdkit import Chem
 from scipy.spatial import cKDTree
 
+from .config import schema_default, schema_field
 from .isolation import IsolatedWorker, pack_mol, unpack_mol
 from .layout import RunLayout
 
@@ -154,25 +155,29 @@ class PoseCheckSettings:
         Seconds per pose in the isolated worker; ``None`` = no limit (``report.pose_check_time_limit``).
     """
 
-    top_n: int = 25
-    check_all: bool = False
-    rank_valid_first: bool = True
-    config: str | dict = "dock_fast"
-    time_limit: float | None = 60.0
+    top_n: int = schema_field("report", "top_n")
+    check_all: bool = schema_field("report", "check_all_poses")
+    rank_valid_first: bool = schema_field("report", "rank_valid_first")
+    config: str | dict = schema_field("report", "posebusters_config")
+    time_limit: float | None = schema_field("report", "pose_check_time_limit")
 
     @classmethod
     def from_config(cls, report: Mapping[str, Any]) -> PoseCheckSettings | None:
-        """From the validated ``report`` section; ``None`` when ``report.check_poses`` is false."""
-        if not report.get("check_poses", True):
+        """From the ``report`` section (missing keys take the defaults); ``None`` when ``report.check_poses`` is false.
+
+        The section's keys are named for the report (``check_all_poses``, ``posebusters_config``,
+        ``pose_check_time_limit``); this maps them to the fields.
+        """
+        if not report.get("check_poses", schema_default("report", "check_poses")):
             return None
-        top_n = report.get("check_poses_top_n") or report.get("top_n", 25)
-        return cls(
-            top_n=int(top_n),
-            check_all=bool(report.get("check_all_poses", False)),
-            rank_valid_first=bool(report.get("rank_valid_first", True)),
-            config=report.get("posebusters_config", "dock_fast"),
-            time_limit=report.get("pose_check_time_limit", 60.0),
-        )
+        names = dict(check_all="check_all_poses", config="posebusters_config", time_limit="pose_check_time_limit")
+        values = {field: report[key] for field, key in names.items() if key in report}
+        if "rank_valid_first" in report:
+            values["rank_valid_first"] = report["rank_valid_first"]
+        top_n = report.get("check_poses_top_n") or report.get("top_n")
+        if top_n:
+            values["top_n"] = int(top_n)
+        return cls(**values)
 
 
 @dataclass(frozen=True)

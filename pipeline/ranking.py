@@ -110,6 +110,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from .config import schema_default
 from .io import FAILURE_COLUMNS, atomic_open, atomic_path, neutralize_csv_cells
 from .layout import RunLayout
 from .pose_validity import POSE_COLUMNS, PoseCheckSettings, check_ranked_poses, demote_invalid
@@ -469,8 +470,8 @@ def _mixed_key(model: np.ndarray, docking: np.ndarray, fallback: np.ndarray, ran
 
 def order_ranking(
     ranking: pd.DataFrame,
-    rank_by: str = "docking",
-    consensus_weight: float = 0.5,
+    rank_by: str = schema_default("score", "rank_by"),
+    consensus_weight: float = schema_default("score", "consensus_weight"),
     domain: DomainSettings | None = None,
     pocket: PocketRecord | None = None,
 ) -> pd.DataFrame:
@@ -890,9 +891,9 @@ def build_ranking(
     run: RunLayout | str | os.PathLike,
     scores: str | os.PathLike | pd.DataFrame | pa.Table | None = None,
     score_failures: str | os.PathLike | None = None,
-    rank_by: str = "docking",
-    consensus_weight: float = 0.5,
-    persistence_threshold: float = 0.5,
+    rank_by: str = schema_default("score", "rank_by"),
+    consensus_weight: float = schema_default("score", "consensus_weight"),
+    persistence_threshold: float = schema_default("featurize", "persistence_threshold"),
     top: int = 6,
     domain: DomainSettings | None = None,
     pocket: PocketRecord | None = None,
@@ -1055,8 +1056,8 @@ def rank_run(
     run: RunLayout | str | os.PathLike,
     scores: str | os.PathLike | None = None,
     score_failures: str | os.PathLike | None = None,
-    rank_by: str = "docking",
-    consensus_weight: float = 0.5,
+    rank_by: str = schema_default("score", "rank_by"),
+    consensus_weight: float = schema_default("score", "consensus_weight"),
     domain: DomainSettings | None = None,
     pocket: PocketRecord | None = None,
     pose_checks: PoseCheckSettings | None = None,

@@ -48,6 +48,7 @@ from rdkit.Chem import rdDistGeom, rdFMCS, rdForceFieldHelpers, rdMolAlign
 from rdkit.Geometry import Point3D
 
 from .box import Box, box_around_coordinates, box_around_ligand
+from .config import schema_default, schema_field
 from .docking import Docker, DockingError, DockingSettings, poses_to_rdkit, run_chunk
 from .isolation import pack_mol, unexpected_error
 from .ligands import PreparationError, embed, to_pdbqt
@@ -131,17 +132,17 @@ class TetheredSettings:
     min_core_atoms: int = 6
     min_core_fraction: float = 0.5
     n_conformers: int = 30
-    seed: int = 42
+    seed: int = schema_field("seed")
     mcs_timeout: float = 10.0
     max_core_maps: int = 4
     restraint_force: float = 100.0
     embed_timeout: int = 60
-    box_padding: float = 8.0
+    box_padding: float = schema_field("box", "padding")
     max_core_rmsd: float = 1.5
     dock_on_failure: bool = True
-    exhaustiveness: int = 8
-    threads: int = 1
-    scoring: str = "vina"
+    exhaustiveness: int = schema_field("docking", "exhaustiveness")
+    threads: int = schema_field("docking", "threads")
+    scoring: str = schema_field("docking", "scoring")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_core_fraction <= 1.0:
@@ -613,7 +614,7 @@ def tethered_conformers(
     mol_with_hs: Chem.Mol,
     core: Core,
     n_conformers: int = 30,
-    seed: int = 42,
+    seed: int = schema_default("seed"),
     restraint_force: float = 100.0,
     timeout: int = 60,
 ) -> Chem.Mol:

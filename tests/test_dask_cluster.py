@@ -25,7 +25,7 @@ import torch
 import yaml
 from test_scoring import complexes, trained  # noqa: F401  (fixtures: real 1iep graphs and a tiny ensemble)
 
-from pipeline.config import load_config
+from pipeline.config import load_config, settings_from_section
 from pipeline.dask_cluster import (
     TASK_RETRIES,
     DaskSettings,
@@ -217,7 +217,7 @@ def test_killing_a_worker_in_the_middle_of_scoring_loses_no_complex(repo, tmp_pa
     result: dict = {}
 
     def score() -> None:
-        client = make_client(DaskSettings.from_config(cfg["dask"]))
+        client = make_client(settings_from_section(DaskSettings, cfg, "dask", strict=True))
         try:
             result["table"] = score_graph_files(files, model, client)
         except Exception as exc:  # reported by the main thread

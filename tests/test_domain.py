@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from pipeline.box import Box, box_around_ligand, read_vina_config
-from pipeline.config import ConfigError, schema_default, validate_config
+from pipeline.config import ConfigError, schema_default, settings_from_section, validate_config
 from pipeline.ranking import order_ranking
 from pipeline.scoring.domain import (
     DESCRIPTOR_NAMES,
@@ -139,7 +139,7 @@ def test_settings_defaults_are_the_schema_defaults_and_are_validated():
         "box": {"center": [0, 0, 0], "size": [20, 20, 20]},
     }
     cfg = validate_config(dict(base, score={"max_spread": 1.5}))
-    assert DomainSettings.from_config(cfg["score"]) == DomainSettings(True, 0.25, 1.5)
+    assert settings_from_section(DomainSettings, cfg, "score") == DomainSettings(True, 0.25, 1.5)
     with pytest.raises(ConfigError, match="score.max_pocket_distance"):
         validate_config(dict(base, score={"max_pocket_distance": 2}))
 

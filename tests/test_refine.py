@@ -29,6 +29,7 @@ from rdkit.Chem import AllChem
 from rdkit.Geometry import Point3D
 from scipy.spatial import cKDTree
 
+from pipeline.config import settings_from_mapping
 from pipeline.io import read_failures
 from pipeline.receptor import prepare_receptor
 from pipeline.refine import (
@@ -306,8 +307,8 @@ def test_settings_defaults_and_validation():
     assert s.n_frames == round(s.length_ps / s.frame_interval_ps)
     with pytest.raises(ValueError, match="refine.platform"):
         RefineSettings(platform="Metal")
-    with pytest.raises(ValueError, match="unknown refine settings"):
-        RefineSettings.from_dict(dict(lenght_ps=3))
+    with pytest.raises(ValueError, match="unknown config key 'refine.lenght_ps'"):
+        settings_from_mapping(RefineSettings, dict(lenght_ps=3), "refine", strict=True)
     assert pose_seed(42, "a", 1) == pose_seed(42, "a", 1) != pose_seed(42, "a", 2)
     assert pose_seed(42, "a", 1) > 0
     assert (s.warmup_ps, s.warmup_timestep_fs, s.retry_timestep_fs, s.energy_rise_per_atom_kj) == (0.2, 2.0, 2.0, 20.0)

@@ -24,6 +24,7 @@ from slurm_local import LocalSlurm, unavailable_reason
 from test_scoring import complexes, trained  # noqa: F401  (fixtures: real 1iep graphs and a tiny ensemble)
 from workflow_runs import run_snakemake, small_screen
 
+from pipeline.config import settings_from_mapping
 from pipeline.dask_cluster import DaskSettings, dask_client
 from pipeline.scoring.score import score_graph_files
 
@@ -150,7 +151,8 @@ def test_dask_slurm_cluster_scores_like_one_process(tmp_path, slurm, complexes, 
     model, _ = trained
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     partition = profile_partitions(yaml.safe_load(PROFILE.read_text()))["*"]
-    settings = DaskSettings.from_config(
+    settings = settings_from_mapping(
+        DaskSettings,
         {
             "scheduler": "slurm",
             "n_workers": 2,
@@ -163,7 +165,9 @@ def test_dask_slurm_cluster_scores_like_one_process(tmp_path, slurm, complexes, 
                 "log_directory": str(tmp_path / "dask-logs"),
                 "job_name": "vscreen-dask",
             },
-        }
+        },
+        "dask",
+        strict=True,
     )
     expected = score_graph_files(complexes["files"], model, client=None, threads=1)
     with dask_client(settings) as client:

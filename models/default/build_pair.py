@@ -138,12 +138,12 @@ def default_settings() -> tuple[Any, Any, dict[str, Any]]:
         :data:`MULTI_PROTEIN` from the ``PairTrainSettings`` defaults),
         :class:`~pipeline.scoring.pair_model.PairModelConfig`, and the card's record of both.
     """
-    from pipeline.config import fill_defaults, load_schema
+    from pipeline.config import fill_defaults, load_schema, settings_from_mapping
     from pipeline.scoring.pair_finetune import PairAssaySettings
     from pipeline.scoring.pair_train import PairTrainSettings
 
     train = fill_defaults({}, load_schema())["train"]
-    pair = PairAssaySettings.from_config(train["pair"])
+    pair = settings_from_mapping(PairAssaySettings, train["pair"], "train.pair", strict=True)
     assay = pair.train_settings(fine_tune=False, n_models=train["n_models"], seed=train["seed"])
     many = PairTrainSettings()
     settings = replace(assay, **{key: getattr(many, key) for key in MULTI_PROTEIN})

@@ -27,6 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
+from ..config import schema_default
+
 __all__ = [
     "ACQUISITIONS",
     "TopSelector",
@@ -70,7 +72,12 @@ def greedy(mean: np.ndarray, sd: np.ndarray, ids: Sequence[str], seed: int = 0, 
 
 
 def ucb(
-    mean: np.ndarray, sd: np.ndarray, ids: Sequence[str], seed: int = 0, round_index: int = 0, beta: float = 2.0
+    mean: np.ndarray,
+    sd: np.ndarray,
+    ids: Sequence[str],
+    seed: int = 0,
+    round_index: int = 0,
+    beta: float = schema_default("screen.active", "beta"),
 ) -> np.ndarray:
     """Optimistic utility ``-(mean - beta * sd)``: for a score to minimize, the lower confidence bound.
 
@@ -91,7 +98,7 @@ def thompson(mean: np.ndarray, sd: np.ndarray, ids: Sequence[str], seed: int = 0
 ACQUISITIONS: dict[str, AcquisitionFunction] = {"greedy": greedy, "ucb": ucb, "thompson": thompson}
 
 
-def acquisition_function(name: str, beta: float = 2.0) -> AcquisitionFunction:
+def acquisition_function(name: str, beta: float = schema_default("screen.active", "beta")) -> AcquisitionFunction:
     """The acquisition function called ``name`` (``greedy``, ``ucb`` with ``beta``, ``thompson``).
 
     Raises

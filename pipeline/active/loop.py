@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import schema_field
 from .acquisition import TopSelector, acquisition_function, uniform_keys
 from .chunks import CompoundLibrary, ParquetLibrary, predict_chunks
 from .distributed import predict_top_distributed, select_top
@@ -106,18 +107,19 @@ class LoopSettings:
         sent to the objective: fractions of the library (float) or counts (int).
     max_rounds
         Most acquisition rounds after the initial sample (None: until the budget or the rule stops it).
+        Defaults: the run config's (``screen.active`` in ``schema.yaml``).
     acquisition, beta
         ``greedy``, ``ucb`` (with ``beta``) or ``thompson`` (:mod:`.acquisition`).
     stopping
         The convergence rule (disabled by default).
     """
 
-    initial: float | int = 0.01
-    batch: float | int = 0.01
-    budget: float | int = 0.06
-    max_rounds: int | None = None
-    acquisition: str = "greedy"
-    beta: float = 2.0
+    initial: float | int = schema_field("screen.active", "initial")
+    batch: float | int = schema_field("screen.active", "batch")
+    budget: float | int = schema_field("screen.active", "budget")
+    max_rounds: int | None = schema_field("screen.active", "max_rounds")
+    acquisition: str = schema_field("screen.active", "acquisition")
+    beta: float = schema_field("screen.active", "beta")
     stopping: StoppingRule = field(default_factory=StoppingRule)
 
     def __post_init__(self) -> None:

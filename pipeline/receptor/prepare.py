@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import schema_default
 from ..errors import ReceptorError
 from ..io import write_text_atomic
 from .records import (
@@ -100,7 +101,7 @@ def prepare_receptor(
     source: str | Path,
     out_pdb: str | Path,
     out_pdbqt: str | Path,
-    ph: float = 7.4,
+    ph: float = schema_default("receptor", "ph"),
     keep_waters: bool = False,
     keep_heterogens: Sequence[str] = (),
     keep_metals: bool = True,

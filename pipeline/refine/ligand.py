@@ -47,6 +47,8 @@ import openmm
 from openmm import app
 from rdkit import Chem
 
+from ..config import schema_default
+
 __all__ = [
     "LigandParameterizationError",
     "LigandParameters",
@@ -274,7 +276,7 @@ class MMFFLigandForceField:
 # --------------------------------------------------------------------------- OpenFF
 
 #: Sage version used by ``refine.forcefield: openff`` unless ``refine.openff_forcefield`` says otherwise.
-DEFAULT_OPENFF_FORCEFIELD = "openff-2.2.1"
+DEFAULT_OPENFF_FORCEFIELD = schema_default("refine", "openff_forcefield")
 #: The NAGL graph network that stands in for AM1-BCC when AmberTools is absent (shipped in
 #: ``acellera-openff-nagl-models``: read from the package, never downloaded).
 NAGL_AM1BCC_MODEL = "openff-gnn-am1bcc-1.0.0.pt"
@@ -552,7 +554,9 @@ class OpenFFLigandForceField:
 
 @lru_cache(maxsize=8)
 def ligand_force_field(
-    name: str = "mmff", mmff_variant: str = "MMFF94", openff_forcefield: str = DEFAULT_OPENFF_FORCEFIELD
+    name: str = "mmff",
+    mmff_variant: str = schema_default("refine", "mmff_variant"),
+    openff_forcefield: str = DEFAULT_OPENFF_FORCEFIELD,
 ) -> LigandForceField:
     """The ligand force field called ``name`` (``"mmff"`` or ``"openff"``).
 

@@ -63,13 +63,13 @@ import math
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import openmm
 from openmm import app, unit
 
-from .ligand import DEFAULT_OPENFF_FORCEFIELD
+from ..config import schema_default, schema_field
 from .system import KCAL_PER_A2_TO_KJ_PER_NM2, RESTRAINT_GROUP, ComplexSystem, restraint_force
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ __all__ = [
 ]
 
 #: Dynamics per pose by default (ps); chosen so a CPU pose takes under a minute (see module docstring).
-DEFAULT_LENGTH_PS = 2.0
+DEFAULT_LENGTH_PS = schema_default("refine", "length_ps")
 #: Platforms tried, fastest first, when ``platform="auto"``.
 PLATFORM_ORDER = ("CUDA", "OpenCL", "CPU", "Reference")
 #: Energy groups reported as "potential energy": everything but the positional restraints.
@@ -192,38 +192,38 @@ class RefineSettings:
         (:mod:`pipeline.isolation`); None = no limit.
     """
 
-    forcefield: str = "mmff"
-    mmff_variant: str = "MMFF94"
-    openff_forcefield: str = DEFAULT_OPENFF_FORCEFIELD
-    solvent: str = "implicit"
-    pocket_cutoff: float | None = 10.0
-    free_shell: float = 5.0
-    restraint_k: float = 5.0
-    restrain: str = "backbone"
-    nonbonded_cutoff: float | None = 10.0
-    frame_cutoff: float = 8.0
-    water_padding: float = 10.0
-    ionic_strength: float = 0.15
-    minimize_iterations: int = 100
-    minimize_tolerance: float = 10.0
-    length_ps: float = DEFAULT_LENGTH_PS
-    timestep_fs: float | None = None
-    hmr: bool = True
-    hydrogen_mass: float = 3.0
-    temperature_k: float = 300.0
-    friction_per_ps: float = 1.0
-    frame_interval_ps: float = 0.25
-    warmup_ps: float = 0.2
-    warmup_timestep_fs: float = 2.0
-    warmup_restraint_k: float = 10.0
-    retry_timestep_fs: float | None = 2.0
-    seed: int = 42
-    platform: str = "auto"
-    precision: str = "auto"
-    cpu_threads: int | None = 1
-    energy_limit_kj: float = 1.0e6
-    energy_rise_per_atom_kj: float | None = 20.0
-    time_limit: float | None = 900.0
+    forcefield: str = schema_field("refine", "forcefield")
+    mmff_variant: str = schema_field("refine", "mmff_variant")
+    openff_forcefield: str = schema_field("refine", "openff_forcefield")
+    solvent: str = schema_field("refine", "solvent")
+    pocket_cutoff: float | None = schema_field("refine", "pocket_cutoff")
+    free_shell: float = schema_field("refine", "free_shell")
+    restraint_k: float = schema_field("refine", "restraint_k")
+    restrain: str = schema_field("refine", "restrain")
+    nonbonded_cutoff: float | None = schema_field("refine", "nonbonded_cutoff")
+    frame_cutoff: float = schema_field("refine", "frame_cutoff")
+    water_padding: float = schema_field("refine", "water_padding")
+    ionic_strength: float = schema_field("refine", "ionic_strength")
+    minimize_iterations: int = schema_field("refine", "minimize_iterations")
+    minimize_tolerance: float = schema_field("refine", "minimize_tolerance")
+    length_ps: float = schema_field("refine", "length_ps")
+    timestep_fs: float | None = schema_field("refine", "timestep_fs")
+    hmr: bool = schema_field("refine", "hmr")
+    hydrogen_mass: float = schema_field("refine", "hydrogen_mass")
+    temperature_k: float = schema_field("refine", "temperature_k")
+    friction_per_ps: float = schema_field("refine", "friction_per_ps")
+    frame_interval_ps: float = schema_field("refine", "frame_interval_ps")
+    warmup_ps: float = schema_field("refine", "warmup_ps")
+    warmup_timestep_fs: float = schema_field("refine", "warmup_timestep_fs")
+    warmup_restraint_k: float = schema_field("refine", "warmup_restraint_k")
+    retry_timestep_fs: float | None = schema_field("refine", "retry_timestep_fs")
+    seed: int = schema_field("seed")
+    platform: str = schema_field("refine", "platform")
+    precision: str = schema_field("refine", "precision")
+    cpu_threads: int | None = schema_field("refine", "cpu_threads")
+    energy_limit_kj: float = schema_field("refine", "energy_limit_kj")
+    energy_rise_per_atom_kj: float | None = schema_field("refine", "energy_rise_per_atom_kj")
+    time_limit: float | None = schema_field("refine", "time_limit")
 
     def __post_init__(self) -> None:
         choices = dict(
@@ -300,15 +300,6 @@ class RefineSettings:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> RefineSettings:
-        """Build from a config mapping; unknown keys raise ``ValueError`` naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown refine settings {unknown}; known: {sorted(known)}")
-        return cls(**values)
-
 
 # --------------------------------------------------------------------------- platforms
 
@@ -352,7 +343,11 @@ def _usable(choice: PlatformChoice) -> bool:
     return True
 
 
-def select_platform(name: str = "auto", precision: str = "auto", cpu_threads: int | None = None) -> PlatformChoice:
+def select_platform(
+    name: str = schema_default("refine", "platform"),
+    precision: str = schema_default("refine", "precision"),
+    cpu_threads: int | None = None,
+) -> PlatformChoice:
     """The OpenMM platform for a job.
 
     Parameters

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from rdkit import Chem
 
+from ..config import schema_default
 from ..io import sdf_supplier
 
 __all__ = ["SELECT_BY", "SELECTION_COLUMNS", "select_poses", "batch", "load_poses"]
@@ -93,10 +94,10 @@ def select_poses(
     pose_table: pd.DataFrame,
     top_fraction: float | None = None,
     top_n: int | None = None,
-    poses_per_compound: int = 1,
-    select_by: str = "docking",
+    poses_per_compound: int = schema_default("refine", "poses_per_compound"),
+    select_by: str = schema_default("refine", "select_by"),
     scores: pd.DataFrame | None = None,
-    ucb_k: float = 1.0,
+    ucb_k: float = schema_default("refine", "ucb_k"),
 ) -> pd.DataFrame:
     """Choose the ``(id, pose)`` pairs to refine.
 

@@ -62,6 +62,7 @@ from openmm import app, unit
 from rdkit import Chem
 from scipy.spatial import cKDTree
 
+from ..config import schema_default
 from .ligand import LigandParameters, ligand_topology
 
 log = logging.getLogger(__name__)
@@ -741,11 +742,11 @@ def build_complex(
     ligand: LigandParameters,
     mol: Chem.Mol,
     *,
-    pocket_cutoff: float | None = 10.0,
-    free_shell: float = 5.0,
-    restraint_k: float = 5.0,
-    restrain: str = "backbone",
-    frame_cutoff: float = 8.0,
+    pocket_cutoff: float | None = schema_default("refine", "pocket_cutoff"),
+    free_shell: float = schema_default("refine", "free_shell"),
+    restraint_k: float = schema_default("refine", "restraint_k"),
+    restrain: str = schema_default("refine", "restrain"),
+    frame_cutoff: float = schema_default("refine", "frame_cutoff"),
     nonbonded_cutoff: float | None = None,
     constraints: bool = True,
     hydrogen_mass: float | None = None,

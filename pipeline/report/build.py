@@ -26,6 +26,7 @@ import pandas as pd
 import yaml
 
 from .. import __version__
+from ..config import schema_default, settings_from_section
 from ..io import atomic_path, write_text_atomic
 from ..pair_graphs import VINA_TERMS
 from ..scoring.explain import RunExplanations, read_explanations
@@ -203,7 +204,7 @@ def domain_sentence(run: RunData, rank_by: str) -> str:
 
     if rank_by == "docking":
         return html.text("The ranking is by docking score, so the model's domain check does not apply.")
-    settings = DomainSettings.from_config(run.config["score"])
+    settings = settings_from_section(DomainSettings, run.config, "score")
     if not settings.domain_check:
         return html.text("Domain check off (score.domain_check: false): the model ranks every compound.")
     ranking, record = run.ranking, run.pocket
@@ -688,7 +689,7 @@ def build_report(
     out_html = Path(out_html or run_dir / "report.html")
     figures_dir = Path(figures_dir or run_dir / "figures")
     top_hits_sdf = Path(top_hits_sdf or run_dir / "top_hits.sdf")
-    top_n = int(top_n or config.get("report", {}).get("top_n", 25))
+    top_n = int(top_n or config.get("report", {}).get("top_n", schema_default("report", "top_n")))
     run = load_run(run_dir, config, top_n)
     summary = ReportSummary(html=out_html, top_hits=top_hits_sdf)
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..config import schema_default
 from ..library import _open_text, _sdf_blocks, _sdf_property, detect_format
 
 _TRUE = {"1", "1.0", "true", "t", "yes", "y", "active"}
@@ -52,7 +53,9 @@ def _sdf_labels(path: Path, id_property: str | None, label_column: str) -> pd.Se
     return pd.Series(labels, index=ids)
 
 
-def read_labels(library: dict[str, Any], label_column: str = "active") -> pd.Series | None:
+def read_labels(
+    library: dict[str, Any], label_column: str = schema_default("report", "label_column")
+) -> pd.Series | None:
     """Labels of a library's compounds by input id.
 
     Parameters
@@ -72,9 +75,13 @@ def read_labels(library: dict[str, Any], label_column: str = "active") -> pd.Ser
     path = Path(library["path"])
     if not path.is_file():
         return None
-    fmt = detect_format(path) if library.get("format", "auto") == "auto" else library["format"]
+    fmt = (
+        detect_format(path)
+        if library.get("format", schema_default("library", "format")) == "auto"
+        else library["format"]
+    )
     if fmt == "csv":
-        labels = _csv_labels(path, library.get("id_column", "id"), label_column)
+        labels = _csv_labels(path, library.get("id_column", schema_default("library", "id_column")), label_column)
     elif fmt == "sdf":
         labels = _sdf_labels(path, library.get("id_property"), label_column)
     else:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..config import schema_default
 from ..io import read_failures
 from ..layout import RunLayout
 from . import html
@@ -96,11 +97,11 @@ def selected_compounds(run: RunData) -> pd.DataFrame:
 def _rule_sentence(run: RunData, chosen: pd.DataFrame) -> str:
     """Which rule chose, with its settings and how far it departs from the docking order (escaped)."""
     refine = run.config["refine"]
-    rule = refine.get("select_by", "docking")
+    rule = refine.get("select_by", schema_default("refine", "select_by"))
     limits = [f"refine.top_n: {refine['top_n']}" if refine.get("top_n") else ""]
     limits.append(f"refine.top_fraction: {refine['top_fraction']}" if refine.get("top_fraction") else "")
     limit = ", ".join(filter(None, limits)) or "no limit"
-    k = f" with k = {refine.get('ucb_k', 1.0):g} (refine.ucb_k)" if rule == "ucb" else ""
+    k = f" with k = {refine.get('ucb_k', schema_default('refine', 'ucb_k')):g} (refine.ucb_k)" if rule == "ucb" else ""
     n = len(chosen)
     sent = (
         f"The {n} compounds with {RULE_TEXT.get(rule, rule)} were"
@@ -143,7 +144,7 @@ def md_selection_section(run: RunData) -> str:
     chosen = selected_compounds(run)
     if not len(chosen):
         return ""
-    rule = run.config["refine"].get("select_by", "docking")
+    rule = run.config["refine"].get("select_by", schema_default("refine", "select_by"))
     scored = chosen["gnn_score"].notna().any()
     columns = [html.Column("sent", numeric=True, tooltip="order in which the rule chose the compound")]
     columns.append(html.Column("compound"))

@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from ..config import schema_default
 from ..errors import VscreenError
 from ..io import FAILURE_COLUMNS, restore_csv_cells
 from ..layout import RunLayout
@@ -278,7 +279,10 @@ def load_run(run_dir: str | Path, config: dict[str, Any], top_n: int | None = No
     if "gnn_score" in ranking.columns:
         stage_counts["scored"] = int(ranking["gnn_score"].notna().sum())
     labels = label_ranking(
-        ranking, read_labels(config["library"], config.get("report", {}).get("label_column", "active"))
+        ranking,
+        read_labels(
+            config["library"], config.get("report", {}).get("label_column", schema_default("report", "label_column"))
+        ),
     )
     top_ids = None if top_n is None else set(ranking["id"].head(top_n).astype(str))
     return RunData(

@@ -67,6 +67,7 @@ from typing import Any
 import numpy as np
 
 from ..box import Box
+from ..config import schema_field
 from ..errors import VscreenError
 
 __all__ = [
@@ -491,16 +492,9 @@ class DomainSettings:
         A compound whose ``gnn_spread`` is above this falls back; ``None`` = no spread check.
     """
 
-    domain_check: bool = True
-    max_pocket_distance: float = 0.25
-    max_spread: float | None = None
-
-    @classmethod
-    def from_config(cls, score: Mapping[str, Any] | None) -> DomainSettings:
-        """From the ``score`` section of a run config (missing keys take the defaults, others are ignored)."""
-        score = dict(score or {})
-        known = {k: score[k] for k in ("domain_check", "max_pocket_distance", "max_spread") if k in score}
-        return cls(**known)
+    domain_check: bool = schema_field("score", "domain_check")
+    max_pocket_distance: float = schema_field("score", "max_pocket_distance")
+    max_spread: float | None = schema_field("score", "max_spread")
 
 
 def pocket_reason(record: PocketRecord | None, settings: DomainSettings) -> str:

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..config import schema_default
 from ..graphs import DEFAULT_SCHEMA, GraphSchema
 from ..io import atomic_path, staging_dir, write_text_atomic
 from .cards import CARD, TASKS, ModelError, model_architecture, read_card
@@ -104,7 +105,7 @@ class MemberSet:
             member.to(device=device, dtype=dtype) if dtype is not None else member.to(device)
         return self
 
-    def score(self, graphs: Sequence, batch_size: int = 256) -> pd.DataFrame:
+    def score(self, graphs: Sequence, batch_size: int = schema_default("score", "batch_size")) -> pd.DataFrame:
         """Scores of graphs as a table with :data:`SCORE_COLUMNS`, in the order of ``graphs``.
 
         Subclasses give ``predict(graphs, batch_size)`` (raw member outputs) and ``summarize``
@@ -160,7 +161,9 @@ class Ensemble(MemberSet):
         self.path = Path(path) if path is not None else None
 
     @torch.inference_mode()
-    def predict(self, graphs: Sequence, batch_size: int = 256) -> dict[str, np.ndarray]:
+    def predict(
+        self, graphs: Sequence, batch_size: int = schema_default("score", "batch_size")
+    ) -> dict[str, np.ndarray]:
         """Raw head outputs of every member.
 
         Parameters
@@ -217,7 +220,7 @@ def new_ensemble(
     schema: GraphSchema = DEFAULT_SCHEMA,
     config: ModelConfig = ModelConfig(),  # noqa: B008 - frozen, never mutated
     task: str = "regression",
-    n_models: int = 5,
+    n_models: int = schema_default("train", "n_models"),
     seed: int = 0,
 ) -> Ensemble:
     """An untrained ensemble (members initialized with seeds ``seed, seed+1, ...``); for tests and benchmarks."""

@@ -82,6 +82,7 @@ import numpy as np
 import pandas as pd
 
 from .. import faults
+from ..config import schema_default
 from ..io import neutralize_csv_cells, restore_csv_cells, staging_dir
 from ..layout import RunLayout
 from ..pair_graphs import DEFAULT_PAIR_SCHEMA, VINA_TERMS, PairGraphSchema
@@ -704,12 +705,12 @@ def explain_run(
         When the run has no ``ranking.csv``.
     """
     layout = run if isinstance(run, RunLayout) else RunLayout(run)
-    top_n = int(top_n or config.get("report", {}).get("top_n", 25))
+    top_n = int(top_n or config.get("report", {}).get("top_n", schema_default("report", "top_n")))
     ranking = _read_top(layout.ranking, top_n)
     model = _run_model(config.get("score", {}))
     inputs = _gather(layout, ranking, with_scores=bool(config.get("score", {}).get("enabled", True)))
     graphs = _Graphs(layout, model.schema) if model.members else None
-    scoring = str(config.get("docking", {}).get("scoring", "vina"))
+    scoring = str(config.get("docking", {}).get("scoring", schema_default("docking", "scoring")))
     rows, residues, contacts = [], {}, []
     for _, row in ranking.iterrows():
         cid = str(row["id"])

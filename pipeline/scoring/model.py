@@ -25,7 +25,7 @@ so a state dict alone restores the model.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.nn import global_add_pool
 
+from ..config import schema_field, settings_from_mapping
 from ..graphs import GraphSchema
 from .layers import InteractionConv, mlp
 
@@ -64,13 +65,13 @@ class ModelConfig:
         Hidden width of the two heads.
     """
 
-    hidden: int = 64
-    layers: int = 3
-    aggr: str = "add"
-    dropout: float = 0.1
-    pooling: tuple[str, ...] = ("ligand_sum", "ligand_mean", "all_mean")
-    use_globals: bool = True
-    head_hidden: int = 64
+    hidden: int = schema_field("train.architecture", "hidden")
+    layers: int = schema_field("train.architecture", "layers")
+    aggr: str = schema_field("train.architecture", "aggr")
+    dropout: float = schema_field("train.architecture", "dropout")
+    pooling: tuple[str, ...] = schema_field("train.architecture", "pooling", convert=tuple)
+    use_globals: bool = schema_field("train.architecture", "use_globals")
+    head_hidden: int = schema_field("train.architecture", "head_hidden")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pooling", tuple(self.pooling))
@@ -88,12 +89,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown model hyperparameter {unknown[0]!r}; known: {sorted(names)}")
-        return cls(**dict(data))
+        """Inverse of :meth:`to_dict`; unknown keys are an error (a :class:`~pipeline.config.ConfigError`)."""
+        return settings_from_mapping(cls, data, "train.architecture", strict=True)
 
 
 class ComplexScorer(nn.Module):

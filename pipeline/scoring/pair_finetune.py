@@ -69,7 +69,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..config import ConfigError
+from ..config import ConfigError, schema_field, settings_from_mapping
 from ..graphs import GraphError
 from ..io import write_failures
 from ..pair_graphs import PairGraphSchema, load_pair_graphs
@@ -145,13 +145,13 @@ class PairAssaySettings:
     patience: int | None = None
     learning_rate: float | None = None
     global_iterations: int | None = None
-    weight_decay: float = 1e-4
-    absolute_weight: float = 0.0
-    screening_weight: float = 1.0
-    temperature: float = 1.0
-    group_size: int = 32
-    value_units: str = "p_molar"
-    bootstrap_samples: int = 1000
+    weight_decay: float = schema_field("train.pair", "weight_decay")
+    absolute_weight: float = schema_field("train.pair", "absolute_weight")
+    screening_weight: float = schema_field("train.pair", "screening_weight")
+    temperature: float = schema_field("train.pair", "temperature")
+    group_size: int = schema_field("train.pair", "group_size")
+    value_units: str = schema_field("train.pair", "value_units")
+    bootstrap_samples: int = schema_field("train.pair", "bootstrap_samples")
     model: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -164,16 +164,6 @@ class PairAssaySettings:
         unknown = sorted(set(self.model) - known)
         if unknown:
             raise ConfigError(f"unknown train.pair.model key {unknown[0]!r}; known: {sorted(known)}")
-
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> PairAssaySettings:
-        """From the ``train.pair`` section (missing keys take the defaults)."""
-        section = dict(section or {})
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - names)
-        if unknown:
-            raise ConfigError(f"unknown train.pair setting {unknown[0]!r}; known: {sorted(names)}")
-        return cls(**section)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for the card (as configured: ``None`` = the start-dependent default)."""
@@ -489,9 +479,9 @@ def _split_train_section(train: Mapping[str, Any]) -> tuple[TrainSettings, PairA
         section.pop(key, None)
     models_dir = section.pop("models_dir", None)
     init_from = section.pop("init_from", None)
-    pair = PairAssaySettings.from_config(section.pop("pair", None))
+    pair = settings_from_mapping(PairAssaySettings, section.pop("pair", None), "train.pair", strict=True)
     section.pop("architecture", None)  # the complex-graph GNN's hyperparameters
-    return TrainSettings.from_config(section), pair, init_from, models_dir
+    return settings_from_mapping(TrainSettings, section, "train", strict=True), pair, init_from, models_dir
 
 
 def train_pair_model(

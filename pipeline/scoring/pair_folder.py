@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import schema_default
 from ..io import staging_dir
 from ..pair_graphs import SCHEMA_VERSION as PAIR_SCHEMA_VERSION
 from ..pair_graphs import PairGraphSchema
@@ -201,7 +202,7 @@ def pair_schema_for_run(cfg: Mapping[str, Any]) -> PairGraphSchema | None:
     """
     train = cfg.get("train") or {}
     if train.get("name"):
-        if train.get("scorer", "complex") != PAIR_ARCHITECTURE:
+        if train.get("scorer", schema_default("train", "scorer")) != PAIR_ARCHITECTURE:
             if train.get("init_from"):  # stop before any docking, not after it
                 from ..config import ConfigError
 
@@ -335,7 +336,9 @@ class PairModel(MemberSet):
         return TrainingPockets.from_card(self.card)
 
     @torch.inference_mode()
-    def predict(self, graphs: Sequence, batch_size: int = 256) -> dict[str, np.ndarray]:
+    def predict(
+        self, graphs: Sequence, batch_size: int = schema_default("score", "batch_size")
+    ) -> dict[str, np.ndarray]:
         """Per member: ``score`` (kcal/mol-like, lower = better) and ``logit``, float64 arrays (K, len(graphs)).
 
         Batches are consecutive slices of ``graphs``, so a list gives the same numbers wherever it is scored.

@@ -48,6 +48,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..config import schema_default
 from ..pair_graphs import PairGraphSchema
 from .pair_layers import CutoffInteractionConv, GaussianRBF, VinaPairEnergy, cosine_cutoff
 
@@ -260,7 +261,7 @@ def pairwise_ranking_loss(
     scores: Tensor,
     values: Tensor | Sequence[float],
     groups: Tensor | Sequence,
-    temperature: float = 1.0,
+    temperature: float = schema_default("train.pair", "temperature"),
     groups_equal: bool = False,
 ) -> Tensor:
     r"""Logistic ranking loss over all pairs of compounds of one group (series) with different values.

@@ -41,6 +41,7 @@ from torch import Tensor
 from torch.nn import functional as F
 from torch_geometric.data import Batch
 
+from ..config import schema_field
 from ..pair_graphs import PairGraphSchema
 from .metrics import auroc
 from .pair_model import PairModelConfig, PairScorer, pairwise_ranking_loss
@@ -101,18 +102,18 @@ class PairTrainSettings:
         whole it would make one optimizer step per epoch. ``None``: series stay whole.
     """
 
-    members: int = 5
+    members: int = schema_field("train", "n_models")
     epochs: int = 40
     patience: int = 6
     lr: float = 1e-3
-    weight_decay: float = 1e-4
+    weight_decay: float = schema_field("train.pair", "weight_decay")
     series_per_batch: int = 8
     screening_group_size: int = 32
-    absolute_weight: float = 0.0
-    screening_weight: float = 1.0
-    temperature: float = 1.0
+    absolute_weight: float = schema_field("train.pair", "absolute_weight")
+    screening_weight: float = schema_field("train.pair", "screening_weight")
+    temperature: float = schema_field("train.pair", "temperature")
     validation_fraction: float = 0.15
-    seed: int = 42
+    seed: int = schema_field("train", "seed")
     affinity_group_size: int | None = None
     global_iterations: int = 50
     global_lr_factor: float = 10.0

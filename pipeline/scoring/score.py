@@ -41,7 +41,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,7 @@ import pandas as pd
 import torch
 
 from .. import faults
+from ..config import schema_default, schema_field
 from ..graphs import GraphError, GraphSchema
 from ..io import FAILURE_COLUMNS, write_parquet_atomic
 from ..progress import progress
@@ -98,11 +99,11 @@ class ScoreSettings:
         (:func:`pipeline.scoring.runtime.tune_malloc`; 3-4x faster in Dask workers).
     """
 
-    model: str = "default"
-    models_dir: str = "models"
-    batch_size: int = 256
-    device: str = "auto"
-    precision: str = "float32"
+    model: str = schema_field("score", "model")
+    models_dir: str = schema_field("score", "models_dir")
+    batch_size: int = schema_field("score", "batch_size")
+    device: str = schema_field("score", "device")
+    precision: str = schema_field("score", "precision")
     threads: int | None = None
     tune_malloc: bool = True
 
@@ -113,16 +114,6 @@ class ScoreSettings:
             raise ValueError(f"score device must be auto, cpu or cuda, got {self.device!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"score precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
-
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> ScoreSettings:
-        """Build from a config section (missing keys take the defaults)."""
-        section = dict(section or {})
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - names)
-        if unknown:
-            raise ValueError(f"unknown score setting {unknown[0]!r}; known: {sorted(names)}")
-        return cls(**section)
 
 
 # --------------------------------------------------------------------------- per-worker model cache
@@ -159,7 +150,11 @@ def load_model(model_dir: str | os.PathLike, device: str = "cpu"):
     return load_ensemble(folder, expect_schema=None, device=device)
 
 
-def cached_ensemble(model_dir: str | os.PathLike, device: str = "auto", precision: str = "float32"):
+def cached_ensemble(
+    model_dir: str | os.PathLike,
+    device: str = schema_default("score", "device"),
+    precision: str = schema_default("score", "precision"),
+):
     """The scorer of ``model_dir`` (:func:`load_model`), loaded once per process (re-loaded when its files change)."""
     folder = Path(model_dir).resolve()
     device = resolve_device(device)
@@ -322,9 +317,9 @@ def score_library(
     *,
     ids: Mapping[str | os.PathLike, Sequence[str]] | None = None,
     refined: Collection[str | os.PathLike] = (),
-    batch_size: int = 256,
-    device: str = "auto",
-    precision: str = "float32",
+    batch_size: int = schema_default("score", "batch_size"),
+    device: str = schema_default("score", "device"),
+    precision: str = schema_default("score", "precision"),
     expect_schema: Any = None,
     models_dir: str | os.PathLike | None = None,
     threads: int | None = None,
@@ -443,9 +438,9 @@ def score_graph_files(
     graph_files: Sequence[str | os.PathLike],
     model_dir: str | os.PathLike,
     client=None,
-    batch_size: int = 256,
-    device: str = "auto",
-    precision: str = "float32",
+    batch_size: int = schema_default("score", "batch_size"),
+    device: str = schema_default("score", "device"),
+    precision: str = schema_default("score", "precision"),
     expect_schema: Any = None,
     models_dir: str | os.PathLike | None = None,
     threads: int | None = None,

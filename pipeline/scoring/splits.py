@@ -17,6 +17,12 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem.Scaffolds import MurckoScaffold
 
+from ..config import schema_default
+
+#: The run config's train.fractions and train.seed (the defaults of the split functions).
+TRAIN_FRACTIONS: tuple[float, ...] = tuple(schema_default("train", "fractions"))
+TRAIN_SEED: int = schema_default("train", "seed")
+
 SPLITS = ("scaffold", "random")
 PARTS = ("train", "val", "test")
 
@@ -42,7 +48,7 @@ def _sizes(n: int, fractions: Sequence[float]) -> tuple[int, int, int]:
 
 
 def scaffold_split(
-    ids: Sequence[str], smiles: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42
+    ids: Sequence[str], smiles: Sequence[str], fractions: Sequence[float] = TRAIN_FRACTIONS, seed: int = TRAIN_SEED
 ) -> dict[str, list[str]]:
     """Split compounds so that no scaffold is shared between parts.
 
@@ -94,7 +100,7 @@ def scaffold_split(
 
 
 def random_split(
-    ids: Sequence[str], fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 42
+    ids: Sequence[str], fractions: Sequence[float] = TRAIN_FRACTIONS, seed: int = TRAIN_SEED
 ) -> dict[str, list[str]]:
     """Split compounds at random (seeded; independent of input order). Returns sorted id lists per part."""
     n_train, n_val, _ = _sizes(len(ids), fractions)
@@ -111,8 +117,8 @@ def split_compounds(
     ids: Sequence[str],
     smiles: Sequence[str],
     method: str = "scaffold",
-    fractions: Sequence[float] = (0.8, 0.1, 0.1),
-    seed: int = 42,
+    fractions: Sequence[float] = TRAIN_FRACTIONS,
+    seed: int = TRAIN_SEED,
 ) -> dict[str, list[str]]:
     """:func:`scaffold_split` or :func:`random_split` by name."""
     if len(set(ids)) != len(ids):

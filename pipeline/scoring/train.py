@@ -35,7 +35,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import schema_field
 from ..graphs import DEFAULT_SCHEMA, GraphSchema, load_graphs
 from ..io import write_failures
 from ..progress import progress
@@ -105,26 +106,26 @@ class TrainSettings:
         Architecture hyperparameters.
     """
 
-    task: str | None = None
-    n_models: int = 5
-    bootstrap: bool = True
-    split: str = "scaffold"
-    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    seed: int = 42
-    max_epochs: int = 200
-    patience: int = 20
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    weight_decay: float = 1e-5
-    balance_classes: bool = True
-    active_threshold: float | None = None
-    pose_aggregation: str = "max"
-    ligand_baseline: bool = True
+    task: str | None = schema_field("train", "task")
+    n_models: int = schema_field("train", "n_models")
+    bootstrap: bool = schema_field("train", "bootstrap")
+    split: str = schema_field("train", "split")
+    fractions: tuple[float, float, float] = schema_field("train", "fractions", convert=tuple)
+    seed: int = schema_field("train", "seed")
+    max_epochs: int = schema_field("train", "max_epochs")
+    patience: int = schema_field("train", "patience")
+    batch_size: int = schema_field("train", "batch_size")
+    learning_rate: float = schema_field("train", "learning_rate")
+    weight_decay: float = schema_field("train", "weight_decay")
+    balance_classes: bool = schema_field("train", "balance_classes")
+    active_threshold: float | None = schema_field("train", "active_threshold")
+    pose_aggregation: str = schema_field("train", "pose_aggregation")
+    ligand_baseline: bool = schema_field("train", "ligand_baseline")
     fingerprint_radius: int = 2
     fingerprint_bits: int = 2048
     ligand_hidden: int = 256
-    device: str = "cpu"
-    threads: int | None = None
+    device: str = schema_field("train", "device")
+    threads: int | None = schema_field("train", "threads")
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
@@ -153,18 +154,6 @@ class TrainSettings:
             raise ValueError(f"train device must be cpu, cuda or auto, got {self.device!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"train threads must be at least 1, got {self.threads}")
-
-    @classmethod
-    def from_config(cls, section: Mapping[str, Any] | None) -> TrainSettings:
-        """Build from a config section (missing keys take the defaults; ``model`` is a nested mapping)."""
-        section = dict(section or {})
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - names)
-        if unknown:
-            raise ValueError(f"unknown train setting {unknown[0]!r}; known: {sorted(names)}")
-        if "model" in section:
-            section["model"] = ModelConfig.from_dict(section["model"] or {})
-        return cls(**section)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict for the model card (``model`` nested)."""
