@@ -38,7 +38,7 @@ def check_openmm_system(pdb: str | Path, name: str | None = None):
     app = _openmm_modules()[0]
     is_text = isinstance(pdb, str) and "\n" in pdb
     name = name or ("receptor PDB text" if is_text else str(pdb))
-    structure = app.PDBFile(io.StringIO(pdb) if is_text else str(pdb))
+    structure = app.PDBFile(io.StringIO(str(pdb)) if is_text else str(pdb))
     files = md_forcefield_files(structure.topology)
     try:
         return _forcefield(files).createSystem(structure.topology, nonbondedMethod=app.NoCutoff)

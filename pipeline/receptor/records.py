@@ -85,7 +85,8 @@ def _element_of_pdb_line(line: str) -> str:
 
 def _parse_records(text: str, is_pdbqt: bool) -> tuple[list[_Atom], list[int]]:
     """ATOM/HETATM records of the first model, and the atom indices where a TER closed a chain."""
-    atoms, ter_after = [], []
+    atoms: list[_Atom] = []
+    ter_after: list[int] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         record = raw[:6]
         if record == "ENDMDL":
@@ -192,7 +193,7 @@ def _split_docking_metals(atoms: list[_Atom], keep_names: set[str]) -> tuple[lis
 
 def _name_ions_by_element(atoms: list[_Atom]) -> list[_Atom]:
     """Call single-atom Zn/Mg/Ca/Mn/Fe residues by their element (dockstring writes ZN1, MG4, ...)."""
-    size = defaultdict(int)
+    size: defaultdict[tuple[str, str, str], int] = defaultdict(int)
     for atom in atoms:
         size[atom.residue_key] += 1
     renamed = []

@@ -132,7 +132,9 @@ def _bonded_to_previous(previous, residue, positions, nucleic: set[str]) -> bool
 
 def _polymer_segments(chain, positions, polymer: set[str], nucleic: set[str]) -> tuple[list[list], list, list[str]]:
     """Split a chain into covalently continuous polymer segments plus its other residues."""
-    segments, others, breaks = [], [], []
+    segments: list[list] = []
+    others: list = []
+    breaks: list[str] = []
     for residue in chain.residues():
         if residue.name not in polymer:
             others.append(residue)
@@ -173,7 +175,9 @@ def split_chains_at_breaks(fixer) -> tuple[list[str], list[str], int]:
     positions = np.array(fixer.positions.value_in_unit(unit.angstrom))
     new = app.Topology()
     new.setPeriodicBoxVectors(fixer.topology.getPeriodicBoxVectors())
-    atom_map, new_xyz, breaks, notes = {}, [], [], []
+    atom_map: dict = {}
+    new_xyz: list = []
+    breaks, notes = [], []
     for chain in fixer.topology.chains():
         segments, others, chain_breaks = _polymer_segments(chain, positions, protein | nucleic, nucleic)
         breaks += chain_breaks
@@ -312,7 +316,8 @@ def _metal_coordination_variants(topology, positions: np.ndarray, metals: np.nda
 
     Terminal cysteines keep their proton: amber14 has no N-/C-terminal CYM template.
     """
-    variants, thiolates = [None] * topology.getNumResidues(), []
+    variants: list[str | None] = [None] * topology.getNumResidues()
+    thiolates: list[int] = []
     if len(metals) == 0:
         return variants, thiolates
     for residue in topology.residues():

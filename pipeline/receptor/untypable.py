@@ -104,9 +104,9 @@ def _type_structure(pdb_text: str, docking_metals: list, source: str, check_open
 
 def _box_bounds(box: BoxLike) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper corners (A) of a ``pipeline.box.Box`` or a ``(center, size)`` pair."""
-    center, size = (box.center, box.size) if hasattr(box, "center") else box
-    center, half = np.asarray(center, dtype=float), np.asarray(size, dtype=float) / 2
-    return center - half, center + half
+    center, size = (box.center, box.size) if isinstance(box, Box) else box
+    middle, half = np.asarray(center, dtype=float), np.asarray(size, dtype=float) / 2
+    return middle - half, middle + half
 
 
 def _distance_to_box(xyz: np.ndarray, bounds: tuple[np.ndarray, np.ndarray]) -> float:
