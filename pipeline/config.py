@@ -19,6 +19,7 @@ import jsonschema
 import yaml
 
 from .errors import VscreenError
+from .formats import LibraryError, detect_format
 
 
 class ConfigError(VscreenError, ValueError):
@@ -212,8 +213,6 @@ def _check_choices(cfg: dict) -> None:
 
 def _check_score_only_library(library: dict) -> None:
     """``docking.mode: score_only`` rescores the poses of an SD file: refuse any other library."""
-    from .library import LibraryError, detect_format
-
     fmt = library["format"]
     if fmt == "auto":
         try:

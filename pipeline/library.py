@@ -51,7 +51,7 @@ from typing import IO
 import pandas as pd
 
 from .config import schema_default
-from .errors import VscreenError
+from .formats import LibraryError, detect_format
 from .io import atomic_path, write_failures
 from .layout import read_manifest, write_manifest
 from .progress import progress
@@ -78,10 +78,6 @@ _ALREADY_SAFE = re.compile(rf"(?!.*(?:\.\.|__))(?=.*[A-Za-z0-9])[A-Za-z0-9_][A-Z
 _SPELLED = {"ß": "ss", "ẞ": "SS", "ı": "i", "ĸ": "k", "þ": "th", "Þ": "Th", "ð": "d", "Ð": "D"}
 _GREEK_NAME = re.compile(r"GREEK (SMALL|CAPITAL) LETTER (?:FINAL )?([A-Z]+)(?: WITH .*)?")
 _LATIN_NAME = re.compile(r"LATIN (SMALL|CAPITAL) (?:LETTER|LIGATURE) ([A-Z]{1,2})(?: WITH .*)?")
-
-
-class LibraryError(VscreenError, ValueError):
-    """The library file as a whole cannot be read (missing, empty, unknown format)."""
 
 
 @dataclass
@@ -227,23 +223,6 @@ class IdRegistry:
         while (cid := f"{base[: MAX_ID_LENGTH - 8]}_{number}") in self.first_line:
             number += 1
         return cid
-
-
-def detect_format(path: str | Path) -> str:
-    """Return ``smi``, ``csv`` or ``sdf`` from the file name (``.gz`` is looked through)."""
-    name = Path(path).name.lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
-    for suffixes, fmt in (
-        ((".smi", ".smiles", ".txt", ".ism"), "smi"),
-        ((".csv", ".tsv"), "csv"),
-        ((".sdf", ".sd", ".mol"), "sdf"),
-    ):
-        if name.endswith(suffixes):
-            return fmt
-    raise LibraryError(
-        f"cannot tell the format of library '{path}' from its name; use .smi, .csv or .sdf (optionally .gz), or set library.format"
-    )
 
 
 def _open_text(path: str | Path) -> IO[str]:
