@@ -93,18 +93,13 @@ def test_a_schema_default_is_the_cli_default_and_the_resolved_config(repo, tmp_p
     schema.write_text(text.replace(old, "exhaustiveness: {type: integer, minimum: 1, default: 13}"))
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
 
-    def cli(*args):
-        return subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True, cwd=tmp_path, env=env
-        )
+    def python(*args):
+        return subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=tmp_path, env=env)
 
-    where = subprocess.run(
-        [sys.executable, "-c", "import pipeline; print(pipeline.__file__)"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-    )
+    def cli(*args):
+        return python("-m", "pipeline.cli", *args)
+
+    where = python("-c", "import pipeline; print(pipeline.__file__)")
     assert where.stdout.strip().startswith(str(package))  # the copy, not the installed package
     help_text = cli("dock", "--help").stdout
     shown = r"--exhaustiveness EXHAUSTIVENESS\s+\(default: the config's\s+docking.exhaustiveness; built-\s*in 13\)"
@@ -123,13 +118,7 @@ def test_a_schema_default_is_the_cli_default_and_the_resolved_config(repo, tmp_p
     shown = cli("check-config", str(cfg), "--show", "--no-files")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["docking"]["exhaustiveness"] == 13
-    settings = subprocess.run(
-        [sys.executable, "-c", "from pipeline.docking import DockingSettings; print(DockingSettings().exhaustiveness)"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
-    )
+    settings = python("-c", "from pipeline.docking import DockingSettings; print(DockingSettings().exhaustiveness)")
     assert settings.stdout.strip() == "13", settings.stderr  # the Python API's default too
 
 
