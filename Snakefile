@@ -8,7 +8,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake_interface_executor_plugins.settings import DeploymentMethod
 
-from pipeline.config import ConfigError, validate_config, write_resolved_config
+from pipeline.config import ConfigError, typed_command_line_config, validate_config, write_resolved_config
 from pipeline.errors import user_errors
 from pipeline.layout import RunLayout
 from pipeline.preflight import check_inputs, check_model
@@ -23,7 +23,9 @@ if not workflow.overwrite_configfiles:
 
 
 try:
-    CFG = validate_config(config)
+    # --config docking='{exhaustiveness: 16}' reaches here as the string '16' (Snakemake types only
+    # top-level values): nested strings get the schema's type first
+    CFG = validate_config(typed_command_line_config(config))
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 

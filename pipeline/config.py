@@ -162,6 +162,45 @@ def fill_defaults(config: dict, schema: dict) -> dict:
     return out
 
 
+_YAML_TYPES: dict[str, tuple[type, ...]] = {
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
+
+
+def _typed(value: Any, node: Mapping[str, Any]) -> Any:
+    if isinstance(value, dict):
+        props = node.get("properties", {})
+        return {k: _typed(v, props.get(k, {})) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v, node.get("items", {})) for v in value]
+    types = node.get("type", [])
+    types = [types] if isinstance(types, str) else types
+    if not isinstance(value, str) or "string" in types or not types:
+        return value
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+    wanted = tuple(t for name in types for t in _YAML_TYPES.get(name, ()))
+    if isinstance(parsed, bool) and bool not in wanted:
+        return value  # 'yes' is not the integer 1
+    return parsed if wanted and isinstance(parsed, wanted) else value
+
+
+def typed_command_line_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with the strings that Snakemake's ``--config`` made of nested values given their type.
+
+    ``snakemake --config docking='{exhaustiveness: 16}'`` hands the workflow ``'16'`` (Snakemake
+    types only top-level values). A string where ``schema.yaml`` wants a number, a boolean or null
+    is read as YAML and kept when it has that type; anything else is left for
+    :func:`validate_config` to reject with the key's name.
+    """
+    return _typed(dict(config), load_schema())
+
+
 def validate_config(config: dict[str, Any]) -> dict[str, Any]:
     """Validate a raw config and return it with defaults filled in.
 

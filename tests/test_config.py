@@ -255,3 +255,24 @@ def test_stage_flags_are_overrides_of_the_config(tmp_path):
     assert resolved["seed"] == 9
     built_in = _config_with_flags(parser.parse_args(["dock", *runs["dock"]]))
     assert built_in["docking"]["exhaustiveness"] == schema_default("docking", "exhaustiveness")
+
+
+def test_nested_command_line_values_get_the_schema_type():
+    """Snakemake's ``--config docking='{exhaustiveness: 16}'`` hands over the string '16' (its issue
+    #2099); the workflow types it by the schema before validating, and leaves what does not parse."""
+    from pipeline.config import typed_command_line_config
+
+    given = {
+        **MINIMAL,
+        "docking": {"exhaustiveness": "16", "time_limit": "null", "scoring": "vina"},
+        "refine": {"enabled": "false", "pocket_cutoff": "12.5"},
+        "library": {"path": "x.smi", "id_column": "123"},  # a string key stays a string
+        "box": {"center": ["1", "2.5", "-3"], "size": ["20", "20", "20"]},
+    }
+    cfg = validate_config(typed_command_line_config(given))
+    assert cfg["docking"]["exhaustiveness"] == 16 and cfg["docking"]["time_limit"] is None
+    assert cfg["refine"]["enabled"] is False and cfg["refine"]["pocket_cutoff"] == 12.5
+    assert cfg["library"]["id_column"] == "123"
+    assert cfg["box"]["center"] == [1, 2.5, -3]
+    with pytest.raises(ConfigError, match="docking.exhaustiveness"):
+        validate_config(typed_command_line_config({**MINIMAL, "docking": {"exhaustiveness": "yes"}}))
