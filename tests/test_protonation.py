@@ -11,7 +11,7 @@ from conftest import REPO
 from rdkit import Chem
 from rdkit.Chem.MolStandardize import rdMolStandardize
 
-from pipeline.cli import build_parser
+from pipeline.cli import _config_with_flags, build_parser
 from pipeline.config import fill_defaults, load_schema
 from pipeline.ligands import (
     PROTONATION_TOOLS,
@@ -189,9 +189,11 @@ def test_protonation_key_is_plumbed_through_config_and_cli():
     assert ligands["enum"] == list(PROTONATION_TOOLS)
     assert fill_defaults({}, load_schema())["ligands"]["protonation"] == "molscrub"
     args = build_parser().parse_args(["prepare-ligands", "chunk.parquet", "--out-dir", "x"])
-    assert args.protonation == "molscrub"
+    assert args.protonation is None  # not given: the run config's value
+    assert _config_with_flags(args)["ligands"]["protonation"] == "molscrub"
+    assert LigandSettings().protonation == "molscrub"
     args = build_parser().parse_args(["prepare-ligands", "c.parquet", "--out-dir", "x", "--protonation", "dimorphite"])
-    assert args.protonation == "dimorphite"
+    assert _config_with_flags(args)["ligands"]["protonation"] == "dimorphite"
     with pytest.raises(ValueError, match="ligands.protonation"):
         LigandSettings(protonation="openbabel")
 
