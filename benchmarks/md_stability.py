@@ -27,7 +27,8 @@ ligand: not a stability failure) or ``error`` (anything else, with its reason). 
 - the rate the protocol would have without the retry (first-attempt blow-ups / parameterized);
 - per receptor, the poses, failures and retries; seconds per pose (wall and CPU).
 
-Rows are appended to ``benchmarks/.cache/md_stability/rows.jsonl`` as each pose finishes and
+Rows are appended to ``benchmarks/md_stability/rows.jsonl`` (committed, like the posing
+campaigns' rows: the panel is a campaign of rounds across sessions) as each pose finishes and
 are read back by the next run with the same settings (``--fresh`` ignores them), so a run
 stopped part way (or cut by ``--limit`` / ``--max-minutes``) is continued by the same command
 with a larger limit, not repeated. Prints a table and writes
@@ -59,7 +60,8 @@ from scipy.stats import beta
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-CACHE = HERE / ".cache" / "md_stability"
+#: One JSON row per refined pose, committed: the panel grows over sessions (``--max-minutes`` rounds).
+ROWS = HERE / "md_stability" / "rows.jsonl"
 RESULTS = HERE / "results"
 #: Ligands per receptor by default: 49 receptors x 3 = 147 poses.
 PER_RECEPTOR = 3
@@ -312,9 +314,9 @@ def main() -> None:
     settings = protocol(args.baseline)
     out = args.out or RESULTS / f"md_stability{'_baseline' if args.baseline else ''}.json"
     key = protocol_key(settings)
-    rows_path = CACHE / "rows.jsonl"
+    rows_path = ROWS
     cached = {} if args.fresh else read_cached(rows_path, key)
-    CACHE.mkdir(parents=True, exist_ok=True)
+    rows_path.parent.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
     order = panel(panel_folders(args.receptors), args.per_receptor, args.limit)
