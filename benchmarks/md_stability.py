@@ -140,6 +140,8 @@ def refine_row(mol: Chem.Mol, ctx, folder: str) -> dict:
     try:
         _, refined = refine_pose(mol, ctx)
         keys = ("md_attempts", "md_retry_reason", "md_timestep_fs", "rmsd_final", "interaction_energy")
+        # what MD says of the pose, kept for benchmarks/md_value.py (does MD move the ranking?)
+        keys += ("docking_score", "rmsd_mean", "rmsd_max", "pocket_backbone_rmsd", "interaction_energy_std")
         row.update({key: refined[key] for key in keys})
         row.update(n_atoms_simulated=refined["n_atoms_simulated"], seconds_dynamics=refined["seconds_dynamics"])
     except LigandParameterizationError as exc:
