@@ -427,3 +427,15 @@ def test_from_scratch_on_active_labels_trains_the_screening_logit(toy, tmp_path)
     assert set(card["comparison"]["test"]) == {"from_scratch - vina"}
     assert card["training"]["members"][0]["validation_metric"] in ("auroc", "-loss")
     assert summary.compounds == 16 and summary.failed == 2  # the bad SMILES, and CCO without a graph
+
+
+def test_member_record_gives_the_starting_models_criterion_when_no_epoch_beat_it():
+    from pipeline.scoring.pair_finetune import _member_record
+    from pipeline.scoring.pair_train import MemberHistory
+
+    kept = MemberHistory(loss=[0.3, 0.2], validation_tau=[0.1, 0.2], best_epoch=-1, start_validation=0.4)
+    assert _member_record(1, ["a"], kept)["best_validation"] == 0.4
+    improved = MemberHistory(loss=[0.3, 0.2], validation_tau=[0.1, 0.5], best_epoch=1, start_validation=0.4)
+    assert _member_record(1, ["a"], improved)["best_validation"] == 0.5
+    nothing = MemberHistory(loss=[0.3], validation_tau=[float("nan")], best_epoch=-1)
+    assert _member_record(1, ["a"], nothing)["best_validation"] is None

@@ -303,7 +303,10 @@ class FittedPair:
 
 
 def _member_record(seed: int, keys: Sequence[str], history: MemberHistory) -> dict[str, Any]:
-    best = history.validation_tau[history.best_epoch] if 0 <= history.best_epoch < len(history.validation_tau) else None
+    if 0 <= history.best_epoch < len(history.validation_tau):
+        best = history.validation_tau[history.best_epoch]
+    else:  # no epoch beat the starting model, which was kept: its criterion is the best one
+        best = history.start_validation if np.isfinite(history.start_validation) else None
     return dict(
         seed=seed,
         train_compounds=len(keys),
@@ -367,7 +370,7 @@ def fit_pair_ensemble(
         histories.append(history)
         records.append(_member_record(seed, keys, history))
         log.info(
-            "%s %d/%d: best epoch %d of %d, validation %s %.4f",
+            "%s %d/%d: best epoch %d of %d (0 = the starting model), validation %s %.4f",
             desc,
             k + 1,
             settings.members,
