@@ -210,3 +210,12 @@ def test_evaluation_headlines_are_read_from_the_benchmarks_results(tmp_path):
     (tmp_path / "scoring_loto.json").write_text(json.dumps(dict(results={})))  # another layout: said, not raised
     entry = build_pair.evaluation(tmp_path)
     assert entry["scoring_loto"]["status"].startswith("unreadable") and entry["promote"] is False
+
+
+def test_excluded_groups_name_groups_or_targets_and_refuse_unknown_names():
+    module = _load_build()
+    data = pd.DataFrame(dict(target=["FKBP12", "MERTK"], group=["FKBP", "TAM kinases"]))
+    assert module.excluded_groups(["FKBP12", "TAM kinases"], data) == {"FKBP", "TAM kinases"}
+    assert module.excluded_groups([], data) == set()
+    with pytest.raises(SystemExit, match="'AXL' is neither"):
+        module.excluded_groups(["AXL"], data)

@@ -88,6 +88,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -166,7 +167,9 @@ def _relative(path: Path) -> str:
     return os.path.relpath(Path(path).resolve(), ROOT)
 
 
-def unifep_examples(max_series: int | None = None, per_series: int | None = None) -> tuple[list, pd.DataFrame, dict]:
+def unifep_examples(
+    max_series: int | None = None, per_series: int | None = None, exclude: Sequence[str] = ()
+) -> tuple[list, pd.DataFrame, dict]:
     """Affinity examples of every posed Uni-FEP ligand, the rows behind them, and their counts.
 
     Parameters
@@ -175,6 +178,10 @@ def unifep_examples(max_series: int | None = None, per_series: int | None = None
         Only the first N series that have poses (``scoring_cv.attach_graphs``); ``None``: all.
     per_series
         At most this many ligands of each series (``--quick``); ``None``: all.
+    exclude
+        Protein groups (:func:`affinity_eval.protein_groups`), or targets standing for their
+        group, left out entirely (``--exclude-groups``): a series held back to test
+        fine-tuning on a protein the pretrained model never saw (``benchmarks/finetune_heldout.py``).
 
     Returns
     -------
@@ -190,6 +197,8 @@ def unifep_examples(max_series: int | None = None, per_series: int | None = None
     posed = [f for f in dict.fromkeys(data["series"]) if scoring_cv.pose_file(f) is not None]
     without_dg = int((~np.isfinite(rows["exp_dG"].astype(float))).sum())
     rows = rows[np.isfinite(rows["exp_dG"].astype(float))]  # a NaN target would make the loss NaN
+    excluded = excluded_groups(exclude, data)
+    rows = rows[~rows["group"].isin(excluded)]
     if per_series:
         rows = rows.groupby("series", sort=False).head(per_series)
     examples = [
@@ -226,10 +235,23 @@ def unifep_examples(max_series: int | None = None, per_series: int | None = None
         protein_groups=int(rows["group"].nunique()),
         max_series=max_series,
         per_series=per_series,
+        excluded_groups=sorted(excluded),
         by_target=by_target,
         by_series=by_series,
     )
     return examples, rows, counts
+
+
+def excluded_groups(names: Sequence[str], data: pd.DataFrame) -> set[str]:
+    """The protein groups that ``names`` (groups or target names) stand for; an unknown name is an error."""
+    groups = set(data["group"])
+    group_of = dict(zip(data["target"], data["group"]))
+    out = set()
+    for name in names:
+        if name not in groups and name not in group_of:
+            raise SystemExit(f"--exclude-groups: {name!r} is neither a Uni-FEP target nor a protein group")
+        out.add(group_of.get(name, name))
+    return out
 
 
 def dude_examples(poses: Path = pose_dude.OUT, per_target_label: int | None = None) -> tuple[list, dict]:
@@ -450,7 +472,7 @@ def build(args: argparse.Namespace) -> Path:
     quick = QUICK if args.quick else {}
     started = time.perf_counter()
     affinity, unifep_rows, unifep_counts = unifep_examples(
-        args.max_series or quick.get("max_series"), quick.get("per_series")
+        args.max_series or quick.get("max_series"), quick.get("per_series"), args.exclude_groups
     )
     screening, dude_counts = dude_examples(args.dude_poses, quick.get("per_target_label"))
     examples = affinity + screening
@@ -478,7 +500,7 @@ def build(args: argparse.Namespace) -> Path:
     training_seconds = time.perf_counter() - fit_started
     print(f"fitted {settings.members} members in {training_seconds:.0f} s", flush=True)
 
-    command = "python models/default/build_pair.py " + " ".join(args.argv)
+    command = "python models/default/build_pair.py " + shlex.join(args.argv)  # quoted: a group name may hold a space
     card = dict(
         name=args.name or args.out.name,
         task="pair energy",
@@ -536,6 +558,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--members", type=int, default=None, help="ensemble members (default: train.n_models)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs at most (default: train.pair's from scratch)")
     parser.add_argument("--max-series", type=int, default=None, help="only the first N posed Uni-FEP series")
+    parser.add_argument(
+        "--exclude-groups",
+        nargs="+",
+        default=[],
+        metavar="GROUP",
+        help="protein groups (or targets, for their group) whose Uni-FEP series are left out of the data",
+    )
     parser.add_argument("--threads", type=int, default=schema_default("train", "threads"), help="torch threads")
     parser.add_argument("--dude-poses", type=Path, default=pose_dude.OUT, help="the DUD-E campaign folder")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where scoring_cv.json and scoring_loto.json are")
