@@ -200,6 +200,10 @@ def test_speed_table_puts_each_figure_beside_its_same_run_baseline():
     )
     rows = {r[0]: r[1:] for r in summary_rows(results)}
     assert rows["MD CUDA vs CPU, same machine (poses/h)"] == ("500.0", "CPU 200.0", "2.50")
+    assert rows["MD CPU (poses/h)"] == ("200.0", "", "")  # a result without the earlier protocol's run
+    earlier = dict(md, protocol_before=dict(poses_per_hour=250.0), ratio_poses_per_hour_vs_protocol_before=0.8)
+    rows = {r[0]: r[1:] for r in summary_rows(dict(results, md=earlier))}
+    assert rows["MD CPU (poses/h)"] == ("200.0", "no warm-up/retry 250.0", "0.800")
     assert rows["GNN scoring CUDA, in-process (complexes/s)"] == ("1000.0", "CPU in-process 100.0", "10.00")
     assert rows["MD CPU, 1500 atoms (ns/day)"][2] == "10.00"
     assert all(len(r) == 3 for r in rows.values())
