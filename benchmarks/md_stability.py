@@ -8,7 +8,7 @@ MD by :func:`pipeline.receptor.prepare_receptor`, cached under the git-ignored
 ``benchmarks/.cache/forcefield_compare/``). One series per protein (the first folder of each
 protein name, sorted), the first ``--per-receptor`` ligands of each; the poses are taken in
 turn (ligand 1 of every receptor, then ligand 2, ...), so ``--limit`` keeps every receptor.
-The default panel is 49 receptors x 3 ligands = 147 poses.
+The default panel is every posed protein x 3 ligands (81 x 3 = 243 poses with the campaign of 2026-12).
 
 Every pose is refined in this process with the pipeline's default protocol
 (:class:`pipeline.refine.RefineSettings` on the CPU platform, one thread): minimization, the
@@ -63,7 +63,7 @@ REPO = HERE.parent
 #: One JSON row per refined pose, committed: the panel grows over sessions (``--max-minutes`` rounds).
 ROWS = HERE / "md_stability" / "rows.jsonl"
 RESULTS = HERE / "results"
-#: Ligands per receptor by default: 49 receptors x 3 = 147 poses.
+#: Ligands per receptor by default (3 per posed protein; md_value.py needs rounds with more).
 PER_RECEPTOR = 3
 
 log = logging.getLogger("md_stability")
