@@ -106,8 +106,11 @@ def within_series_pairs(part: pd.DataFrame, z: np.ndarray) -> tuple[np.ndarray, 
     return np.array(xs).reshape(-1, z.shape[1]), np.array(ys)
 
 
-def fit_pairwise(train: pd.DataFrame, test: pd.DataFrame, features: Sequence[str] = FEATURES) -> np.ndarray:
-    """Out-of-fold "with MD" score of ``test`` (lower = tighter) from the pairwise fit on ``train``."""
+def _pairwise_fit(train: pd.DataFrame, features: Sequence[str]) -> tuple[Any, np.ndarray, np.ndarray, int] | None:
+    """Pairwise logistic fit on the ligand pairs of the training series.
+
+    Returns ``(model, feature mean, feature sd, pairs)``, or None when the pairs hold one order only.
+    """
     from sklearn.linear_model import LogisticRegression
 
     x_train = train[list(features)].to_numpy(dtype=float)
@@ -115,28 +118,30 @@ def fit_pairwise(train: pd.DataFrame, test: pd.DataFrame, features: Sequence[str
     sd[sd == 0] = 1.0
     x, y = within_series_pairs(train.reset_index(drop=True), (x_train - mean) / sd)
     if len(np.unique(y)) < 2:
-        return np.full(len(test), np.nan)
+        return None
     # Both orders of every pair, so that the fit without intercept sees a balanced problem.
     model = LogisticRegression(C=C, fit_intercept=False).fit(np.vstack([x, -x]), np.concatenate([y, 1 - y]))
+    return model, mean, sd, len(y)
+
+
+def fit_pairwise(train: pd.DataFrame, test: pd.DataFrame, features: Sequence[str] = FEATURES) -> np.ndarray:
+    """Out-of-fold "with MD" score of ``test`` (lower = tighter) from the pairwise fit on ``train``."""
+    fit = _pairwise_fit(train, features)
+    if fit is None:
+        return np.full(len(test), np.nan)
+    model, mean, sd, _ = fit
     z_test = (test[list(features)].to_numpy(dtype=float) - mean) / sd
     return -(z_test @ model.coef_.ravel())
 
 
 def fold_weights(df: pd.DataFrame, folds: pd.Series) -> list[dict[str, float]]:
     """The fitted weights of each fold (on standardized features; positive = higher value, tighter), for the record."""
-    from sklearn.linear_model import LogisticRegression
-
     out = []
     for fold in sorted(folds.unique()):
-        train = df[folds != fold].reset_index(drop=True)
-        x_train = train[list(FEATURES)].to_numpy(dtype=float)
-        sd = x_train.std(0)
-        sd[sd == 0] = 1.0
-        x, y = within_series_pairs(train, (x_train - x_train.mean(0)) / sd)
-        if len(np.unique(y)) < 2:
-            continue
-        model = LogisticRegression(C=C, fit_intercept=False).fit(np.vstack([x, -x]), np.concatenate([y, 1 - y]))
-        out.append(dict(fold=int(fold), pairs=int(len(y)), **dict(zip(FEATURES, map(float, model.coef_.ravel())))))
+        fit = _pairwise_fit(df[folds != fold], FEATURES)
+        if fit is not None:
+            model, _, _, pairs = fit
+            out.append(dict(fold=int(fold), pairs=int(pairs), **dict(zip(FEATURES, map(float, model.coef_.ravel())))))
     return out
 
 
