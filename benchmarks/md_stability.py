@@ -254,14 +254,20 @@ def print_table(summary: dict, label: str) -> None:
 # --------------------------------------------------------------------------- main
 
 
+def protocol_before(settings):
+    """``settings`` as the protocol was before the MD issue: no warm-up, no blow-up retry, no energy-rise check.
+
+    The baseline of this benchmark (``--baseline``) and of ``run.py``'s MD poses/hour.
+    """
+    return dataclasses.replace(settings, warmup_ps=0.0, retry_timestep_fs=None, energy_rise_per_atom_kj=None)
+
+
 def protocol(baseline: bool):
     """The default protocol on the CPU platform, or (``baseline``) the one before warm-up and retry."""
     from pipeline.refine import RefineSettings
 
     settings = RefineSettings(platform="CPU")
-    if baseline:
-        settings = dataclasses.replace(settings, warmup_ps=0.0, retry_timestep_fs=None, energy_rise_per_atom_kj=None)
-    return settings
+    return protocol_before(settings) if baseline else settings
 
 
 def write_result(path: Path, args, settings, rows: list[dict], start: float, complete: bool) -> dict:

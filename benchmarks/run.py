@@ -139,6 +139,7 @@ def bench_docking(plan: Plan, cpu: int) -> dict:
 def bench_md(plan: Plan, platform_name: str) -> dict:
     """Default protocol (pocket-trimmed) vs. the whole receptor simulated, on docked demo poses."""
     from md_speed import demo_poses, ns_per_day, run
+    from md_stability import protocol_before
     from rdkit import Chem
 
     from pipeline.refine import RefineSettings, select_platform
@@ -150,8 +151,7 @@ def bench_md(plan: Plan, platform_name: str) -> dict:
     trimmed = run(receptor, poses[: plan.md_poses], settings, "trimmed")
     # the protocol as it was before the warm-up and the blow-up retry (the MD issue's "today's 153
     # poses/h"), on the same poses in the same run: what the stable protocol costs in throughput
-    before = replace(settings, warmup_ps=0.0, retry_timestep_fs=None, energy_rise_per_atom_kj=None)
-    earlier = run(receptor, poses[: plan.md_poses], before, "before warm-up and retry")
+    earlier = run(receptor, poses[: plan.md_poses], protocol_before(settings), "before warm-up and retry")
     full = replace(settings, pocket_cutoff=None)
     if plan.md_baseline_length_ps:
         full = replace(full, length_ps=plan.md_baseline_length_ps)
