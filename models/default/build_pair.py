@@ -193,12 +193,12 @@ def unifep_examples(
     from pipeline.scoring.pair_train import PairExample
 
     data = ae.load_unifep(pu.UNIFEP)
-    rows, graphs = scoring_cv.attach_graphs(data, max_series)
+    excluded = excluded_groups(exclude, data)
+    # left out before the graphs are built: an excluded series costs no featurization
+    rows, graphs = scoring_cv.attach_graphs(data[~data["group"].isin(excluded)], max_series)
     posed = [f for f in dict.fromkeys(data["series"]) if scoring_cv.pose_file(f) is not None]
     without_dg = int((~np.isfinite(rows["exp_dG"].astype(float))).sum())
     rows = rows[np.isfinite(rows["exp_dG"].astype(float))]  # a NaN target would make the loss NaN
-    excluded = excluded_groups(exclude, data)
-    rows = rows[~rows["group"].isin(excluded)]
     if per_series:
         rows = rows.groupby("series", sort=False).head(per_series)
     examples = [
