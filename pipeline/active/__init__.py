@@ -7,6 +7,7 @@ predicts the rest of the library (streamed in chunks) and decides what to dock n
 * :mod:`.acquisition` - greedy, UCB and Thompson utilities (lower score = better, handled
   there once) and the streaming top-``n`` selector;
 * :mod:`.surrogate` - the :class:`Surrogate` contract; :mod:`.registry` - :func:`make_surrogate`;
+  :mod:`.kernel_models` (the default: a MinMax-kernel Gaussian process on count fingerprints),
   :mod:`.fingerprint_models` (random forest, MLP ensemble on count fingerprints) and
   :mod:`.graph_models` (ligand-graph GNN ensemble in PyG), trained by :mod:`.ensemble_training`;
 * :mod:`.features` - Morgan count fingerprints and 2D ligand graphs;
@@ -15,7 +16,7 @@ predicts the rest of the library (streamed in chunks) and decides what to dock n
 * :mod:`.metrics` - the fraction of the true top-k a screen found.
 
 Import cost: the loop, acquisition and objective modules need only NumPy and pandas; the
-surrogates import PyTorch (and scikit-learn for the random forest) when built.
+surrogates import PyTorch (and scikit-learn for the random forest; SciPy for the GP) when built.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Surrogates by name: :func:`make_surrogate` (``rf``, ``mlp``, ``gnn``).
+"""Surrogates by name: :func:`make_surrogate` (``gp``, ``rf``, ``mlp``, ``gnn``).
 
 The implementations are imported when one is built, so importing the active-learning loop
 does not import PyTorch or scikit-learn.
@@ -16,16 +16,22 @@ __all__ = ["SURROGATES", "make_surrogate"]
 def _registry() -> dict[str, type]:
     from .fingerprint_models import FingerprintEnsembleSurrogate, RandomForestSurrogate
     from .graph_models import GraphEnsembleSurrogate
+    from .kernel_models import TanimotoGPSurrogate
 
-    return {"rf": RandomForestSurrogate, "mlp": FingerprintEnsembleSurrogate, "gnn": GraphEnsembleSurrogate}
+    return {
+        "rf": RandomForestSurrogate,
+        "mlp": FingerprintEnsembleSurrogate,
+        "gnn": GraphEnsembleSurrogate,
+        "gp": TanimotoGPSurrogate,
+    }
 
 
 #: Surrogate names accepted by :func:`make_surrogate`.
-SURROGATES = ("rf", "mlp", "gnn")
+SURROGATES = ("rf", "mlp", "gnn", "gp")
 
 
 def make_surrogate(name: str, **options: Any) -> Surrogate:
-    """Build the surrogate called ``name`` (``rf``, ``mlp``, ``gnn``) with keyword ``options``.
+    """Build the surrogate called ``name`` (``gp``, ``rf``, ``mlp``, ``gnn``) with keyword ``options``.
 
     Raises
     ------

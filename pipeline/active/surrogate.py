@@ -7,7 +7,8 @@ lower = better); the spread is the standard deviation over the ensemble's member
 model without one). A compound the surrogate cannot featurize gets NaN for both, and the
 loop records it as a failure instead of guessing.
 
-Implementations: :class:`~.fingerprint_models.RandomForestSurrogate`,
+Implementations: :class:`~.kernel_models.TanimotoGPSurrogate` (the default),
+:class:`~.fingerprint_models.RandomForestSurrogate`,
 :class:`~.fingerprint_models.FingerprintEnsembleSurrogate` and
 :class:`~.graph_models.GraphEnsembleSurrogate`; :func:`~.registry.make_surrogate` builds one
 by name (in its own module: the implementations import :class:`Prediction` from here).
@@ -47,7 +48,7 @@ class Prediction:
 class Surrogate(Protocol):
     """What :class:`~.loop.ActiveLoop` needs from a model of the docking score."""
 
-    #: Short name for tables and logs (``rf``, ``mlp``, ``gnn``).
+    #: Short name for tables and logs (``gp``, ``rf``, ``mlp``, ``gnn``).
     name: str
 
     def fit(self, smiles: Sequence[str], scores: np.ndarray, seed: int) -> dict[str, Any]:
