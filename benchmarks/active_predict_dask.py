@@ -3,9 +3,10 @@
 The library is synthetic: the Enamine 10k SMILES (``shared/data/active_learning``) repeated
 to ``--compounds`` rows with distinct ids, written as chunk files of ``--file-rows`` rows
 (row groups of 2,048) the way the workflow's ``split`` stage writes a library. The
-surrogate is the pipeline's default active-learning model (``mlp``: an ensemble of 5 MLPs on
-Morgan counts) fitted on 600 scored Enamine compounds; nothing is memoized, so every
-compound is parsed and featurized as in a real round.
+surrogate is the pipeline's default active-learning model (``screen.active.surrogate``, ``gp``
+since 2026-12-04: the MinMax-kernel Gaussian process; ``--surrogate mlp`` for the MLP ensemble)
+fitted on 600 scored Enamine compounds; nothing is memoized, so every compound is parsed and
+featurized as in a real round.
 
 For each worker count: a ``LocalCluster`` of that many single-threaded worker processes runs
 :func:`pipeline.active.distributed.predict_top_distributed` (one task per file, each
@@ -39,9 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pipeline.active import make_surrogate  # noqa: E402
+from pipeline.active import SURROGATES, make_surrogate  # noqa: E402
 from pipeline.active.acquisition import acquisition_function  # noqa: E402
 from pipeline.active.distributed import predict_top_distributed  # noqa: E402
+from pipeline.config import schema_default  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "active_learning"
 CACHE = REPO / "benchmarks" / ".cache" / "active_predict"
@@ -128,13 +130,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--compounds", type=int, default=1_000_000)
     parser.add_argument("--file-rows", type=int, default=20_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--surrogate", default=schema_default("screen.active", "surrogate"), choices=SURROGATES)
     args = parser.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     paths = write_library(args.compounds, args.file_rows, CACHE / f"n{args.compounds}_f{args.file_rows}")
     table = pd.read_csv(DATA / "Enamine10k_scores.csv.gz").dropna().sample(600, random_state=0)
-    surrogate = make_surrogate("mlp")
+    surrogate = make_surrogate(args.surrogate)
     surrogate.fit(table["smiles"].tolist(), table["score"].to_numpy(), seed=0)
     size = max(1, args.compounds // 100)  # a 1 % batch
     runs = [run(w, surrogate, paths, size) for w in args.workers]
@@ -156,7 +159,7 @@ def main(argv: list[str] | None = None) -> dict:
         files=len(paths),
         file_rows=args.file_rows,
         batch=size,
-        surrogate="mlp (default settings), fitted on 600 Enamine scores",
+        surrogate=f"{args.surrogate} (default settings), fitted on 600 Enamine scores",
         machine=f"{os.cpu_count()} cpu {platform.processor() or platform.machine()}",
         identical_proposals=identical,
         runs=[{k: v for k, v in r.items() if k != "selected"} for r in runs],

@@ -37,7 +37,7 @@ __all__ = ["TanimotoGPSurrogate", "count_levels", "minmax_kernel"]
 
 #: Grids of the two hyperparameters (standardized score units), searched by marginal likelihood.
 SIGNAL_GRID = np.logspace(-1.0, 1.0, 9)
-NOISE_GRID = np.logspace(-3.0, 0.5, 15)
+NOISE_GRID = np.logspace(-5.0, 0.5, 23)
 
 
 def count_levels(counts: sp.csr_matrix, max_count: int) -> sp.csr_matrix:
