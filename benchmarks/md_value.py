@@ -58,6 +58,8 @@ import affinity_eval as ae  # noqa: E402
 from forcefield_compare import read_cached, settings_key  # noqa: E402
 from md_stability import ROWS, protocol  # noqa: E402
 
+from pipeline.md_rescore import MODEL_PATH, MDRescore  # noqa: E402
+
 RESULTS = HERE / "results"
 #: MD descriptors of a pose (md_stability rows) and the docking score, in the fitted score.
 FEATURES = ("docking_score", "interaction_energy", "interaction_energy_std", "rmsd_mean", "pocket_backbone_rmsd")
@@ -145,11 +147,53 @@ def fold_weights(df: pd.DataFrame, folds: pd.Series) -> list[dict[str, float]]:
     return out
 
 
+def write_model(df: pd.DataFrame, summary: dict[str, Any], path: Path, command: str) -> MDRescore:
+    """Fit the with-MD score on every series and write it where the ranking reads it (:mod:`pipeline.md_rescore`)."""
+    fit = _pairwise_fit(df, FEATURES)
+    if fit is None:
+        raise SystemExit("the pairs of every series hold one order only: nothing to fit")
+    model, mean, sd, pairs = fit
+    tau = summary["differences"]["docking_md - vina"]["all"]["tau"]
+    hac = summary["differences"]["docking_md - heavy_atom_count"]["all"]["tau"]
+    held_out = {
+        "series": int(tau["n_series"]),
+        "protein_groups": int(tau["n_groups"]),
+        "tau_with_md": round(float(tau["mean_a"]), 3),
+        "tau_vina": round(float(tau["mean_b"]), 3),
+        "diff_vs_vina": [round(float(tau["diff"]), 3), *(round(float(v), 3) for v in tau["group"]["diff"])],
+        "diff_vs_heavy_atom_count": [round(float(hac["diff"]), 3), *(round(float(v), 3) for v in hac["group"]["diff"])],
+    }
+    rescore = MDRescore(
+        tuple(FEATURES),
+        mean,
+        sd,
+        model.coef_.ravel(),
+        dict(
+            fitted_by=command,
+            data="benchmarks/md_stability/rows.jsonl (Uni-FEP tethered poses, default MD protocol) + measured dG",
+            series=int(df["series"].nunique()),
+            ligands=int(len(df)),
+            pairs=int(pairs),
+            held_out_tau=held_out,
+            date=time.strftime("%Y-%m-%d"),
+        ),
+    )
+    path.write_text(json.dumps(rescore.to_json(), indent=1) + "\n")
+    print(f"wrote {path}")
+    return rescore
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--min-ligands", type=int, default=ae.MIN_LIGANDS, help="refined ligands a series needs")
     parser.add_argument("--bootstrap", type=int, default=ae.N_BOOTSTRAP)
     parser.add_argument("--out", type=Path, default=RESULTS / "md_value.json")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=MODEL_PATH,
+        help="where the fit on every series is written (the ranking's with-MD score; default: the shipped model)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
@@ -204,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             with_md_beats_docking=bool(diff["group"]["diff"][0] > 0),
         )
         args.out.with_suffix(".md").write_text(markdown + "\n")
+        if args.model is not None:
+            write_model(df, summary, args.model, result["command"])
     result["seconds"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")

@@ -540,6 +540,7 @@ def cmd_rank(args: argparse.Namespace) -> int:
         domain=settings_from_mapping(DomainSettings, score, "score"),
         pocket=read_pocket_record(layout.domain) if scores is not None else None,
         pose_checks=PoseCheckSettings.from_config(config["report"]),
+        md_rerank=config["score"]["md_rerank"],
     )
     log.info(
         "ranked %d compounds, %d failures, %d pose warnings -> %s",

@@ -25,8 +25,9 @@ Which stage may remove a compound
     refined compound) and ``md_score_delta`` say whether MD changed the scorer's view of
     the compound and by how much: ``gnn_score_refined - gnn_score`` (its best refined
     complex against its best docked pose; positive = the model likes it better after MD),
-    empty for a compound that was not refined or has no GNN score. The order itself
-    uses the docked scores (``rank_by``), so MD moves no compound's rank.
+    empty for a compound that was not refined or has no GNN score. The order comes
+    from the docked scores (``rank_by``); then MD moves the refined compounds among
+    themselves ("MD in the order" below).
 Featurization and scoring of docked poses
     The docking score of a compound whose docked poses could not be featurized (or
     whose docked graphs could not be scored) is still a valid Vina result, but it has
@@ -39,6 +40,17 @@ Featurization and scoring of docked poses
     sorts last) would read as "the model thinks it is poor" to whoever scans the
     ranking. In ``failures.csv`` a chemist sees it with the reason and can look at
     it. A compound with at least one good docked pose only gets warnings.
+
+MD in the order
+---------------
+With ``score.md_rerank`` (the default) every refined compound gets ``md_rescore``, the
+with-MD score of :mod:`pipeline.md_rescore` (its MD interaction energy and stability
+descriptors with its Vina score, fitted on measured affinities; lower = better), and the
+refined compounds are reordered by it among the places the ranking gave them; the other
+compounds keep their places. ``md_rank_change`` says how many places the reordering moved a
+refined compound (positive = up), empty for the others. With ``md_rerank: false`` the columns
+are still written (every change 0) and MD moves no compound. The pose-validity demotion below
+comes after this reordering.
 
 When the model is out of its domain
 -----------------------------------
@@ -113,6 +125,7 @@ import pyarrow.parquet as pq
 from .config import schema_default
 from .io import FAILURE_COLUMNS, atomic_open, atomic_path, neutralize_csv_cells
 from .layout import RunLayout
+from .md_rescore import RANKING_FEATURES, load_md_rescore, reorder_refined
 from .pose_validity import POSE_COLUMNS, PoseCheckSettings, check_ranked_poses, demote_invalid
 from .scoring.domain import DomainSettings, PocketRecord, pocket_reason, spread_reasons
 
@@ -167,8 +180,9 @@ MD_COLUMNS = {
 }
 #: Last columns of the ranking: what happened to the compound in the optional MD stage.
 MD_STATUS_COLUMNS = ["md_status", "md_reason"]
-#: Just before them: whether MD refined the compound, and how MD changed its GNN score.
-MD_CHANGE_COLUMNS = ["md_refined", "md_score_delta"]
+#: Just before them: whether MD refined the compound, how MD changed its GNN score, its with-MD
+#: score and how many places the with-MD reordering moved it (``score.md_rerank``).
+MD_CHANGE_COLUMNS = ["md_refined", "md_score_delta", "md_rescore", "md_rank_change"]
 MD_STATUSES = ("refined", "failed", "not selected")
 RANK_BY = ("docking", "gnn", "consensus")
 #: Interaction types listed first in the ``interactions`` column, in this order; others follow in column order.
@@ -864,6 +878,34 @@ def _ordered(
     return table, order.filter(ranked.take(order))
 
 
+def _with_md_rescore(table: pa.Table, order: pa.Array, rerank: bool) -> tuple[pa.Table, pa.Array]:
+    """``md_rescore`` (the with-MD score of each refined compound) and ``md_rank_change``; with ``rerank`` the new order.
+
+    ``md_rank_change`` = places moved up by the reordering (negative = down; 0 without ``rerank``),
+    empty for a compound without a with-MD score.
+    """
+    model = load_md_rescore()
+    refined = table["md_refined"].to_numpy(zero_copy_only=False).astype(bool)
+    values = np.column_stack(
+        [
+            table[RANKING_FEATURES[f]].to_numpy(zero_copy_only=False).astype(float)
+            if RANKING_FEATURES[f] in table.column_names
+            else np.full(table.num_rows, np.nan)
+            for f in model.features
+        ]
+    )
+    score = np.where(refined, model.score(values), np.nan)
+    before = order.to_numpy(zero_copy_only=False).astype(np.int64)
+    after = reorder_refined(before, score) if rerank else before
+    change = np.full(table.num_rows, np.nan)
+    change[before] = np.arange(len(before))
+    change[after] -= np.arange(len(after))
+    change[~np.isfinite(score)] = np.nan
+    table = table.append_column("md_rescore", pa.array(score, pa.float64(), from_pandas=True))
+    table = table.append_column("md_rank_change", pa.array(change, pa.float64(), from_pandas=True))
+    return table.select(_final_columns(table)), pa.array(after)
+
+
 def _with_pose_checks(
     layout: RunLayout, table: pa.Table, order: pa.Array, settings: PoseCheckSettings
 ) -> tuple[pa.Table, pa.Array]:
@@ -898,6 +940,7 @@ def build_ranking(
     domain: DomainSettings | None = None,
     pocket: PocketRecord | None = None,
     pose_checks: PoseCheckSettings | None = None,
+    md_rerank: bool = schema_default("score", "md_rerank"),
 ) -> RankedRun:
     """Collate a run folder into its ranking, failures and warnings (see the module docstring).
 
@@ -923,6 +966,9 @@ def build_ranking(
         :data:`~pipeline.pose_validity.POSE_COLUMNS` are added and, with
         ``rank_valid_first``, invalid poses are ranked below the others (see "Pose validity"
         above); ``None``: no checks, no columns.
+    md_rerank
+        Reorder the refined compounds among their places by the with-MD score
+        (:mod:`pipeline.md_rescore`; "MD in the order" above); False: MD moves no compound.
 
     Returns
     -------
@@ -966,6 +1012,7 @@ def build_ranking(
         [_read_failure_table(layout.input_failures), *docked.primary["prepare"], *docked.primary["dock"], fatal]
     )
     table, order = _ordered(table, fatal["id"].combine_chunks(), rank_by, consensus_weight, domain, pocket)
+    table, order = _with_md_rescore(table, order, md_rerank)
     _release_memory()
 
     accepted = pa.chunked_array(docked.accepted, pa.string())
@@ -1061,10 +1108,19 @@ def rank_run(
     domain: DomainSettings | None = None,
     pocket: PocketRecord | None = None,
     pose_checks: PoseCheckSettings | None = None,
+    md_rerank: bool = schema_default("score", "md_rerank"),
 ) -> RankedRun:
     """:func:`build_ranking` then :func:`write_ranking`: the ``rank`` stage (nothing is written on an error)."""
     result = build_ranking(
-        run, scores, score_failures, rank_by, consensus_weight, domain=domain, pocket=pocket, pose_checks=pose_checks
+        run,
+        scores,
+        score_failures,
+        rank_by,
+        consensus_weight,
+        domain=domain,
+        pocket=pocket,
+        pose_checks=pose_checks,
+        md_rerank=md_rerank,
     )
     write_ranking(result, run)
     return result

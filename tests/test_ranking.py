@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from pipeline.layout import RunLayout, write_manifest
+from pipeline.md_rescore import MODEL_PATH, RANKING_FEATURES
 from pipeline.ranking import AccountingError, build_ranking, gnn_summary, order_ranking, rank_run, write_table_csv
 
 
@@ -82,12 +83,13 @@ def synthetic(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def _plain_pandas(
-    run: Path, rank_by: str, max_spread: float | None = None
+    run: Path, rank_by: str, max_spread: float | None = None, md_rerank: bool = True
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """The rank stage's rules, written the straightforward way: concatenate every table, merge, apply per row.
 
     ``max_spread``: the domain check's fallback to docking of the compounds whose spread is
-    above it, a mixed list ordered by percentiles.
+    above it, a mixed list ordered by percentiles. ``md_rerank``: the refined compounds reordered
+    among their places by the with-MD score.
     """
     from pipeline.interactions import fingerprint_sort_key
 
@@ -203,6 +205,23 @@ def _plain_pandas(
         table = table.sort_values(
             [key_column, "docking_score", "id"], ascending=[rank_by == "docking", True, True], na_position="last"
         )
+    # MD in the order: the refined compounds take each other's places, sorted by the with-MD score
+    model = json.loads(MODEL_PATH.read_text())
+    columns = {f: RANKING_FEATURES[f] for f in model["features"]}
+    z = sum(
+        w * (table[columns[f]] - m) / sd for f, m, sd, w in zip(columns, model["mean"], model["sd"], model["weights"])
+    )
+    table["md_rescore"] = (-z).where(table["md_refined"])
+    table = table.reset_index(drop=True)
+    places = [i for i, v in enumerate(table["md_rescore"]) if pd.notna(v)]
+    moved = table.iloc[places].sort_values("md_rescore", kind="stable").index if md_rerank else table.index[places]
+    new_order = list(table.index)
+    for place, row in zip(places, moved):
+        new_order[place] = row
+    table = table.loc[new_order]
+    table["md_rank_change"] = [
+        (row - i) if pd.notna(v) else np.nan for i, (row, v) in enumerate(zip(table.index, table["md_rescore"]))
+    ]
     table.insert(0, "rank", range(1, len(table) + 1))
     front = [
         "rank",
@@ -223,7 +242,15 @@ def _plain_pandas(
         "formal_charge",
         "rotatable_bonds",
     ]
-    md_tail = ["md_interactions", "md_refined", "md_score_delta", "md_status", "md_reason"]
+    md_tail = [
+        "md_interactions",
+        "md_refined",
+        "md_score_delta",
+        "md_rescore",
+        "md_rank_change",
+        "md_status",
+        "md_reason",
+    ]
     table = table[front + counts + ["interactions", *md_names.values(), *md_tail]]
     failed = pd.concat(
         [
@@ -260,6 +287,16 @@ def test_rank_of_a_generated_run_equals_a_plain_pandas_computation(synthetic, tm
         write_table_csv(frame, expected / name)
         assert (run / name).read_text() == (expected / name).read_text(), name
     _check_run(run, info, result, rank_by)
+    # MD in the order: the refined compounds, in rank order, are sorted by their with-MD score and
+    # some moved; every other compound is in the order rank_by gives it
+    ranking = pd.read_csv(run / "ranking.csv", dtype={"id": str})
+    refined = ranking[ranking["md_refined"]]
+    assert len(refined) > 2 and refined["md_rescore"].notna().all() and refined["md_rescore"].is_monotonic_increasing
+    assert (refined["md_rank_change"] != 0).any() and refined["md_rank_change"].sum() == 0
+    others = ranking[~ranking["md_refined"]]
+    assert others["md_rescore"].isna().all() and others["md_rank_change"].isna().all()
+    if rank_by == "docking":
+        assert others["docking_score"].is_monotonic_increasing
 
 
 def test_domain_fallback_of_a_generated_run_equals_a_plain_pandas_computation(synthetic, tmp_path):
@@ -272,10 +309,14 @@ def test_domain_fallback_of_a_generated_run_equals_a_plain_pandas_computation(sy
     layout = RunLayout(run)
     domain = DomainSettings(max_pocket_distance=0.25, max_spread=0.15)
     pocket = PocketRecord("m", 0.1, "BRD4", 3)  # near a training pocket: only the spread decides
-    result = rank_run(layout, layout.scores, layout.score_failures, "consensus", domain=domain, pocket=pocket)
+    # without the MD reordering, so that the consensus order of the model-ranked compounds can be checked below
+    result = rank_run(
+        layout, layout.scores, layout.score_failures, "consensus", domain=domain, pocket=pocket, md_rerank=False
+    )
     expected = tmp_path / "expected"
     for frame, name in zip(
-        _plain_pandas(run, "consensus", max_spread=0.15), ("ranking.csv", "failures.csv", "pose_warnings.csv")
+        _plain_pandas(run, "consensus", max_spread=0.15, md_rerank=False),
+        ("ranking.csv", "failures.csv", "pose_warnings.csv"),
     ):
         write_table_csv(frame, expected / name)
         assert (run / name).read_text() == (expected / name).read_text(), name

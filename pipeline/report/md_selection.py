@@ -5,8 +5,8 @@ pose, the compound's rank under the rule (``compound_rank``) and under docking
 (``docking_rank``), its docking score and the scorer's ``gnn_score``, ``gnn_spread`` and
 ``ucb`` of the pose into the batch tables; the refined tables say whether a pose was
 retried (``md_attempts``, ``md_retry_reason``), the refine failures why a pose failed,
-and ``ranking.csv`` how MD changed the compound's GNN score (``md_score_delta``) and where
-it ranks. Everything read here is small: the batches hold the selected poses only.
+and ``ranking.csv`` how MD changed the compound's GNN score (``md_score_delta``), its with-MD
+score and how far the reordering moved it (``md_rescore``, ``md_rank_change``) and where it ranks. Everything read here is small: the batches hold the selected poses only.
 """
 
 from __future__ import annotations
@@ -83,11 +83,12 @@ def selected_compounds(run: RunData) -> pd.DataFrame:
     first = first.merge(poses, on="id").merge(_md_outcome(layout, batches), on="id", how="left")
     first["md_result"] = first["md_result"].fillna("no result")
     first["md_note"] = first["md_note"].fillna("")
-    ranked = run.ranking[[c for c in ("id", "rank", "md_score_delta") if c in run.ranking.columns]].copy()
+    wanted = ("id", "rank", "md_score_delta", "md_rescore", "md_rank_change")
+    ranked = run.ranking[[c for c in wanted if c in run.ranking.columns]].copy()
     ranked["id"] = ranked["id"].astype(str)
     first = first.merge(ranked, on="id", how="left")
     columns = ["compound_rank", "id", "docking_rank", "docking_score", "gnn_score", "gnn_spread", "ucb", "poses"]
-    columns += ["md_result", "md_note", "rank", "md_score_delta"]
+    columns += ["md_result", "md_note", "rank", "md_score_delta", "md_rescore", "md_rank_change"]
     for column in columns:
         if column not in first.columns:
             first[column] = float("nan")
@@ -159,6 +160,8 @@ def md_selection_section(run: RunData) -> str:
         html.Column("docking rank", numeric=True, tooltip="rank among all docked compounds by docking score"),
         html.Column("MD"),
         html.Column("MD score change", numeric=True, tooltip="gnn_score_refined − gnn_score (md_score_delta)"),
+        html.Column("with-MD score", numeric=True, tooltip="md_rescore: pipeline/md_rescore.py, lower = better"),
+        html.Column("moved", numeric=True, tooltip="md_rank_change: places the with-MD reordering moved it up"),
         html.Column("final rank", numeric=True),
     ]
     rows = []
@@ -172,6 +175,8 @@ def md_selection_section(run: RunData) -> str:
             html.num_cell(row.docking_rank, 0),
             html.Cell(f"<span{note}>{html.text(row.md_result)}</span>", row.md_result),
             html.num_cell(row.md_score_delta, 3),
+            html.num_cell(row.md_rescore, 2),
+            html.num_cell(row.md_rank_change, 0),
             html.num_cell(row.rank, 0),
         ]
         rows.append(cells)
@@ -180,6 +185,18 @@ def md_selection_section(run: RunData) -> str:
     return (
         f"<p>{_rule_sentence(run, chosen)}{html.text(why)}</p>{table}"
         f'<p class="note">{_counts_sentence(chosen, run.config["refine"].get("retry_timestep_fs"))} '
-        "Hover over an MD result for its reason. The ranking's order uses the docked poses' scores; "
+        f"Hover over an MD result for its reason. {_rerank_sentence(run)} "
         "md_refined and md_score_delta in ranking.csv say how MD changed each compound's GNN score.</p>"
     )
+
+
+def _rerank_sentence(run: RunData) -> str:
+    """What MD did to the order (``score.md_rerank``)."""
+    if run.config.get("score", {}).get("md_rerank", schema_default("score", "md_rerank")):
+        return (
+            "The refined compounds are reordered among the places the docked scores gave them by their "
+            "with-MD score (md_rescore: MD interaction energy and stability with the Vina score, fitted on "
+            "measured affinities; it ranks congeneric series better than Vina on held-out proteins, README "
+            '"MD stability and value"); md_rank_change says by how many places.'
+        )
+    return "The ranking's order uses the docked poses' scores (score.md_rerank is off)."

@@ -47,6 +47,8 @@ LIBRARY_COLUMNS = (
     "md_interaction_energy",
     "md_interaction_energy_std",
     "md_score_delta",  # the "Sent to MD" section shows it for every refined compound, top hit or not
+    "md_rescore",
+    "md_rank_change",
     # pose checks (pipeline.pose_validity): the demoted compounds sit at the bottom, below the top hits
     "pose_valid",
     "failed_checks",
