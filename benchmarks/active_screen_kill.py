@@ -36,6 +36,11 @@ import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from pipeline.config import schema_default  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data" / "active_learning"
 WORK = REPO / "benchmarks" / ".cache" / "active_screen_kill"
 RESULT = REPO / "benchmarks" / "results" / "active_screen_kill.json"
@@ -133,6 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
         target=args.target,
         compounds=len(library),
         exhaustiveness=args.exhaustiveness,
+        surrogate=schema_default("screen.active", "surrogate"),
         kill=kill,
         timings=timings,
         docked=len(killed["docked"]),
