@@ -29,12 +29,14 @@ from rdkit import Chem, RDLogger
 from rdkit.Chem import rdFingerprintGenerator
 
 from ..graphs import DEFAULT_SCHEMA, atom_features
+from .feature_cache import FeatureCache
 
 __all__ = [
     "GRAPH_EDGE_DIM",
     "GRAPH_NODE_DIM",
     "LigandGraph",
     "FINGERPRINTS",
+    "FingerprintFeatures",
     "collate_graphs",
     "fingerprint_counts",
     "ligand_graph",
@@ -123,6 +125,58 @@ def fingerprint_counts(
 def morgan_counts(smiles: Sequence[str], radius: int = 2, n_bits: int = 2048) -> tuple[sp.csr_matrix, np.ndarray]:
     """Folded Morgan count fingerprints (:func:`fingerprint_counts` with ``kinds=("morgan",)``)."""
     return fingerprint_counts(smiles, ("morgan",), radius, n_bits)
+
+
+class FingerprintFeatures:
+    """Count fingerprints (:func:`fingerprint_counts`) of lists of SMILES, optionally memoized per SMILES.
+
+    The featurizer every fingerprint surrogate shares: the forest and the MLPs through
+    :meth:`matrix`, the GP through the counts themselves.
+    """
+
+    def __init__(self, kinds: Sequence[str], radius: int, n_bits: int, cache: bool) -> None:
+        self.kinds, self.radius, self.n_bits = tuple(kinds), radius, n_bits
+        self.width = len(self.kinds) * n_bits
+        self.cache = FeatureCache() if cache else None
+
+    def _rows(self, smiles: list[str]) -> list[tuple[np.ndarray, np.ndarray] | None]:
+        matrix, valid = fingerprint_counts(smiles, self.kinds, self.radius, self.n_bits)
+        return [
+            (
+                matrix.indices[matrix.indptr[i] : matrix.indptr[i + 1]],
+                matrix.data[matrix.indptr[i] : matrix.indptr[i + 1]],
+            )
+            if ok
+            else None
+            for i, ok in enumerate(valid)
+        ]
+
+    def __call__(self, smiles: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
+        """(counts CSR ``(n, len(kinds) * n_bits)`` float32, valid mask)."""
+        if self.cache is None:
+            return fingerprint_counts(list(smiles), self.kinds, self.radius, self.n_bits)
+        rows = self.cache.get(list(smiles), self._rows)
+        valid = np.array([r is not None for r in rows], dtype=bool)
+        lengths = [len(r[0]) if r is not None else 0 for r in rows]
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        present = [r for r in rows if r is not None]
+        indices = np.concatenate([r[0] for r in present]) if present else np.empty(0, np.int32)
+        data = np.concatenate([r[1] for r in present]) if present else np.empty(0, np.float32)
+        return sp.csr_matrix((data, indices, indptr), shape=(len(rows), self.width)), valid
+
+    def matrix(self, smiles: Sequence[str], values: str) -> tuple[sp.csr_matrix, np.ndarray]:
+        """Model inputs: ``values`` ``bits`` (present/absent, the forest) or ``log`` (``log(1 + count)``, the MLPs)."""
+        counts, valid = self(smiles)
+        counts = counts.copy()
+        counts.data = np.ones_like(counts.data) if values == "bits" else np.log1p(counts.data)
+        return counts, valid
+
+    def training_rows(self, smiles: Sequence[str], scores: np.ndarray, values: str) -> tuple[sp.csr_matrix, np.ndarray]:
+        """:meth:`matrix` and the scores of the compounds with features and a finite score."""
+        X, valid = self.matrix(smiles, values)
+        y = np.asarray(scores, dtype=np.float64)
+        keep = valid & np.isfinite(y)
+        return X[keep], y[keep]
 
 
 @dataclass(frozen=True)

@@ -24,59 +24,10 @@ from torch.nn import functional as F
 
 from .ensemble_layers import EnsembleLinear
 from .ensemble_training import TrainingSettings, fit_ensemble
-from .feature_cache import FeatureCache
-from .features import fingerprint_counts
+from .features import FingerprintFeatures
 from .surrogate import Prediction
 
 __all__ = ["FingerprintEnsembleSurrogate", "FingerprintEnsembleNet", "RandomForestSurrogate"]
-
-
-class _FingerprintFeatures:
-    """Morgan counts for a list of SMILES, optionally memoized per SMILES."""
-
-    def __init__(self, kinds: Sequence[str], radius: int, n_bits: int, cache: bool) -> None:
-        self.kinds, self.radius, self.n_bits = tuple(kinds), radius, n_bits
-        self.width = len(self.kinds) * n_bits
-        self.cache = FeatureCache() if cache else None
-
-    def _rows(self, smiles: list[str]) -> list[tuple[np.ndarray, np.ndarray] | None]:
-        matrix, valid = fingerprint_counts(smiles, self.kinds, self.radius, self.n_bits)
-        return [
-            (
-                matrix.indices[matrix.indptr[i] : matrix.indptr[i + 1]],
-                matrix.data[matrix.indptr[i] : matrix.indptr[i + 1]],
-            )
-            if ok
-            else None
-            for i, ok in enumerate(valid)
-        ]
-
-    def __call__(self, smiles: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
-        """(counts CSR ``(n, len(kinds) * n_bits)`` float32, valid mask)."""
-        if self.cache is None:
-            return fingerprint_counts(list(smiles), self.kinds, self.radius, self.n_bits)
-        rows = self.cache.get(list(smiles), self._rows)
-        valid = np.array([r is not None for r in rows], dtype=bool)
-        lengths = [len(r[0]) if r is not None else 0 for r in rows]
-        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        present = [r for r in rows if r is not None]
-        indices = np.concatenate([r[0] for r in present]) if present else np.empty(0, np.int32)
-        data = np.concatenate([r[1] for r in present]) if present else np.empty(0, np.float32)
-        return sp.csr_matrix((data, indices, indptr), shape=(len(rows), self.width)), valid
-
-    def matrix(self, smiles: Sequence[str], values: str) -> tuple[sp.csr_matrix, np.ndarray]:
-        """Model inputs: ``values`` ``bits`` (present/absent, the forest) or ``log`` (``log(1 + count)``, the MLPs)."""
-        counts, valid = self(smiles)
-        counts = counts.copy()
-        counts.data = np.ones_like(counts.data) if values == "bits" else np.log1p(counts.data)
-        return counts, valid
-
-    def training_rows(self, smiles: Sequence[str], scores: np.ndarray, values: str) -> tuple[sp.csr_matrix, np.ndarray]:
-        """:meth:`matrix` and the scores of the compounds with features and a finite score."""
-        X, valid = self.matrix(smiles, values)
-        y = np.asarray(scores, dtype=np.float64)
-        keep = valid & np.isfinite(y)
-        return X[keep], y[keep]
 
 
 class RandomForestSurrogate:
@@ -110,7 +61,7 @@ class RandomForestSurrogate:
     ) -> None:
         self.n_estimators, self.max_depth, self.min_samples_leaf = n_estimators, max_depth, min_samples_leaf
         self.n_jobs = n_jobs
-        self._features = _FingerprintFeatures(fingerprint, radius, n_bits, cache)
+        self._features = FingerprintFeatures(fingerprint, radius, n_bits, cache)
         self._model = None
 
     def fit(self, smiles: Sequence[str], scores: np.ndarray, seed: int) -> dict[str, Any]:
@@ -217,7 +168,7 @@ class FingerprintEnsembleSurrogate:
         self.training = training or TrainingSettings()
         self.device = torch.device(device)
         self.predict_batch = predict_batch
-        self._features = _FingerprintFeatures(fingerprint, radius, n_bits, cache)
+        self._features = FingerprintFeatures(fingerprint, radius, n_bits, cache)
         self._net: FingerprintEnsembleNet | None = None
         self._center, self._scale = 0.0, 1.0
 

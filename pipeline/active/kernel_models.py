@@ -29,8 +29,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .feature_cache import FeatureCache
-from .features import fingerprint_counts
+from .features import FingerprintFeatures
 from .surrogate import Prediction
 
 __all__ = ["TanimotoGPSurrogate", "count_levels", "minmax_kernel"]
@@ -106,9 +105,8 @@ class TanimotoGPSurrogate:
         max_train: int = 4000,
         cache: bool = False,
     ) -> None:
-        self.kinds, self.radius, self.n_bits = tuple(fingerprint), radius, n_bits
         self.max_count, self.max_train = max_count, max_train
-        self.cache = FeatureCache() if cache else None
+        self._features = FingerprintFeatures(fingerprint, radius, n_bits, cache)
         self._train: sp.csr_matrix | None = None
         self._train_norm = np.empty(0)
         self._alpha = np.empty(0)
@@ -116,26 +114,10 @@ class TanimotoGPSurrogate:
         self._signal = 1.0
         self._center, self._scale = 0.0, 1.0
 
-    def _rows(self, smiles: list[str]) -> list[np.ndarray | None]:
-        matrix, valid = fingerprint_counts(smiles, self.kinds, self.radius, self.n_bits)
-        levels = count_levels(matrix, self.max_count)
-        return [
-            levels.indices[levels.indptr[i] : levels.indptr[i + 1]].copy() if ok else None for i, ok in enumerate(valid)
-        ]
-
     def levels(self, smiles: Sequence[str]) -> tuple[sp.csr_matrix, np.ndarray]:
         """Level matrix (:func:`count_levels`) of ``smiles`` and the mask of those RDKit could read."""
-        width = len(self.kinds) * self.n_bits * self.max_count
-        if self.cache is None:
-            counts, valid = fingerprint_counts(list(smiles), self.kinds, self.radius, self.n_bits)
-            return count_levels(counts, self.max_count), valid
-        rows = self.cache.get(list(smiles), self._rows)
-        valid = np.array([r is not None for r in rows], dtype=bool)
-        lengths = [len(r) if r is not None else 0 for r in rows]
-        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        present = [r for r in rows if r is not None]
-        indices = np.concatenate(present) if present else np.empty(0, np.int64)
-        return sp.csr_matrix((np.ones(len(indices)), indices, indptr), shape=(len(rows), width)), valid
+        counts, valid = self._features(smiles)
+        return count_levels(counts, self.max_count), valid
 
     def fit(self, smiles: Sequence[str], scores: np.ndarray, seed: int) -> dict[str, Any]:
         """Fit on the compounds with features and a finite score; hyperparameters by marginal likelihood.
