@@ -250,8 +250,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             with_md_beats_docking=bool(diff["group"]["diff"][0] > 0),
         )
         args.out.with_suffix(".md").write_text(markdown + "\n")
-        if args.model is not None:
-            write_model(df, summary, args.model, result["command"])
+        write_model(df, summary, args.model, result["command"])
     result["seconds"] = round(time.perf_counter() - started, 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")

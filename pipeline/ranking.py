@@ -885,16 +885,12 @@ def _with_md_rescore(table: pa.Table, order: pa.Array, rerank: bool) -> tuple[pa
     empty for a compound without a with-MD score.
     """
     model = load_md_rescore()
-    refined = table["md_refined"].to_numpy(zero_copy_only=False).astype(bool)
-    values = np.column_stack(
-        [
-            table[RANKING_FEATURES[f]].to_numpy(zero_copy_only=False).astype(float)
-            if RANKING_FEATURES[f] in table.column_names
-            else np.full(table.num_rows, np.nan)
-            for f in model.features
-        ]
-    )
-    score = np.where(refined, model.score(values), np.nan)
+    # only the few refined rows are scored: the table may hold a million compounds
+    refined = np.flatnonzero(table["md_refined"].to_numpy(zero_copy_only=False).astype(bool))
+    rows = table.select([RANKING_FEATURES[f] for f in model.features]).take(pa.array(refined))
+    values = np.column_stack([rows[i].to_numpy(zero_copy_only=False).astype(float) for i in range(rows.num_columns)])
+    score = np.full(table.num_rows, np.nan)
+    score[refined] = model.score(values)
     before = order.to_numpy(zero_copy_only=False).astype(np.int64)
     after = reorder_refined(before, score) if rerank else before
     change = np.full(table.num_rows, np.nan)
