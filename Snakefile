@@ -357,6 +357,13 @@ def per_batch(path_of):
     return lambda wildcards: [str(path_of(b)) for b in refine_batches(wildcards)]
 
 
+def refine_threads() -> int:
+    """Cores of a refine job: refine.workers x the CPU platform's threads (auto may be the CPU), a core per worker on a GPU."""
+    section = CFG["refine"]
+    per_worker = (section["cpu_threads"] or 2) if section["platform"] in ("auto", "CPU") else 1
+    return per_worker * section["workers"]
+
+
 rule refine:
     input:
         batch=str(LAYOUT.batch_table("{batch}")),
@@ -366,7 +373,7 @@ rule refine:
         sdf=str(LAYOUT.refined_sdf("{batch}")),
         table=str(LAYOUT.refined_table("{batch}")),
         failures=str(LAYOUT.refined_failures("{batch}")),
-    threads: CFG["refine"]["cpu_threads"] or 2 if CFG["refine"]["platform"] in ("auto", "CPU") else 1
+    threads: refine_threads()
     resources:
         gpu=1,
         mem_mb=4000,

@@ -47,8 +47,10 @@ import logging
 import multiprocessing
 import os
 import pickle
+import queue
 import signal
 import sys
+import threading
 import traceback
 import warnings
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -78,6 +80,8 @@ __all__ = [
 _PR_SET_PDEATHSIG = 1
 #: Seconds to wait for a child to exit by itself (end of the job, after EOF) before SIGKILL.
 _EXIT_GRACE = 10.0
+#: Held while a child process starts (see :meth:`IsolatedWorker._start`).
+_START_LOCK = threading.Lock()
 
 
 class WorkerStartError(RuntimeError):
@@ -351,7 +355,8 @@ class IsolatedWorker:
                 stream.flush()
             except (AttributeError, OSError, ValueError):
                 pass
-        with warnings.catch_warnings(), contextlib.nullcontext() if forked else _main_script_hidden():
+        # one start at a time: _main_script_hidden edits the shared __main__ (several workers start side by side)
+        with _START_LOCK, warnings.catch_warnings(), contextlib.nullcontext() if forked else _main_script_hidden():
             # Python >= 3.12 warns on fork() with threads running; the parent's only threads are
             # tqdm's monitor (a sleeping pure-Python thread) and the child never touches tqdm
             warnings.simplefilter("ignore", DeprecationWarning)
@@ -477,8 +482,10 @@ def run_isolated(
     unit: str = "it",
     describe_error: Callable[[Hashable, BaseException], str] | None = None,
     start_method: str = "fork",
+    processes: int = 1,
+    group: Callable[[Hashable], Hashable] | None = None,
 ) -> Iterator[Outcome]:
-    """Run ``work`` on every ``(key, item)`` in an :class:`IsolatedWorker`, in order, with a progress bar.
+    """Run ``work`` on every ``(key, item)`` in :class:`IsolatedWorker` s, in order, with a progress bar.
 
     Parameters
     ----------
@@ -488,18 +495,100 @@ def run_isolated(
         See :class:`IsolatedWorker`.
     desc, unit : str
         Progress bar label and item name (:func:`pipeline.progress.progress`).
+    processes : int
+        Items in flight: that many children (each with its own ``init``, time limit and
+        restarts) take the items side by side, driven by one parent thread each. Use it
+        with ``start_method="spawn"`` (forking a parent that runs threads is unsafe).
+    group : callable ``key -> hashable``, optional
+        With ``processes > 1``: items whose keys map to the same group go to one child, one
+        after the other in input order (e.g. the poses of one compound, so that the child
+        can reuse what it built for the first). Default: every item is its own group.
 
     Yields
     ------
     Outcome
-        ``(key, result, reason)`` per item, in input order. No worker is started for an
-        empty input; the worker is killed when the iteration ends or is abandoned.
+        ``(key, result, reason)`` per item, in input order whatever the number of processes.
+        No worker is started for an empty input; the workers are killed when the
+        iteration ends or is abandoned.
     """
-    items: Sequence[tuple[Hashable, Any]] = list(items)
-    if not items:
+    todo: Sequence[tuple[Hashable, Any]] = list(items)
+    if not todo:
         return
-    with IsolatedWorker(
-        work, init=init, time_limit=time_limit, stage=stage, describe_error=describe_error, start_method=start_method
-    ) as worker:
-        for key, item in progress(items, total=len(items), desc=desc, unit=unit):
-            yield worker.submit(key, item)
+    options = dict(
+        init=init, time_limit=time_limit, stage=stage, describe_error=describe_error, start_method=start_method
+    )
+    groups = _groups(todo, group)
+    if processes <= 1 or len(groups) == 1:
+        with IsolatedWorker(work, **options) as worker:  # type: ignore[arg-type]
+            for key, item in progress(todo, total=len(todo), desc=desc, unit=unit):
+                yield worker.submit(key, item)
+        return
+    outcomes = _run_side_by_side(todo, groups, work, options, min(processes, len(groups)))
+    yield from progress(outcomes, total=len(todo), desc=desc, unit=unit)
+
+
+def _groups(items: Sequence[tuple[Hashable, Any]], group: Callable[[Hashable], Hashable] | None) -> list[list[int]]:
+    """Item indices per group, groups in order of their first item."""
+    if group is None:
+        return [[i] for i in range(len(items))]
+    by_group: dict[Hashable, list[int]] = {}
+    for i, (key, _) in enumerate(items):
+        by_group.setdefault(group(key), []).append(i)
+    return list(by_group.values())
+
+
+def _run_side_by_side(
+    items: Sequence[tuple[Hashable, Any]],
+    groups: list[list[int]],
+    work: Callable[[Any, Any], Any],
+    options: dict,
+    n_workers: int,
+) -> Iterator[Outcome]:
+    """``n_workers`` children, each fed whole groups by a parent thread; outcomes in input order.
+
+    A thread takes the next group when its child has answered the last item of the
+    previous one, so a slow group never holds the others back. An exception of a child's
+    start (``init`` failed: a job-level error) stops every thread and is raised here.
+    """
+    pending: queue.SimpleQueue[list[int]] = queue.SimpleQueue()
+    for indices in groups:
+        pending.put(indices)
+    done: queue.SimpleQueue[tuple[int, Outcome | None, BaseException | None]] = queue.SimpleQueue()
+    stop = threading.Event()
+    pool = [IsolatedWorker(work, **options) for _ in range(n_workers)]
+
+    def drive(worker: IsolatedWorker) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    indices = pending.get_nowait()
+                except queue.Empty:
+                    return
+                for i in indices:
+                    if stop.is_set():
+                        return
+                    done.put((i, worker.submit(*items[i]), None))
+        except BaseException as exc:  # noqa: BLE001 -- handed to the generator, which raises it
+            done.put((-1, None, exc))
+
+    threads = [
+        threading.Thread(target=drive, args=(w,), name=f"{w.stage}-feeder-{k}", daemon=True) for k, w in enumerate(pool)
+    ]
+    try:
+        for thread in threads:
+            thread.start()
+        ready: dict[int, Outcome] = {}
+        for next_index in range(len(items)):
+            while next_index not in ready:
+                index, outcome, error = done.get()
+                if error is not None:
+                    raise error
+                assert outcome is not None
+                ready[index] = outcome
+            yield ready.pop(next_index)
+    finally:
+        stop.set()
+        for worker in pool:  # an abandoned run must not leave children working
+            worker._kill()
+        for thread in threads:
+            thread.join(_EXIT_GRACE)

@@ -113,6 +113,72 @@ def test_worker_survives_crashes_hangs_and_errors():
     assert len(set(pids)) == 4 and pids[2] == pids[3] and os.getpid() not in pids
 
 
+def _sleepy_work(state, item):
+    """``sleep-x``: x after 1 s, with the wall-clock interval it ran in; else :func:`_toy_work`."""
+    if not item.startswith("sleep-"):
+        return _toy_work(state, item)
+    began = time.time()
+    time.sleep(1.0)
+    return state, item.removeprefix("sleep-"), (began, time.time())
+
+
+def test_side_by_side_workers_keep_order_groups_and_isolation():
+    """Three children take the items side by side: outcomes come back in input order, a
+    group's items all run in one child, and a crash or a hang still costs its item only."""
+    names = ["sleep-a", "sleep-b", "abort", "sleep-c", "hang", "sleep-d", "raise", "sleep-e", "sleep-f"]
+    items = [((f"g{k % 3}", k), name) for k, name in enumerate(names)]  # three groups of three
+    outcomes = list(
+        run_isolated(
+            items,
+            _sleepy_work,
+            init=os.getpid,
+            time_limit=4.0,
+            stage="toy",
+            desc="toy",
+            start_method="spawn",
+            processes=3,
+            group=lambda key: key[0],
+        )
+    )
+    assert [o.key for o in outcomes] == [key for key, _ in items]
+    reasons = {items[k][1]: o.reason for k, o in enumerate(outcomes) if not o.ok}
+    assert reasons == {
+        "abort": "crashed: worker process died (signal SIGABRT)",
+        "hang": "time limit (4 s) exceeded",
+        "raise": "unexpected error: ValueError: bad item",
+    }
+    done = {items[k][1]: o.result for k, o in enumerate(outcomes) if o.ok}
+    assert [result[1] for result in done.values()] == ["a", "b", "c", "d", "e", "f"]
+    pid = {name: result[0] for name, result in done.items()}
+    # group g0 = sleep-a, sleep-c, raise: one child (an error does not replace it)
+    assert pid["sleep-a"] == pid["sleep-c"]
+    # group g1 = sleep-b, hang, sleep-e: the hang's child was killed, a new one took sleep-e
+    assert pid["sleep-b"] != pid["sleep-e"]
+    assert len({pid["sleep-a"], pid["sleep-b"], pid["sleep-d"]}) == 3 and os.getpid() not in pid.values()
+    # side by side: the first items of groups g0 and g1 ran at the same time
+    (a0, a1), (b0, b1) = done["sleep-a"][2], done["sleep-b"][2]
+    assert max(a0, b0) < min(a1, b1), "the workers did not run side by side"
+    import multiprocessing
+
+    assert not multiprocessing.active_children()
+
+
+def test_side_by_side_init_failure_is_raised():
+    with pytest.raises(KeyError, match="receptor unreadable"):
+        list(
+            run_isolated(
+                [("x", 1), ("y", 2)],
+                _toy_work,
+                init=_init_fails,
+                time_limit=5,
+                stage="toy",
+                desc="toy",
+                processes=2,
+                start_method="spawn",
+            )
+        )
+
+
 def _init_fails():
     raise KeyError("receptor unreadable")
 

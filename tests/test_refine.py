@@ -48,7 +48,7 @@ from pipeline.refine import (
     select_poses,
 )
 from pipeline.refine.analysis import InteractionEnergy, ligand_rmsd, symmetry_matches
-from pipeline.refine.ligand import obc2_parameters
+from pipeline.refine.ligand import LigandParameterizationError, obc2_parameters
 from pipeline.refine.protocol import Attempt, _attempt_system, _checked_state, attempt_plan, pose_seed, retry_seed
 from pipeline.refine.system import RESTRAINT_GROUP, build_ligand_system, build_receptor_system
 
@@ -503,6 +503,51 @@ def test_refinement_is_reproducible_for_a_seed(receptor_pdb, crystal):
     first, second = refine_pose(crystal, ctx)[1], refine_pose(crystal, ctx)[1]
     for key in ("rmsd_final", "interaction_energy", "potential_energy_final"):
         assert first[key] == second[key], key
+
+
+def test_a_compounds_poses_share_its_ligand_parameters(receptor_pdb, crystal):
+    from pipeline.refine.job import RefineContext, ligand_signature
+
+    ctx = RefineContext.create(receptor_pdb, RefineSettings())
+    calls = []
+    parameterize = ctx.ligand_ff.parameterize
+    ctx.ligand_ff.parameterize = lambda mol: calls.append(mol.GetProp("_Name")) or parameterize(mol)
+    other_pose = displaced_out_of_pocket(crystal, receptor_pdb)
+    assert ligand_signature(other_pose) == ligand_signature(crystal)
+    first = ctx.ligand_parameters(crystal)
+    assert ctx.ligand_parameters(other_pose) is first  # same compound, other coordinates
+    renamed = Chem.Mol(crystal)
+    renamed.SetProp("_Name", "imatinib-copy")
+    ctx.ligand_parameters(renamed)
+    assert calls == ["imatinib", "imatinib-copy"] and ctx.ligand_hits == 1
+    for _ in range(2):  # a failure is not kept: the next pose tries again
+        with pytest.raises(LigandParameterizationError, match="MMFF"):
+            ctx.ligand_parameters(untypable_ligand(crystal))
+    assert calls.count("boronic") == 2
+
+
+def test_side_by_side_workers_give_the_serial_results(receptor_pdb, crystal, tmp_path):
+    """refine.workers = 2 refines the poses in two processes; outputs equal the one-worker job's."""
+    poses = [
+        untypable_ligand(crystal),
+        crystal,
+        displaced_out_of_pocket(crystal, receptor_pdb),
+        rotated_180(crystal),
+    ]
+    quick = dict(length_ps=0.25, pocket_cutoff=6.0, free_shell=4.0)
+    outputs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}"
+        paths = (out / "r.sdf", out / "r.parquet", out / "frames", out / "f.csv")
+        counts = refine_batch(receptor_pdb, poses, RefineSettings(workers=workers, **quick), *paths)
+        outputs[workers] = (counts, pd.read_parquet(paths[1]), paths[0].read_text(), read_failures(paths[3]))
+    timing = ["wall_seconds", "seconds_minimize", "seconds_dynamics"]
+    (c1, t1, sdf1, f1), (c2, t2, sdf2, f2) = outputs[1], outputs[2]
+    assert c1 == c2 == (3, 1)
+    pd.testing.assert_frame_equal(t1.drop(columns=timing), t2.drop(columns=timing))
+    assert sdf1 == sdf2 and f1.equals(f2)
+    with pytest.raises(ValueError, match="refine.workers"):
+        RefineSettings(workers=0)
 
 
 # --------------------------------------------------------------------------- the job (acceptance)

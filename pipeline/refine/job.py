@@ -58,8 +58,9 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -74,7 +75,7 @@ from pipeline.isolation import pack_mol, run_isolated, unpack_mol
 
 from .analysis import KJ_TO_KCAL, InteractionEnergy, in_place_rmsd, ligand_rmsd, symmetry_matches, with_coordinates
 from .frames import frame_stem, write_frames
-from .ligand import LigandForceField, ligand_force_field
+from .ligand import LigandForceField, LigandParameters, ligand_force_field
 from .protocol import FAULT_STAGE, PlatformChoice, RefineSettings, pose_seed, run_protocol, select_platform
 from .system import (
     ComplexSystem,
@@ -140,15 +141,58 @@ class RefineError(VscreenError, ValueError):
     """A job-level problem (receptor that amber14 cannot build, unusable platform); one sentence."""
 
 
+#: Ligands whose parameters a worker keeps (its batch's compounds come to it one by one, poses together).
+LIGAND_CACHE_SIZE = 16
+
+
+def ligand_signature(mol: Chem.Mol) -> tuple:
+    """What a ligand's force-field parameters depend on: name, atoms in order, bonds, charges.
+
+    Poses of one compound share it (same molecule, other coordinates); parameters are
+    index-based, so the atom order is part of it.
+    """
+    atoms = tuple((a.GetAtomicNum(), a.GetFormalCharge(), a.GetIsAromatic()) for a in mol.GetAtoms())
+    bonds = tuple((b.GetBeginAtomIdx(), b.GetEndAtomIdx(), b.GetBondTypeAsDouble()) for b in mol.GetBonds())
+    return pose_key(mol)[0], atoms, bonds
+
+
 @dataclass
 class RefineContext:
-    """What every pose of a job shares: receptor, water box, platform, ligand force field."""
+    """What every pose of a job shares: receptor, water box, platform, ligand force field.
+
+    ``ligand_cache`` keeps the parameters of the last :data:`LIGAND_CACHE_SIZE` ligands
+    (by :func:`ligand_signature`), so a compound's second and later poses skip the ligand
+    force field (OpenFF's NAGL charges take about 2 s a molecule); ``ligand_hits`` counts
+    the poses that reused them.
+    """
 
     receptor: ReceptorModel
     settings: RefineSettings
     platform: PlatformChoice
     ligand_ff: LigandForceField
     solvated: SolvatedReceptor | None = None
+    ligand_cache: OrderedDict = field(default_factory=OrderedDict)
+    ligand_hits: int = 0
+
+    def ligand_parameters(self, mol: Chem.Mol) -> LigandParameters:
+        """The ligand force field's parameters of ``mol``, computed once per compound.
+
+        Raises
+        ------
+        LigandParameterizationError
+            As :meth:`LigandForceField.parameterize` (a failure is not kept: it is raised again
+            for the next pose, by a new attempt).
+        """
+        key = ligand_signature(mol)
+        if key in self.ligand_cache:
+            self.ligand_cache.move_to_end(key)
+            self.ligand_hits += 1
+            return self.ligand_cache[key]
+        parameters = self.ligand_ff.parameterize(mol)
+        self.ligand_cache[key] = parameters
+        while len(self.ligand_cache) > LIGAND_CACHE_SIZE:
+            self.ligand_cache.popitem(last=False)
+        return parameters
 
     @classmethod
     def create(cls, receptor_pdb: str | os.PathLike, settings: RefineSettings) -> RefineContext:
@@ -224,7 +268,7 @@ def refine_pose(
     start = time.perf_counter()
     s = ctx.settings
     compound_id, pose, score = pose_key(mol)
-    ligand = ctx.ligand_ff.parameterize(mol)
+    ligand = ctx.ligand_parameters(mol)
     cx = build_complex(
         ctx.receptor,
         ligand,
@@ -346,6 +390,12 @@ def _refine_in_worker(frames_dir: str | os.PathLike, ctx: RefineContext, packed:
     return pack_mol(refined), row
 
 
+def _compound_of(key: Hashable) -> Hashable:
+    """The compound id of a pose key ``(id, pose)``."""
+    assert isinstance(key, tuple)
+    return key[0]
+
+
 def _refine_error(key: tuple[str, int], exc: BaseException) -> str:
     """Reason of a pose that raised in the worker (the parent adds ``pose <k>:``)."""
     compound_id, pose = key
@@ -412,6 +462,8 @@ def refine_batch(
         unit="pose",
         describe_error=_refine_error,
         start_method="spawn",
+        processes=settings.workers,
+        group=_compound_of,  # a compound's poses to one worker, which reuses its ligand parameters
     )
     for (compound_id, pose), result, reason in outcomes:
         if reason is not None:

@@ -181,6 +181,11 @@ class RefineSettings:
         seed (with more threads OpenMM's force summation order varies between runs
         and trajectories drift apart at the 1e-3 level within 0.5 ps); run one job
         per core instead. None = OpenMM's default (all cores).
+    workers : int
+        Poses in flight per job (:func:`pipeline.refine.refine_batch`): isolated worker
+        processes that take the batch's compounds side by side, all on the job's platform
+        (on a GPU, one pose's CPU work overlaps another's dynamics). A compound's poses go
+        to one worker, which parameterizes its ligand once. Results do not depend on it.
     energy_limit_kj : float
         A potential energy above this (kJ/mol) counts as a blown-up simulation.
     energy_rise_per_atom_kj : float or None
@@ -221,6 +226,7 @@ class RefineSettings:
     platform: str = schema_field("refine", "platform")
     precision: str = schema_field("refine", "precision")
     cpu_threads: int | None = schema_field("refine", "cpu_threads")
+    workers: int = schema_field("refine", "workers")
     energy_limit_kj: float = schema_field("refine", "energy_limit_kj")
     energy_rise_per_atom_kj: float | None = schema_field("refine", "energy_rise_per_atom_kj")
     time_limit: float | None = schema_field("refine", "time_limit")
@@ -271,6 +277,8 @@ class RefineSettings:
             value = getattr(self, key)
             if value is not None and not value > 0:
                 raise ValueError(f"refine.{key} must be positive or null; got {value!r}")
+        if not (isinstance(self.workers, int) and self.workers >= 1):
+            raise ValueError(f"refine.workers must be an integer >= 1; got {self.workers!r}")
         if self.frame_interval_ps > self.length_ps:
             raise ValueError(
                 f"refine.frame_interval_ps ({self.frame_interval_ps}) exceeds length_ps ({self.length_ps})"
