@@ -231,9 +231,18 @@ def refine_one(mol: Chem.Mol, ctx, folder: str, forcefield: str) -> dict:
     return row
 
 
+#: Settings that say how a job runs, not what a pose's MD is: left out of :func:`settings_key`.
+EXECUTION_ONLY = ("workers",)
+
+
 def settings_key(settings) -> str:
-    """A short digest of the protocol: cached rows count only for the same settings."""
-    return hashlib.sha1(json.dumps(settings.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    """A short digest of the protocol: cached rows count only for the same settings.
+
+    Keys of :data:`EXECUTION_ONLY` are left out (poses in flight do not change a pose's result),
+    so rows cached before such a key existed still count.
+    """
+    protocol = {k: v for k, v in settings.to_dict().items() if k not in EXECUTION_ONLY}
+    return hashlib.sha1(json.dumps(protocol, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def read_cached(path: Path, key: str) -> dict[tuple[str, str, str], dict]:

@@ -46,7 +46,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +149,22 @@ def fold_weights(df: pd.DataFrame, folds: pd.Series) -> list[dict[str, float]]:
     return out
 
 
+def ligand_only_on_unifep(unifep: pd.DataFrame) -> Callable[[pd.DataFrame, pd.DataFrame], np.ndarray]:
+    """The ligand-only baseline's ``fit_predict``: a fingerprint ridge on within-series ΔG.
+
+    It learns from every Uni-FEP ligand of the training folds' proteins, not only the refined
+    ones (ligand-only needs no pose or MD, so it gets all the data it could have): the rows of
+    ``unifep`` whose protein group is not among the test rows' groups.
+    """
+
+    def fit_predict(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+        pool = unifep[~unifep["group"].isin(set(test["group"]))]
+        pool = pool[np.isfinite(pool["exp_dG"].astype(float))]
+        return ae.ligand_only_ridge(pool, test)
+
+    return fit_predict
+
+
 def write_model(df: pd.DataFrame, summary: dict[str, Any], path: Path, command: str) -> MDRescore:
     """Fit the with-MD score on every series and write it where the ranking reads it (:mod:`pipeline.md_rescore`)."""
     fit = _pairwise_fit(df, FEATURES)
@@ -229,15 +245,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         df["heavy_atom_count"] = ae.heavy_atom_score(df)
         df["fep"] = ae.fep_score(df)
         df["docking_md"] = ae.cross_validated(df, folds, fit_pairwise)
+        df["ligand_only"] = ae.cross_validated(df, folds, ligand_only_on_unifep(ae.load_unifep(ae.UNIFEP)))
         df["unseen"] = ae.cv_unseen(df, folds)
         summary = ae.summarize(
-            df, ["docking_md", "md_interaction"], baselines=["vina", "heavy_atom_count", "fep"], n=args.bootstrap
+            df,
+            ["docking_md", "md_interaction"],
+            baselines=["vina", "heavy_atom_count", "ligand_only", "fep"],
+            n=args.bootstrap,
         )
         labels = dict(
             docking_md="with MD: Vina + MD descriptors (fitted, out of fold)",
             md_interaction="MD interaction energy alone",
             vina="without MD: Vina score of the pose (the default ranking)",
             heavy_atom_count="heavy-atom count",
+            ligand_only="ligand only: fingerprint ridge on every Uni-FEP series of the training proteins",
             fep="FEP (Uni-FEP)",
         )
         markdown = ae.to_markdown(summary, labels)
