@@ -215,6 +215,8 @@ def settings_key(args: argparse.Namespace) -> dict:
         n_poses=args.n_poses,
         seed=args.seed,
         cofactors=args.cofactors,
+        # only when asked for: rows from before the option existed keep their keys
+        **({"ring_conformers": args.ring_conformers} if args.ring_conformers != 1 else {}),
     )
 
 
@@ -231,7 +233,7 @@ def redock(name: str, args: argparse.Namespace, workdir: Path) -> dict:
     receptor, kept = receptor_pdbqt(name, args.cofactors, workdir)
     smiles = Chem.MolToSmiles(Chem.RemoveHs(crystal))
     start = time.perf_counter()
-    prepared, row = prepare_ligand(name, smiles, LigandSettings(seed=args.seed))
+    prepared, row = prepare_ligand(name, smiles, LigandSettings(seed=args.seed, ring_conformers=args.ring_conformers))
     prep_seconds = time.perf_counter() - start
     start = time.perf_counter()
     docker = Docker(
@@ -245,7 +247,7 @@ def redock(name: str, args: argparse.Namespace, workdir: Path) -> dict:
             time_limit=None,
         ),
     )
-    poses, energies = docker.dock(name, row["pdbqt"])
+    poses, energies = docker.dock(name, row["pdbqt"], row["pdbqt_conformers"])
     seconds = time.perf_counter() - start
     rmsds = [heavy_atom_rmsd(p, crystal) for p in poses]
     ligand_xyz = read_ligand_coordinates(COMPLEXES / LIGANDS[name])
@@ -261,6 +263,7 @@ def redock(name: str, args: argparse.Namespace, workdir: Path) -> dict:
         zinc=zinc_note(receptor, box),
         smiles=smiles,
         prepared_smiles=row["prepared_smiles"],
+        starting_conformers=1 + len(row["pdbqt_conformers"]),
         # the protonation tool decides the prepared state (and Vina's donors): recorded to keep rows comparable
         protonation=getattr(LigandSettings(), "protonation", "dimorphite"),
         score=float(energies[0][0]),
@@ -342,6 +345,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cofactors", choices=["keep", "drop"], default="keep")
+    parser.add_argument(
+        "--ring-conformers",
+        type=int,
+        default=1,
+        help="starting conformers with other ring shapes (ligands.ring_conformers; exhaustiveness split over them)",
+    )
     parser.add_argument("--zinc", choices=["vina", "ad4zn"], default="vina", help="ad4zn is refused (pipeline.zinc)")
     parser.add_argument("--workdir", help="prepared receptors, reused across runs")
     parser.add_argument("--redo", action="store_true", help="recompute rows already in --out")

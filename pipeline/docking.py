@@ -26,7 +26,9 @@ meeko like a docked one, so every later stage reads it as a docked pose (pose 1)
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -86,18 +88,54 @@ class Docker:
         self.vina.set_receptor(rigid_pdbqt_filename=str(receptor_pdbqt))
         self.vina.compute_vina_maps(center=list(box.center), box_size=list(box.size))
 
-    def dock(self, compound_id: str, pdbqt: str) -> tuple[list[Chem.Mol], np.ndarray]:
-        """Dock one ligand (meeko PDBQT string).
+    def dock(self, compound_id: str, pdbqt: str, conformers: Sequence[str] = ()) -> tuple[list[Chem.Mol], np.ndarray]:
+        """Dock one ligand (meeko PDBQT string), from one or several starting conformers.
 
-        Returns the poses as RDKit molecules with all hydrogens (best first) and
-        Vina's energy matrix (one row per pose: total, inter, intra, torsional,
-        intra of the best pose; kcal/mol). Raises :class:`DockingError`.
+        Parameters
+        ----------
+        compound_id
+            The ligand's id (the poses' name, and messages).
+        pdbqt
+            meeko PDBQT of the prepared ligand.
+        conformers
+            PDBQT of other starting conformers of the same molecule (other ring shapes,
+            :mod:`pipeline.ring_conformers`). With any, the exhaustiveness is split over all
+            starting conformers (at least 1 each), each is searched, and the poses are merged:
+            best first, a pose within 1 A (symmetry-aware heavy-atom RMSD) of a better one
+            dropped, at most ``n_poses`` within ``energy_range`` of the best.
+
+        Returns
+        -------
+        (list of Chem.Mol, np.ndarray)
+            The poses as RDKit molecules with all hydrogens (best first) and Vina's energy
+            matrix (one row per pose: total, inter, intra, torsional, intra of the best pose
+            of the search that found it; kcal/mol).
+
+        Raises
+        ------
+        DockingError
+            Vina or meeko failed on the ligand.
         """
         s = self.settings
         faults.inject(STAGE, compound_id)  # tests' hook before Vina (no-op unless VSCREEN_FAULTS)
+        starts = [pdbqt, *conformers]
+        if len(starts) == 1:
+            return self._search(compound_id, pdbqt, s.exhaustiveness)
+        effort = max(1, math.ceil(s.exhaustiveness / len(starts)))
+        found = [self._search(compound_id, start, effort) for start in starts]
+        return merge_poses(
+            [pose for poses, _ in found for pose in poses],
+            np.concatenate([energies for _, energies in found]),
+            s.n_poses,
+            s.energy_range,
+        )
+
+    def _search(self, compound_id: str, pdbqt: str, exhaustiveness: int) -> tuple[list[Chem.Mol], np.ndarray]:
+        """One Vina search from one starting conformer: poses (best first) and energy matrix."""
+        s = self.settings
         try:
             self.vina.set_ligand_from_string(pdbqt)
-            self.vina.dock(exhaustiveness=s.exhaustiveness, n_poses=s.n_poses)
+            self.vina.dock(exhaustiveness=exhaustiveness, n_poses=s.n_poses)
             poses_pdbqt = self.vina.poses(n_poses=s.n_poses, energy_range=s.energy_range)
             energies = np.asarray(self.vina.energies(n_poses=s.n_poses, energy_range=s.energy_range))
         except Exception as exc:  # Vina raises RuntimeError/TypeError with its own text
@@ -170,6 +208,49 @@ def score_terms(terms: np.ndarray) -> np.ndarray:
     return np.array([terms[0], terms[1] + terms[2] + terms[3], terms[4] + terms[5], terms[6], terms[7]])
 
 
+#: Poses closer than this (A, symmetry-aware heavy-atom RMSD) count as one when searches are merged (Vina's min_rmsd).
+MERGE_RMSD = 1.0
+
+
+def merge_poses(
+    poses: Sequence[Chem.Mol], energies: np.ndarray, n_poses: int, energy_range: float
+) -> tuple[list[Chem.Mol], np.ndarray]:
+    """The poses of several searches of one ligand as one list, like one Vina search returns it.
+
+    Parameters
+    ----------
+    poses, energies
+        Every search's poses and the matching rows of their energy matrices (total first).
+    n_poses, energy_range
+        At most this many poses, within this many kcal/mol of the best.
+
+    Returns
+    -------
+    (list of Chem.Mol, np.ndarray)
+        Best first (stable for equal scores, so the first search wins a tie); a pose within
+        :data:`MERGE_RMSD` of a better kept one is dropped.
+    """
+    from .rmsd import element_graph
+
+    # every pose is the same molecule in the same atom order: its symmetries are computed once
+    graphs = [element_graph(pose) for pose in poses]
+    symmetries = [list(m) for m in graphs[0].GetSubstructMatches(graphs[0], uniquify=False, maxMatches=10_000)]
+    xyz = [graph.GetConformer().GetPositions() for graph in graphs]
+
+    def rmsd(i: int, j: int) -> float:
+        return float(np.sqrt(min(np.mean(np.sum((xyz[i] - xyz[j][m]) ** 2, axis=1)) for m in symmetries)))
+
+    order = np.argsort(energies[:, 0], kind="stable")
+    best = float(energies[order[0], 0])
+    kept: list[int] = []
+    for i in map(int, order):
+        if len(kept) == n_poses or energies[i, 0] > best + energy_range:
+            break
+        if all(rmsd(i, j) >= MERGE_RMSD for j in kept):
+            kept.append(i)
+    return [poses[i] for i in kept], energies[kept]
+
+
 def poses_to_rdkit(poses_pdbqt: str, compound_id: str) -> list[Chem.Mol]:
     """Turn Vina's multi-model PDBQT into RDKit molecules with all hydrogens, one per pose.
 
@@ -216,11 +297,15 @@ def _pose_entry(
     return pack_mol(pose), row
 
 
-def _dock_in_worker(docker: Docker, item: tuple[str, str]) -> list[tuple[bytes, dict]]:
-    """Isolated work of one ligand: ``(packed pose with SD properties, table row)`` per pose, best first."""
-    compound_id, pdbqt = item
+def _dock_in_worker(docker: Docker, item: tuple) -> list[tuple[bytes, dict]]:
+    """Isolated work of one ligand: ``(packed pose with SD properties, table row)`` per pose, best first.
+
+    ``item`` is ``(id, pdbqt)`` or ``(id, pdbqt, other starting conformers' PDBQT)``.
+    """
+    compound_id, pdbqt, *rest = item
+    conformers = list(rest[0]) if rest and rest[0] is not None else []
     start = time.perf_counter()
-    poses, energies = docker.dock(compound_id, pdbqt)
+    poses, energies = docker.dock(compound_id, pdbqt, conformers)
     seconds = time.perf_counter() - start
     return [
         _pose_entry(compound_id, number, pose, energy, seconds)
@@ -259,9 +344,13 @@ def dock_chunk(
     docking worker or runs past ``settings.time_limit`` never stops the chunk; an
     unreadable receptor or box (the worker's ``init``) fails the job.
     """
+    import pyarrow.parquet as pq
+
+    # a table prepared before ligands.ring_conformers existed has no conformers column
+    columns = ["pdbqt", "pdbqt_conformers"] if "pdbqt_conformers" in pq.read_schema(ligands).names else ["pdbqt"]
     return run_chunk(
         ligands,
-        "pdbqt",
+        columns,
         _dock_in_worker,
         partial(Docker, receptor_pdbqt, box, settings),
         settings.time_limit,
@@ -322,7 +411,7 @@ def score_chunk(
 
 def run_chunk(
     ligands: str | Path,
-    column: str,
+    column: str | Sequence[str],
     work,
     init,
     time_limit: float | None,
@@ -332,10 +421,14 @@ def run_chunk(
     out_table: str | Path,
     failures: str | Path,
 ) -> tuple[int, int]:
-    """``work(state, (id, row[column]))`` for every ligand of a prepared chunk in isolated workers, then :func:`_write_chunk`."""
+    """``work(state, (id, row[column]))`` for every ligand of a prepared chunk in isolated workers, then :func:`_write_chunk`.
+
+    With several columns the item is ``(id, row[column_1], row[column_2], ...)``.
+    """
     table = pd.read_parquet(ligands)
+    columns = [column] if isinstance(column, str) else list(column)
     outcomes = run_isolated(
-        zip(table["id"], zip(table["id"], table[column])),
+        zip(table["id"], zip(table["id"], *(table[c] for c in columns))),
         work,
         init=init,
         time_limit=time_limit,

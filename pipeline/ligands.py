@@ -16,7 +16,9 @@ readable reason, within the same budget.
 
 Outputs per chunk: an SDF of the prepared 3D molecules (hydrogens included) and a
 Parquet table with columns ``id, smiles, prepared_smiles, heavy_atoms,
-formal_charge, rotatable_bonds, pdbqt``.
+formal_charge, rotatable_bonds, pdbqt, pdbqt_conformers`` (the last: PDBQT of the other
+starting conformers docking uses, ``ligands.ring_conformers``; see
+:mod:`pipeline.ring_conformers`).
 
 Input poses (``docking.mode: score_only``, ``LigandSettings.keep_poses``)
 -----------------------------------------------------------------------
@@ -52,6 +54,7 @@ from .errors import VscreenError
 from .io import atomic_sdf, write_failures, write_parquet_atomic
 from .isolation import check_time_limit, pack_mol, run_isolated, unexpected_error, unpack_mol
 from .library import NO_3D_POSE, has_3d_pose
+from .ring_conformers import distinct_ring_conformers
 
 if TYPE_CHECKING:
     from molscrub import AcidBaseConjugator
@@ -61,7 +64,16 @@ RDLogger.DisableLog("rdApp.*")
 
 #: Elements AutoDock Vina's scoring function can type in a ligand.
 VINA_ELEMENTS = frozenset({"H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I"})
-LIGAND_COLUMNS = ["id", "smiles", "prepared_smiles", "heavy_atoms", "formal_charge", "rotatable_bonds", "pdbqt"]
+LIGAND_COLUMNS = [
+    "id",
+    "smiles",
+    "prepared_smiles",
+    "heavy_atoms",
+    "formal_charge",
+    "rotatable_bonds",
+    "pdbqt",
+    "pdbqt_conformers",
+]
 STAGE = "prepare"
 #: Protonation tools of ``ligands.protonation`` (the first is the default).
 PROTONATION_TOOLS = ("molscrub", "dimorphite")
@@ -95,6 +107,7 @@ class LigandSettings:
     embed_attempts: int = schema_field("ligands", "embed_attempts")
     time_limit: float | None = schema_field("ligands", "time_limit")
     protonation: str = schema_field("ligands", "protonation")
+    ring_conformers: int = schema_field("ligands", "ring_conformers")
     keep_poses: bool = False
 
     def __post_init__(self) -> None:
@@ -436,8 +449,11 @@ def prepare_ligand(compound_id: str, smiles: str, settings: LigandSettings) -> t
     """
     mol = protonated_molecule(smiles, settings)
     faults.inject(STAGE, compound_id)  # tests' hook before the native engines (no-op unless VSCREEN_FAULTS)
-    mol3d = embed(mol, compound_seed(compound_id, settings.seed), settings.embed_attempts, embed_timeout(settings))
+    seed = compound_seed(compound_id, settings.seed)
+    mol3d = embed(mol, seed, settings.embed_attempts, embed_timeout(settings))
     pdbqt = to_pdbqt(mol3d)
+    # other ring shapes to start docking from (Vina keeps rings as embedded); none without a flexible ring
+    conformers = [to_pdbqt(m) for m in distinct_ring_conformers(mol3d, settings.ring_conformers, seed + 1)]
     mol3d.SetProp("_Name", compound_id)
     row = dict(
         id=compound_id,
@@ -447,6 +463,7 @@ def prepare_ligand(compound_id: str, smiles: str, settings: LigandSettings) -> t
         formal_charge=Chem.GetFormalCharge(mol),
         rotatable_bonds=rdMolDescriptors.CalcNumRotatableBonds(mol),
         pdbqt=pdbqt,
+        pdbqt_conformers=conformers,
     )
     return mol3d, row
 
@@ -529,6 +546,7 @@ def prepare_pose(compound_id: str, smiles: str, molblock: str, settings: LigandS
         formal_charge=Chem.GetFormalCharge(heavy),
         rotatable_bonds=rdMolDescriptors.CalcNumRotatableBonds(heavy),
         pdbqt=pdbqt,
+        pdbqt_conformers=[],  # the input pose is scored as it lies
     )
     return posed, row
 
