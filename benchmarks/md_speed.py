@@ -81,6 +81,21 @@ def demo_poses(n_compounds: int) -> tuple[Path, Path]:
     return receptor, sdf
 
 
+#: What the benchmarks' poses are docked into (:func:`demo_poses`).
+DEMO_RECEPTOR = "ACHE demo (resources/demo/ACHE_target.pdbqt via pipeline.receptor.prepare_receptor)"
+
+
+def machine_record(load_before: tuple[float, ...], load_after: tuple[float, ...]) -> dict:
+    """The machine and its load average before and after a run (other processes slow every number down)."""
+    return dict(
+        platform=pyplatform.platform(),
+        cpus=os.cpu_count(),
+        python=pyplatform.python_version(),
+        load_average_before=[round(x, 2) for x in load_before],
+        load_average_after=[round(x, 2) for x in load_after],
+    )
+
+
 def run(receptor: Path, poses, settings, label: str) -> pd.DataFrame:
     """Refine ``poses`` with ``settings``; the table rows plus the setting's label."""
     from pipeline.io import read_failures
@@ -164,14 +179,8 @@ def main() -> None:
     result = dict(
         benchmark="md_speed",
         platform=platform_name,
-        machine=dict(
-            platform=pyplatform.platform(),
-            cpus=os.cpu_count(),
-            python=pyplatform.python_version(),
-            load_average_before=[round(x, 2) for x in load_before],
-            load_average_after=[round(x, 2) for x in load_after],
-        ),
-        receptor="ACHE demo (resources/demo/ACHE_target.pdbqt via pipeline.receptor.prepare_receptor)",
+        machine=machine_record(load_before, load_after),
+        receptor=DEMO_RECEPTOR,
         settings=settings.to_dict(),
         trimmed=summary,
         total_seconds=round(total, 1),

@@ -25,14 +25,13 @@ import argparse
 import json
 import logging
 import os
-import platform as pyplatform
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-from md_speed import demo_poses
+from md_speed import DEMO_RECEPTOR, demo_poses, machine_record
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -127,14 +126,8 @@ def main() -> None:
             ]
         ),
         platform=platform_name,
-        machine=dict(
-            platform=pyplatform.platform(),
-            cpus=os.cpu_count(),
-            python=pyplatform.python_version(),
-            load_average_before=[round(x, 2) for x in load_before],
-            load_average_after=[round(x, 2) for x in load_after],
-        ),
-        receptor="ACHE demo (resources/demo/ACHE_target.pdbqt via pipeline.receptor.prepare_receptor)",
+        machine=machine_record(load_before, load_after),
+        receptor=DEMO_RECEPTOR,
         poses=len(poses),
         settings=base.to_dict(),
         summary=summary,
