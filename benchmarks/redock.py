@@ -215,8 +215,13 @@ def settings_key(args: argparse.Namespace) -> dict:
         n_poses=args.n_poses,
         seed=args.seed,
         cofactors=args.cofactors,
-        # only when asked for: rows from before the option existed keep their keys
-        **({"ring_conformers": args.ring_conformers} if args.ring_conformers != 1 else {}),
+        # only when asked for: rows from before the option existed keep their keys; "first_full" = the
+        # first conformer gets the whole exhaustiveness (rows marked "split" shared it equally)
+        **(
+            {"ring_conformers": args.ring_conformers, "conformer_effort": "first_full"}
+            if args.ring_conformers != 1
+            else {}
+        ),
     )
 
 

@@ -99,10 +99,13 @@ class Docker:
             meeko PDBQT of the prepared ligand.
         conformers
             PDBQT of other starting conformers of the same molecule (other ring shapes,
-            :mod:`pipeline.ring_conformers`). With any, the exhaustiveness is split over all
-            starting conformers (at least 1 each), each is searched, and the poses are merged:
-            best first, a pose within 1 A (symmetry-aware heavy-atom RMSD) of a better one
-            dropped, at most ``n_poses`` within ``energy_range`` of the best.
+            :mod:`pipeline.ring_conformers`). With any, the first conformer is searched as
+            without them (the whole exhaustiveness), each other one at ``ceil(exhaustiveness /
+            starting conformers)``, and the poses are merged: best first, a pose within 1 A
+            (symmetry-aware heavy-atom RMSD) of a better one dropped, at most ``n_poses``
+            within ``energy_range`` of the best. Splitting the whole exhaustiveness instead
+            left imatinib's search 12 A off at 3 of 5 seeds (README, "Redocking"): a large
+            flexible ligand needs the full search from one start.
 
         Returns
         -------
@@ -121,8 +124,10 @@ class Docker:
         starts = [pdbqt, *conformers]
         if len(starts) == 1:
             return self._search(compound_id, pdbqt, s.exhaustiveness)
-        effort = max(1, math.ceil(s.exhaustiveness / len(starts)))
-        found = [self._search(compound_id, start, effort) for start in starts]
+        other = max(1, math.ceil(s.exhaustiveness / len(starts)))
+        found = [
+            self._search(compound_id, start, s.exhaustiveness if k == 0 else other) for k, start in enumerate(starts)
+        ]
         return merge_poses(
             [pose for poses, _ in found for pose in poses],
             np.concatenate([energies for _, energies in found]),

@@ -11,8 +11,8 @@ decides: the 5x72 ligand docked from five embeddings with the same Vina seed sco
 :func:`distinct_ring_conformers` embeds a few more conformers of a molecule and picks the
 ones whose non-aromatic small rings (4 to 7 atoms; meeko opens larger rings, which Vina then
 searches) differ most from the first, by their endocyclic torsions. Docking
-(:meth:`pipeline.docking.Docker.dock`) splits its exhaustiveness over them and keeps the
-best-scored poses, so the search costs about the same and starts from every ring shape.
+(:meth:`pipeline.docking.Docker.dock`) searches the first as it would alone and each other
+one with a share of the exhaustiveness, and keeps the best-scored poses.
 """
 
 from __future__ import annotations
