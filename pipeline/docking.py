@@ -235,15 +235,14 @@ def merge_poses(
         Best first (stable for equal scores, so the first search wins a tie); a pose within
         :data:`MERGE_RMSD` of a better kept one is dropped.
     """
-    from .rmsd import element_graph
+    from .rmsd import ligand_rmsd, symmetry_matches
 
     # every pose is the same molecule in the same atom order: its symmetries are computed once
-    graphs = [element_graph(pose) for pose in poses]
-    symmetries = [list(m) for m in graphs[0].GetSubstructMatches(graphs[0], uniquify=False, maxMatches=10_000)]
-    xyz = [graph.GetConformer().GetPositions() for graph in graphs]
+    heavy, matches = symmetry_matches(poses[0])
+    xyz = np.stack([pose.GetConformer().GetPositions() for pose in poses])
 
     def rmsd(i: int, j: int) -> float:
-        return float(np.sqrt(min(np.mean(np.sum((xyz[i] - xyz[j][m]) ** 2, axis=1)) for m in symmetries)))
+        return float(ligand_rmsd(xyz[i : i + 1], xyz[j], heavy, matches)[0])
 
     order = np.argsort(energies[:, 0], kind="stable")
     best = float(energies[order[0], 0])

@@ -29,7 +29,7 @@ from openmm import unit
 from rdkit import Chem
 from rdkit.Geometry import Point3D
 
-from pipeline.rmsd import element_graph
+from pipeline.rmsd import ligand_rmsd, symmetry_matches  # re-exported: MD's RMSDs are docking's
 
 from .ligand import LigandParameters
 from .protocol import PlatformChoice
@@ -100,53 +100,6 @@ class InteractionEnergy:
         return dict(
             complex=complex_e, receptor=receptor_e, ligand=ligand_e, interaction=complex_e - receptor_e - ligand_e
         )
-
-
-def symmetry_matches(mol: Chem.Mol, max_matches: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
-    """Heavy-atom indices of ``mol`` and its symmetry-equivalent orderings.
-
-    Returns
-    -------
-    heavy : np.ndarray, shape (H,)
-        Indices (in ``mol``) of the heavy atoms, in order.
-    matches : np.ndarray, shape (M, H)
-        Each row a permutation of positions ``0..H-1`` mapping the molecule onto
-        itself (element graph, as :func:`pipeline.rmsd.heavy_atom_rmsd` uses).
-    """
-    heavy = np.array([a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() != 1], dtype=int)
-    stripped = Chem.RWMol(mol)
-    for index in sorted((a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() == 1), reverse=True):
-        stripped.RemoveAtom(index)  # RemoveHs may keep some hydrogens; removing them here keeps order
-    graph = element_graph(stripped.GetMol())  # heavy atoms in the order of ``heavy``
-    matches = graph.GetSubstructMatches(graph, uniquify=False, useChirality=False, maxMatches=max_matches)
-    if not matches:
-        matches = (tuple(range(len(heavy))),)
-    return heavy, np.asarray(matches, dtype=int)
-
-
-def ligand_rmsd(
-    frames_xyz: np.ndarray, reference_xyz: np.ndarray, heavy: np.ndarray, matches: np.ndarray
-) -> np.ndarray:
-    """In-place, symmetry-aware heavy-atom RMSD (same units as the input) of each frame.
-
-    Parameters
-    ----------
-    frames_xyz : np.ndarray, shape (F, N, 3)
-        Ligand coordinates per frame (all atoms).
-    reference_xyz : np.ndarray, shape (N, 3)
-    heavy, matches
-        From :func:`symmetry_matches`.
-
-    Returns
-    -------
-    np.ndarray, shape (F,)
-    """
-    ref = np.asarray(reference_xyz)[heavy][matches]  # (M, H, 3): every symmetry-equivalent reference
-    out = np.empty(len(frames_xyz))
-    for f, frame in enumerate(np.asarray(frames_xyz)):
-        msd = np.mean(np.sum((frame[heavy][None] - ref) ** 2, axis=-1), axis=-1)  # (M,)
-        out[f] = np.sqrt(msd.min())
-    return out
 
 
 def in_place_rmsd(a: np.ndarray, b: np.ndarray) -> float:
