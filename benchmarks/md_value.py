@@ -69,8 +69,9 @@ FEATURES = ("docking_score", "interaction_energy", "interaction_energy_std", "rm
 C = 1.0
 
 
-def md_table(rows_path: Path = ROWS) -> tuple[pd.DataFrame, dict[str, int]]:
-    """MD rows of the current default protocol joined to the Uni-FEP ligands; and the counts of what was dropped."""
+def md_table(unifep: pd.DataFrame, rows_path: Path = ROWS) -> tuple[pd.DataFrame, dict[str, int]]:
+    """MD rows of the current default protocol joined to ``unifep`` (:func:`affinity_eval.load_unifep`); and the
+    counts of what was dropped."""
     key = settings_key(protocol(False))
     rows = pd.DataFrame(list(read_cached(rows_path, key).values()))
     counts = dict(md_rows=len(rows))
@@ -85,8 +86,7 @@ def md_table(rows_path: Path = ROWS) -> tuple[pd.DataFrame, dict[str, int]]:
     if missing:  # rows written before md_stability kept every descriptor
         return rows.iloc[0:0], counts
     rows = rows.dropna(subset=list(FEATURES))
-    data = ae.load_unifep(ae.UNIFEP)
-    merged = data.merge(
+    merged = unifep.merge(
         rows[["folder", "ligand", *FEATURES]].rename(columns={"folder": "series", "ligand": "ligand_name"}),
         on=["series", "ligand_name"],
         how="inner",
@@ -215,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     started = time.perf_counter()
 
-    df, counts = md_table()
+    unifep = ae.load_unifep(ae.UNIFEP)  # read once: the MD rows' ligands and the ligand-only baseline's training data
+    df, counts = md_table(unifep)
     result: dict[str, Any] = dict(
         benchmark="md_value",
         command="python benchmarks/md_value.py " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -245,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         df["heavy_atom_count"] = ae.heavy_atom_score(df)
         df["fep"] = ae.fep_score(df)
         df["docking_md"] = ae.cross_validated(df, folds, fit_pairwise)
-        df["ligand_only"] = ae.cross_validated(df, folds, ligand_only_on_unifep(ae.load_unifep(ae.UNIFEP)))
+        df["ligand_only"] = ae.cross_validated(df, folds, ligand_only_on_unifep(unifep))
         df["unseen"] = ae.cv_unseen(df, folds)
         summary = ae.summarize(
             df,

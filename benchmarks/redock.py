@@ -354,7 +354,7 @@ def main() -> None:
         "--ring-conformers",
         type=int,
         default=1,
-        help="starting conformers with other ring shapes (ligands.ring_conformers; exhaustiveness split over them)",
+        help="starting conformers with other ring shapes (ligands.ring_conformers; the first gets the whole search)",
     )
     parser.add_argument("--zinc", choices=["vina", "ad4zn"], default="vina", help="ad4zn is refused (pipeline.zinc)")
     parser.add_argument("--workdir", help="prepared receptors, reused across runs")
